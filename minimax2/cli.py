@@ -1,0 +1,171 @@
+"""The `minimax2` command line: generate, chat, info, convert, init (and eval / bench when installed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL_ENV = "MINIMAX2_MODEL"
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", required=True, help="checkpoint directory (HF layout: config.json, safetensors, tokenizer.json)")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"], help="compute dtype (default bfloat16)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("--max-tokens", type=int, default=max_tokens, help=f"tokens to generate at most (default {max_tokens})")
+    g.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0, the model card's)")
+    g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    g.add_argument("--top-k", type=int, default=40, help="keep the k most likely tokens, 0 = all (default 40)")
+    g.add_argument("--seed", type=int, default=None, help="make sampling reproducible")
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+
+
+def _sampling(args):
+    from .engine.sampling_params import SamplingParams
+
+    return SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
+                          top_k=args.top_k, seed=args.seed, stop=args.stop)
+
+
+def _load(args):
+    from rich.console import Console
+
+    from .engine.llm import LLM
+
+    with Console(stderr=True).status(f"loading {args.model} ({args.dtype})"):
+        return LLM(args.model, dtype=args.dtype, device=args.device)
+
+
+def cmd_generate(args) -> int:
+    import time
+
+    llm = _load(args)
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    t0 = time.perf_counter()
+    out = llm.generate([prompt], _sampling(args), on_delta=lambda i, d: (sys.stdout.write(d), sys.stdout.flush()))[0]
+    dt = time.perf_counter() - t0
+    c = out.outputs[0]
+    print(file=sys.stdout)
+    print(f"[{len(out.prompt_token_ids)} prompt + {len(c.token_ids)} generated tokens in {dt:.2f}s, "
+          f"finish_reason={c.finish_reason}]", file=sys.stderr)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from .chat.repl import run_repl
+
+    tools = json.loads(Path(args.tools).read_text()) if args.tools else None
+    return run_repl(_load(args), _sampling(args), tools=tools, system=args.system)
+
+
+def cmd_info(args) -> int:
+    from .model.info import print_info
+
+    return print_info(model=args.model, preset=args.preset, context=args.context)
+
+
+def cmd_convert(args) -> int:
+    from .model.writer import convert_to_fp8
+
+    if not args.to_fp8:
+        print("minimax2 convert: nothing to do; pass --to-fp8", file=sys.stderr)
+        return 2
+    shard = int(args.shard_size_mb * 2**20) if args.shard_size_mb else None
+    out = convert_to_fp8(args.model, args.out, block=(args.block, args.block), max_shard_bytes=shard)
+    print(f"wrote FP8 ({args.block}x{args.block} blocks) checkpoint to {out}")
+    return 0
+
+
+def cmd_init(args) -> int:
+    from .engine.llm import resolve_dtype
+    from .train.random_init import build_random_checkpoint
+
+    out = build_random_checkpoint(args.out, args.shape, seed=args.seed, dtype=resolve_dtype(args.dtype))
+    print(f"wrote random M2-shaped checkpoint '{args.shape}' (seed {args.seed}) to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="minimax2", description="Run MiniMax-M2 (and M2-shaped checkpoints) locally, and measure it.")
+    p.add_argument("--version", action="version", version=f"minimax2 {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    g = sub.add_parser("generate", help="complete a prompt, streaming tokens to the terminal",
+                       description="Complete raw text (no chat template) and stream it to stdout.")
+    _add_model_args(g)
+    g.add_argument("--prompt", "-p", help="prompt text (default: read stdin)")
+    _add_sampling_args(g, max_tokens=128)
+    g.set_defaults(func=cmd_generate)
+
+    c = sub.add_parser("chat", help="interactive chat: reasoning dimmed, tool calls structured",
+                       description="Interactive multi-turn chat in M2's prompt format. Commands: /reset, /exit.")
+    _add_model_args(c)
+    c.add_argument("--tools", help="JSON file with a list of OpenAI-style tool definitions to offer")
+    c.add_argument("--system", help="system prompt")
+    _add_sampling_args(c, max_tokens=1024)
+    c.set_defaults(func=cmd_chat)
+
+    i = sub.add_parser("info", help="parameters, FLOPs, KV cache and memory of a checkpoint or a preset",
+                       description="Cost accounting: total/active parameters, FLOPs per token, KV bytes per token, "
+                                   "memory at bf16/fp8/int8/int4 for a context length.")
+    src = i.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", "-m", help="checkpoint directory (reads config.json only)")
+    src.add_argument("--preset", choices=["minimax-m2", "kimi-k2", "deepseek-v3.2", "all"], help="built-in architecture")
+    i.add_argument("--context", type=int, default=32768, help="context length for the memory column (default 32768)")
+    i.set_defaults(func=cmd_info)
+
+    v = sub.add_parser("convert", help="rewrite a checkpoint with FP8 block-quantised weights (official layout)")
+    v.add_argument("--model", "-m", required=True, help="source checkpoint directory (bf16/fp32)")
+    v.add_argument("--out", "-o", required=True, help="destination directory")
+    v.add_argument("--to-fp8", action="store_true", help="quantise attention projections and experts to float8_e4m3fn")
+    v.add_argument("--block", type=int, default=128, help="square block size of the scales (default 128)")
+    v.add_argument("--shard-size-mb", type=float, default=None, help="split into shards of this size, with an index")
+    v.set_defaults(func=cmd_convert)
+
+    n = sub.add_parser("init", help="write a random M2-shaped checkpoint (for tests and benchmarks)")
+    n.add_argument("--out", "-o", required=True, help="destination directory")
+    n.add_argument("--shape", default="tiny", choices=["tiny", "m2-small"], help="size preset (default tiny)")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    n.set_defaults(func=cmd_init)
+
+    _register_optional(sub)
+    return p
+
+
+def _register_optional(sub) -> None:
+    """Sub-commands that live with their own packages (evaluation, load benchmark)."""
+    try:
+        from .eval.cli import register_bench_serve, register_eval
+    except ImportError:
+        return
+    register_eval(sub)
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    register_bench_serve(bench)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .chat.tokenizer import TokenizerError
+    from .model.config import ConfigError
+    from .model.loader import CheckpointError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, CheckpointError, TokenizerError, FileNotFoundError, ValueError) as e:
+        print(f"minimax2 {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Attention over a flat token batch, with or without a (paged) KV cache.
+
+The model never sees a padded [batch, seq] tensor. Like nano-vllm, every forward takes the tokens
+of all sequences concatenated ([T, ...]) plus an `AttentionMetadata` that says where each sequence
+starts, how long its context is, and where its new keys/values go in the cache. The same code runs:
+
+* training and cache-free scoring (`slot_mapping is None`): each sequence attends to itself;
+* prefill, chunked prefill and decode against a KV cache laid out in fixed-size blocks. A
+  contiguous cache is the special case of one block per sequence, so the simple generation loop and
+  the paged engine share this file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AttentionMetadata:
+    cu_seqlens_q: list[int]  # [B+1] offsets of each sequence's new tokens in the flat batch
+    context_lens: list[int]  # [B] tokens of context after this step (cached + new)
+    slot_mapping: torch.Tensor | None = None  # [T] cache slot for each new token; None = no cache
+    context_slots: list[torch.Tensor] | None = None  # per sequence, the cache slots of its whole context
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.context_lens)
+
+    @classmethod
+    def for_batch(cls, batch: int, seq_len: int) -> "AttentionMetadata":
+        """Cache-free metadata for `batch` equal-length sequences (training, scoring)."""
+        return cls(cu_seqlens_q=[i * seq_len for i in range(batch + 1)], context_lens=[seq_len] * batch)
+
+    @classmethod
+    def from_block_tables(cls, query_lens: list[int], context_lens: list[int], block_tables: list[list[int]],
+                          block_size: int, device: torch.device | str = "cpu") -> "AttentionMetadata":
+        """Metadata for sequences whose KV lives in blocks of `block_size` slots.
+
+        Sequence i has `context_lens[i]` tokens in all, of which the last `query_lens[i]` are new in
+        this step; `block_tables[i]` lists its blocks in order. Slots are computed once per step here,
+        not once per layer.
+        """
+        cu, slots_new, ctx_slots = [0], [], []
+        for q_len, ctx, table in zip(query_lens, context_lens, block_tables):
+            cu.append(cu[-1] + q_len)
+            pos = torch.arange(ctx)
+            blocks = torch.tensor(table, dtype=torch.long)[pos // block_size]
+            slots = blocks * block_size + pos % block_size
+            ctx_slots.append(slots.to(device))
+            slots_new.append(slots[ctx - q_len:])
+        slot_mapping = torch.cat(slots_new).to(device) if slots_new else torch.empty(0, dtype=torch.long)
+        return cls(cu_seqlens_q=cu, context_lens=list(context_lens), slot_mapping=slot_mapping,
+                   context_slots=ctx_slots)
+
+
+def _causal_mask(q_len: int, ctx: int, device) -> torch.Tensor | None:
+    """Boolean mask letting the j-th of the last `q_len` positions see keys up to its own position."""
+    return torch.ones(q_len, ctx, dtype=torch.bool, device=device).tril(ctx - q_len)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata,
+           k_cache: torch.Tensor | None, v_cache: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """Causal GQA attention. q [T, Hq, D]; k, v [T, Hkv, D]; caches [slots, Hkv, D]. Returns [T, Hq, D]."""
+    cu, ctx_lens = meta.cu_seqlens_q, meta.context_lens
+    use_cache = meta.slot_mapping is not None
+    if use_cache:
+        k_cache.index_copy_(0, meta.slot_mapping, k)
+        v_cache.index_copy_(0, meta.slot_mapping, v)
+    elif len(set(ctx_lens)) == 1 and cu[-1] == ctx_lens[0] * len(ctx_lens):
+        # Equal-length, cache-free batch (training): one fused call.
+        b, n = len(ctx_lens), ctx_lens[0]
+        out = F.scaled_dot_product_attention(
+            q.view(b, n, *q.shape[1:]).transpose(1, 2), k.view(b, n, *k.shape[1:]).transpose(1, 2),
+            v.view(b, n, *v.shape[1:]).transpose(1, 2), is_causal=True, scale=scale, enable_gqa=True)
+        return out.transpose(1, 2).reshape(q.shape)
+    out = torch.empty_like(q)
+    for i, ctx in enumerate(ctx_lens):
+        s, e = cu[i], cu[i + 1]
+        if e == s:
+            continue
+        if use_cache:
+            slots = meta.context_slots[i]
+            ki, vi = k_cache.index_select(0, slots), v_cache.index_select(0, slots)
+        else:
+            ki, vi = k[s:e], v[s:e]
+        q_len = e - s
+        mask = None if q_len == 1 else _causal_mask(q_len, ctx, q.device)
+        o = F.scaled_dot_product_attention(q[s:e].transpose(0, 1), ki.transpose(0, 1), vi.transpose(0, 1),
+                                           attn_mask=mask, scale=scale, enable_gqa=True)
+        out[s:e] = o.transpose(0, 1)
+    return out

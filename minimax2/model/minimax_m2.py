@@ -1,0 +1,166 @@
+"""The MiniMax-M2 model (M2, M2.1 and M2.5 share it), one forward path for prefill, decode and training.
+
+Semantics follow the transformers reference (`MiniMaxM2ForCausalLM`) exactly:
+  * RMSNorm computes in float32 and scales by the weight in the input dtype;
+  * QK-norm is one RMSNorm over the WHOLE q (and k) projection, before the split into heads;
+  * partial RoPE on the first `rotary_dim` dims of each head, half-split (NeoX) rotation;
+  * GQA, causal softmax attention with scale 1/sqrt(head_dim);
+  * sigmoid router in float32; `e_score_correction_bias` only chooses experts, the weights are the
+    unbiased scores of the chosen experts renormalised to sum 1; SwiGLU experts; untied lm_head.
+
+Tokens arrive flat ([T]) with positions and `AttentionMetadata` (see attention.py); q, k and v come
+from one fused projection, and each expert's gate and up projections are one fused matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import AttentionMetadata, attend
+from .config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rope_cos_sin(positions: torch.Tensor, rotary_dim: int, theta: float, dtype: torch.dtype):
+    inv_freq = 1.0 / (theta ** (torch.arange(0, rotary_dim, 2, dtype=torch.float, device=positions.device) / rotary_dim))
+    ang = positions.float()[:, None] * inv_freq[None, :]
+    emb = torch.cat((ang, ang), dim=-1)
+    return emb.cos().to(dtype)[:, None, :], emb.sin().to(dtype)[:, None, :]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [T, H, D]; rotates dims [0, rotary_dim) half-split style, leaves the rest untouched."""
+    rd = cos.shape[-1]
+    r, rest = x[..., :rd], x[..., rd:]
+    r1, r2 = r[..., : rd // 2], r[..., rd // 2:]
+    rotated = torch.cat((-r2, r1), dim=-1)
+    return torch.cat((r * cos + rotated * sin, rest), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.qkv_proj = nn.Linear(cfg.hidden_size, cfg.q_size + 2 * cfg.kv_size, bias=False)
+        self.o_proj = nn.Linear(cfg.q_size, cfg.hidden_size, bias=False)
+        self.q_norm = RMSNorm(cfg.q_size, cfg.rms_norm_eps)
+        self.k_norm = RMSNorm(cfg.kv_size, cfg.rms_norm_eps)
+        self.scale = cfg.head_dim ** -0.5
+        self.k_cache: torch.Tensor | None = None  # [slots, kv_heads, head_dim], set by the runner
+        self.v_cache: torch.Tensor | None = None
+
+    def forward(self, x, cos, sin, meta: AttentionMetadata) -> torch.Tensor:
+        c = self.cfg
+        q, k, v = self.qkv_proj(x).split([c.q_size, c.kv_size, c.kv_size], dim=-1)
+        q = self.q_norm(q).view(-1, c.num_attention_heads, c.head_dim)
+        k = self.k_norm(k).view(-1, c.num_key_value_heads, c.head_dim)
+        v = v.reshape(-1, c.num_key_value_heads, c.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        o = attend(q, k, v, meta, self.k_cache, self.v_cache, self.scale)
+        return self.o_proj(o.reshape(-1, c.q_size))
+
+
+class SparseMoE(nn.Module):
+    """Top-k sigmoid-routed SwiGLU experts; only the experts the batch routes to are run."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        e, h, i = cfg.num_local_experts, cfg.hidden_size, cfg.intermediate_size
+        self.top_k = cfg.num_experts_per_tok
+        self.gate = nn.Linear(h, e, bias=False)
+        self.register_buffer("e_score_correction_bias", torch.zeros(e, dtype=torch.float32))
+        self.w13 = nn.Parameter(torch.empty(e, 2 * i, h))  # per expert: rows [0, I) = w1 (gate), [I, 2I) = w3 (up)
+        self.w2 = nn.Parameter(torch.empty(e, h, i))  # down
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = torch.sigmoid(self.gate(x).float())
+        _, idx = torch.topk(scores + self.e_score_correction_bias, self.top_k, dim=-1, sorted=False)
+        w = scores.gather(1, idx)
+        return idx, w / w.sum(dim=-1, keepdim=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idx, weights = self.route(x)
+        flat = idx.flatten()
+        order = flat.argsort(stable=True)
+        token = order // self.top_k
+        counts = torch.bincount(flat, minlength=self.w13.shape[0])
+        active = counts.nonzero().flatten().tolist()
+        ends = counts.cumsum(0).tolist()
+        xs = x.index_select(0, token)
+        ys = torch.empty_like(xs)
+        for e in active:
+            s, t = ends[e] - int(counts[e]), ends[e]
+            gate, up = F.linear(xs[s:t], self.w13[e]).chunk(2, dim=-1)
+            ys[s:t] = F.linear(F.silu(gate) * up, self.w2[e])
+        ys = (ys * weights.flatten()[order, None]).to(x.dtype)
+        return torch.zeros_like(x).index_add_(0, token, ys)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.input_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.attn = Attention(cfg)
+        self.post_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.moe = SparseMoE(cfg)
+
+    def forward(self, h, cos, sin, meta):
+        h = h + self.attn(self.input_norm(h), cos, sin, meta)
+        return h + self.moe(self.post_norm(h))
+
+
+class MiniMaxM2(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed_tokens.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
+                logits_indices: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids, positions: [T]. Returns logits [T, vocab], or only the rows in `logits_indices`."""
+        h = self.embed_tokens(input_ids)
+        cos, sin = rope_cos_sin(positions, self.cfg.rotary_dim, self.cfg.rope_theta, h.dtype)
+        for layer in self.layers:
+            h = layer(h, cos, sin, meta)
+        if logits_indices is not None:
+            h = h.index_select(0, logits_indices)
+        return self.lm_head(self.norm(h))
+
+    def allocate_kv_cache(self, num_slots: int, dtype: torch.dtype | None = None) -> int:
+        """Give every layer a [num_slots, kv_heads, head_dim] K and V cache. Returns bytes allocated."""
+        c, dtype = self.cfg, dtype or self.dtype
+        total = 0
+        for layer in self.layers:
+            a = layer.attn
+            a.k_cache = torch.zeros(num_slots, c.num_key_value_heads, c.head_dim, dtype=dtype, device=self.device)
+            a.v_cache = torch.zeros_like(a.k_cache)
+            total += 2 * a.k_cache.numel() * a.k_cache.element_size()
+        return total
+
+    def free_kv_cache(self) -> None:
+        for layer in self.layers:
+            layer.attn.k_cache = layer.attn.v_cache = None

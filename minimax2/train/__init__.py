@@ -1,0 +1,1 @@
+"""Training: tokenizer training, random M2-shaped checkpoints, and (later) the trainer and demo recipe."""
