@@ -130,7 +130,7 @@ class ModelConfig:
                 raise ConfigError(f"config.json field 'quantization_config.weight_block_size' = {block!r}: expected [rows, cols]")
 
     def to_hf_dict(self) -> dict:
-        """The config.json an M2 checkpoint carries (both rotary spellings, so every loader agrees)."""
+        """The config.json of an unquantised M2 checkpoint (both rotary spellings, so every loader agrees)."""
         d = asdict(self)
         d.pop("rope_theta")
         d["architectures"] = ["MiniMaxM2ForCausalLM"]
@@ -142,6 +142,5 @@ class ModelConfig:
         d["use_qk_norm"] = True
         d["qk_norm_type"] = "per_layer"
         d["eos_token_id"] = self.eos_token_id[0] if len(self.eos_token_id) == 1 else (self.eos_token_id or None)
-        if d["quantization_config"] is None:
-            d.pop("quantization_config")
+        d.pop("quantization_config")  # weights written from memory are never quantised; see convert_to_fp8
         return d
