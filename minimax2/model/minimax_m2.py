@@ -84,6 +84,7 @@ class SparseMoE(nn.Module):
         self.register_buffer("e_score_correction_bias", torch.zeros(e, dtype=torch.float32))
         self.w13 = nn.Parameter(torch.empty(e, 2 * i, h))  # per expert: rows [0, I) = w1 (gate), [I, 2I) = w3 (up)
         self.w2 = nn.Parameter(torch.empty(e, h, i))  # down
+        self.expert_load: torch.Tensor | None = None  # tokens per expert in the last training forward
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = torch.sigmoid(self.gate(x).float())
@@ -97,6 +98,8 @@ class SparseMoE(nn.Module):
         order = flat.argsort(stable=True)
         token = order // self.top_k
         counts = torch.bincount(flat, minlength=self.w13.shape[0])
+        if self.training:  # read by the trainer's auxiliary-loss-free bias balancing
+            self.expert_load = counts
         active = counts.nonzero().flatten().tolist()
         ends = counts.cumsum(0).tolist()
         xs = x.index_select(0, token)
