@@ -1,7 +1,8 @@
-"""The simple generation loop: one batch of requests, a contiguous KV region per sequence.
+"""The reference generation loop: one batch of requests, a contiguous KV region per sequence.
 
 All prompts are prefilled in one flat forward; then every unfinished sequence decodes one token
-per step. This is the reference loop the paged engine is tested against.
+per step. No scheduler, no paging, no prefix cache: the paged engine (llm_engine.py) is tested
+against this loop, and `LLM` runs on the engine.
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ def generate_batch(model: MiniMaxM2, tokenizer: Tokenizer | None, prompts: list[
         out = OutputText(tokenizer, sp.stop, specials) if tokenizer else None
         seqs.append(SeqState(list(p), sp, out, make_generator(sp)))
     cap = max(min(len(s.prompt_ids) + s.params.max_tokens, max_len) for s in seqs)
+    saved = [(layer.attn.k_cache, layer.attn.v_cache) for layer in model.layers]  # an engine's cache, if any
     model.allocate_kv_cache(cap * len(seqs))
     try:
         with torch.inference_mode():
             _run(model, seqs, cap, eos_ids, on_delta)
     finally:
-        model.free_kv_cache()
+        for layer, (k, v) in zip(model.layers, saved):
+            layer.attn.k_cache, layer.attn.v_cache = k, v
     return seqs
 
 
@@ -73,7 +76,8 @@ def _run(model, seqs: list[SeqState], cap: int, eos_ids: list[int], on_delta) ->
         pos = torch.cat([torch.arange(c - q, c) for q, c in zip(q_lens, ctx)]).to(dev)
         last = torch.tensor(meta.cu_seqlens_q[1:], device=dev) - 1
         logits = model(ids, pos, meta, logits_indices=last)
-        tokens = sample(logits, [seqs[i].params for i in active], [seqs[i].generator for i in active])
+        tokens, _ = sample(logits, [seqs[i].params for i in active], [seqs[i].generator for i in active],
+                           [(seqs[i].prompt_ids, seqs[i].token_ids) for i in active])
         still = []
         for i, tok in zip(active, tokens):
             s = seqs[i]

@@ -19,7 +19,7 @@ from ..chat import load_chat_template, parse_output, render_chat_template, rende
 from ..chat.parser import ToolCall
 from ..chat.tokenizer import Tokenizer
 from ..model.loader import load_model
-from .generate import generate_batch
+from .llm_engine import EngineConfig, LLMEngine
 from .sampling_params import SamplingParams
 
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32,
@@ -32,6 +32,7 @@ class CompletionOutput:
     text: str
     token_ids: list[int]
     finish_reason: str  # "stop" | "length"
+    logprobs: list[dict] | None = None  # per token: token_id, logprob, top [(id, logprob)], when asked
 
 
 @dataclass
@@ -71,7 +72,10 @@ def resolve_device(device: str) -> str:
 
 class LLM:
     def __init__(self, model: str | Path, dtype: str | torch.dtype = "bfloat16", device: str = "cpu",
-                 chat_template: str | None = None, progress: bool = False, skip_tokenizer_init: bool = False):
+                 chat_template: str | None = None, progress: bool = False, skip_tokenizer_init: bool = False,
+                 **engine_args):
+        """`engine_args` are EngineConfig fields: block_size, kv_cache_gb, num_kv_blocks, max_num_seqs,
+        max_num_batched_tokens, max_model_len, enable_prefix_caching."""
         self.path = Path(model)
         self.device = resolve_device(device)
         self.model = load_model(self.path, resolve_dtype(dtype), self.device, progress=progress)
@@ -81,6 +85,8 @@ class LLM:
         tok_eos = self.tokenizer.eos_token_id if self.tokenizer else None
         self.eos_token_ids = sorted(set(self.cfg.eos_token_id + _generation_eos(self.path)
                                         + ([tok_eos] if tok_eos is not None else [])))
+        self.engine = LLMEngine(self.model, self.tokenizer, self.eos_token_ids, EngineConfig(**engine_args))
+        self._counter = 0
         # Chat prompts: an explicit template file, else the checkpoint's own, else our native M2 renderer.
         if chat_template == "native":
             self.chat_template = None
@@ -93,7 +99,10 @@ class LLM:
     def generate(self, prompts: str | Sequence[str] | Sequence[Sequence[int]],
                  sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
                  on_delta: Callable[[int, str], None] | None = None) -> list[RequestOutput]:
-        """Generate for each prompt (text, or a list of token ids). `on_delta(i, text)` streams."""
+        """Generate for each prompt (text, or a list of token ids), all at once through the engine.
+
+        `on_delta(i, text)` streams prompt i's first completion as its text is released.
+        """
         if isinstance(prompts, str) or (prompts and isinstance(prompts[0], int)):
             prompts = [prompts]
         texts, ids = [], []
@@ -110,9 +119,34 @@ class LLM:
         params = list(sp) if isinstance(sp, (list, tuple)) else [sp] * len(ids)
         if len(params) != len(ids):
             raise ValueError(f"got {len(params)} sampling params for {len(ids)} prompts")
-        seqs = generate_batch(self.model, self.tokenizer, ids, params, self.eos_token_ids, on_delta)
-        return [RequestOutput(t, s.prompt_ids, [CompletionOutput(0, s.text, s.token_ids, s.finish_reason)])
-                for t, s in zip(texts, seqs)]
+        rids = []
+        try:
+            for i, (p, sp_i) in enumerate(zip(ids, params)):
+                self._counter += 1
+                rids.append(f"offline-{self._counter}")
+                self.engine.add_request(rids[-1], p, sp_i)
+        except ValueError as e:
+            for rid in rids:
+                self.engine.abort(rid)
+            raise ValueError(f"prompt {len(rids) - 1}: {e}") from e
+        where = {rid: i for i, rid in enumerate(rids)}
+        done: dict[tuple[int, int], CompletionOutput] = {}
+        while self.engine.has_unfinished():
+            for o in self.engine.step():
+                i = where.get(o.request_id)
+                if i is None:
+                    continue
+                c = done.setdefault((i, o.index), CompletionOutput(o.index, "", [], "", [] if params[i].logprobs is not None else None))
+                c.text += o.text
+                c.token_ids.extend(o.new_token_ids)
+                if c.logprobs is not None:
+                    c.logprobs.extend(o.logprobs)
+                if o.finish_reason:
+                    c.finish_reason = o.finish_reason
+                if o.text and on_delta and o.index == 0:
+                    on_delta(i, o.text)
+        return [RequestOutput(t, p, [done[(i, k)] for k in range(params[i].n)])
+                for i, (t, p) in enumerate(zip(texts, ids))]
 
     # -- chat -------------------------------------------------------------------------------------
     def render(self, messages: list[dict], tools: list[dict] | None = None, add_generation_prompt: bool = True,

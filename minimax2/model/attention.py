@@ -24,6 +24,9 @@ class AttentionMetadata:
     context_lens: list[int]  # [B] tokens of context after this step (cached + new)
     slot_mapping: torch.Tensor | None = None  # [T] cache slot for each new token; None = no cache
     context_slots: list[torch.Tensor] | None = None  # per sequence, the cache slots of its whole context
+    # Pure-decode steps (one new token per sequence) attend in one batched call over padded slots.
+    decode_slots: torch.Tensor | None = None  # [B, max_ctx]
+    decode_mask: torch.Tensor | None = None  # [B, 1, 1, max_ctx], True where a real key is
 
     @property
     def num_seqs(self) -> int:
@@ -44,19 +47,23 @@ class AttentionMetadata:
         not once per layer.
         """
         cu, slots_new, ctx_slots = [0], [], []
+        offsets = torch.arange(block_size)
         for q_len, ctx, table in zip(query_lens, context_lens, block_tables):
             cu.append(cu[-1] + q_len)
-            pos = torch.arange(ctx)
-            blocks = torch.tensor(table, dtype=torch.long)[pos // block_size]
-            slots = blocks * block_size + pos % block_size
-            ctx_slots.append(slots.to(device))
+            slots = (torch.tensor(table, dtype=torch.long)[:, None] * block_size + offsets).flatten()[:ctx]
+            ctx_slots.append(slots)
             slots_new.append(slots[ctx - q_len:])
-        slot_mapping = torch.cat(slots_new).to(device) if slots_new else torch.empty(0, dtype=torch.long)
-        return cls(cu_seqlens_q=cu, context_lens=list(context_lens), slot_mapping=slot_mapping,
-                   context_slots=ctx_slots)
+        meta = cls(cu_seqlens_q=cu, context_lens=list(context_lens),
+                   slot_mapping=torch.cat(slots_new).to(device) if slots_new else torch.empty(0, dtype=torch.long),
+                   context_slots=[s.to(device) for s in ctx_slots])
+        if query_lens and max(query_lens) == 1 and len(query_lens) > 1:
+            meta.decode_slots = torch.nn.utils.rnn.pad_sequence(ctx_slots, batch_first=True).to(device)
+            lens = torch.tensor(context_lens)
+            meta.decode_mask = (torch.arange(meta.decode_slots.shape[1])[None, :] < lens[:, None])[:, None, None, :].to(device)
+        return meta
 
 
-def _causal_mask(q_len: int, ctx: int, device) -> torch.Tensor | None:
+def _causal_mask(q_len: int, ctx: int, device) -> torch.Tensor:
     """Boolean mask letting the j-th of the last `q_len` positions see keys up to its own position."""
     return torch.ones(q_len, ctx, dtype=torch.bool, device=device).tril(ctx - q_len)
 
@@ -76,6 +83,13 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMet
             q.view(b, n, *q.shape[1:]).transpose(1, 2), k.view(b, n, *k.shape[1:]).transpose(1, 2),
             v.view(b, n, *v.shape[1:]).transpose(1, 2), is_causal=True, scale=scale, enable_gqa=True)
         return out.transpose(1, 2).reshape(q.shape)
+    if use_cache and meta.decode_slots is not None:
+        b, n = meta.decode_slots.shape
+        ks = k_cache.index_select(0, meta.decode_slots.flatten()).view(b, n, *k_cache.shape[1:]).transpose(1, 2)
+        vs = v_cache.index_select(0, meta.decode_slots.flatten()).view(b, n, *v_cache.shape[1:]).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q[:, :, None, :], ks, vs, attn_mask=meta.decode_mask, scale=scale,
+                                             enable_gqa=True)
+        return out[:, :, 0, :]
     out = torch.empty_like(q)
     for i, ctx in enumerate(ctx_lens):
         s, e = cu[i], cu[i + 1]
