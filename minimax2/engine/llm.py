@@ -19,6 +19,7 @@ from ..chat import load_chat_template, parse_output, render_chat_template, rende
 from ..chat.parser import ToolCall
 from ..chat.tokenizer import Tokenizer
 from ..model.loader import load_model
+from ..model.quant import quantize_model
 from .llm_engine import EngineConfig, LLMEngine
 from .sampling_params import SamplingParams
 
@@ -73,13 +74,16 @@ def resolve_device(device: str) -> str:
 class LLM:
     def __init__(self, model: str | Path, dtype: str | torch.dtype = "bfloat16", device: str = "cpu",
                  chat_template: str | None = None, progress: bool = False, skip_tokenizer_init: bool = False,
-                 **engine_args):
-        """`engine_args` are EngineConfig fields: block_size, kv_cache_gb, num_kv_blocks, max_num_seqs,
+                 quantization: str | None = None, group_size: int = 128, **engine_args):
+        """`quantization`: None, "int8" (per channel) or "int4" (groups of `group_size`), weight-only.
+        `engine_args` are EngineConfig fields: block_size, kv_cache_gb, num_kv_blocks, max_num_seqs,
         max_num_batched_tokens, max_model_len, enable_prefix_caching."""
         self.path = Path(model)
         self.device = resolve_device(device)
         self.model = load_model(self.path, resolve_dtype(dtype), self.device, progress=progress)
         self.cfg = self.model.cfg
+        if quantization:
+            quantize_model(self.model, quantization, group_size)
         # skip_tokenizer_init (as in vLLM): token-id prompts only, outputs carry token ids and no text.
         self.tokenizer = None if skip_tokenizer_init else Tokenizer(self.path)
         tok_eos = self.tokenizer.eos_token_id if self.tokenizer else None

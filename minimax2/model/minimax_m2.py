@@ -79,12 +79,14 @@ class SparseMoE(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         e, h, i = cfg.num_local_experts, cfg.hidden_size, cfg.intermediate_size
-        self.top_k = cfg.num_experts_per_tok
+        self.top_k, self.num_experts = cfg.num_experts_per_tok, e
         self.gate = nn.Linear(h, e, bias=False)
         self.register_buffer("e_score_correction_bias", torch.zeros(e, dtype=torch.float32))
         self.w13 = nn.Parameter(torch.empty(e, 2 * i, h))  # per expert: rows [0, I) = w1 (gate), [I, 2I) = w3 (up)
         self.w2 = nn.Parameter(torch.empty(e, h, i))  # down
         self.expert_load: torch.Tensor | None = None  # tokens per expert in the last training forward
+        self.q13: nn.ModuleList | None = None  # weight-only quantised experts (quant.py) replace w13 / w2
+        self.q2: nn.ModuleList | None = None
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = torch.sigmoid(self.gate(x).float())
@@ -97,17 +99,19 @@ class SparseMoE(nn.Module):
         flat = idx.flatten()
         order = flat.argsort(stable=True)
         token = order // self.top_k
-        counts = torch.bincount(flat, minlength=self.w13.shape[0])
+        counts = torch.bincount(flat, minlength=self.num_experts)
         if self.training:  # read by the trainer's auxiliary-loss-free bias balancing
             self.expert_load = counts
         active = counts.nonzero().flatten().tolist()
         ends = counts.cumsum(0).tolist()
         xs = x.index_select(0, token)
         ys = torch.empty_like(xs)
+        quantized = self.q13 is not None
         for e in active:
             s, t = ends[e] - int(counts[e]), ends[e]
-            gate, up = F.linear(xs[s:t], self.w13[e]).chunk(2, dim=-1)
-            ys[s:t] = F.linear(F.silu(gate) * up, self.w2[e])
+            gate, up = (self.q13[e](xs[s:t]) if quantized else F.linear(xs[s:t], self.w13[e])).chunk(2, dim=-1)
+            h = F.silu(gate) * up
+            ys[s:t] = self.q2[e](h) if quantized else F.linear(h, self.w2[e])
         ys = (ys * weights.flatten()[order, None]).to(x.dtype)
         return torch.zeros_like(x).index_add_(0, token, ys)
 

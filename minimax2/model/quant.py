@@ -1,0 +1,89 @@
+"""Weight-only int8 / int4 quantisation with PyTorch's CPU kernels.
+
+* int8: symmetric, one scale per output channel, `aten._weight_int8pack_mm`.
+* int4: asymmetric, one (scale, zero) pair per group of `group_size` input channels,
+  `aten._weight_int4pack_mm_for_cpu`.
+
+Applied to the attention projections (fused qkv, o) and to every expert's gate/up and down
+matrices. The router, the routing bias, norms, embeddings and lm_head stay in float, as in M2's
+own FP8 release. Activations stay in the model dtype; only weights are compressed, which is what
+decode (bandwidth-bound) needs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .minimax_m2 import MiniMaxM2
+
+METHODS = ("int8", "int4")
+
+
+class Int8Linear(nn.Module):
+    def __init__(self, weight: torch.Tensor, dtype: torch.dtype):
+        super().__init__()
+        w = weight.float()
+        scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12).to(dtype)  # round first: q uses the stored scale
+        self.register_buffer("weight", (w / scale.float()[:, None]).round().clamp(-128, 127).to(torch.int8))
+        self.register_buffer("scale", scale)
+        self.out_features = w.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.weight, self.scale)
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+class Int4Linear(nn.Module):
+    def __init__(self, weight: torch.Tensor, dtype: torch.dtype, group_size: int, name: str = "weight"):
+        super().__init__()
+        n, k = weight.shape
+        if k % group_size:
+            raise ValueError(f"int4 group size {group_size} does not divide the {k} input features of {name}; "
+                             f"use --quantization int8 or a group size that divides {k}")
+        w = weight.float().view(n, k // group_size, group_size)
+        lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+        scale = ((hi - lo) / 15).clamp(min=1e-12)
+        q = ((w - lo) / scale).round().clamp(0, 15).to(torch.int32).view(n, k)
+        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
+        # the kernel computes (q - 8) * scale + zero, so zero = lo + 8 * scale; layout [groups, n, 2]
+        sz = torch.cat([scale, lo + 8 * scale], dim=-1).transpose(0, 1).contiguous()
+        self.register_buffer("scale_zeros", sz.to(dtype))
+        self.group_size, self.out_features = group_size, n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.reshape(-1, x.shape[-1]), self.packed, self.group_size,
+                                                       self.scale_zeros)
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+def _quantize(weight: torch.Tensor, method: str, dtype: torch.dtype, group_size: int, name: str) -> nn.Module:
+    if method == "int8":
+        return Int8Linear(weight, dtype)
+    return Int4Linear(weight, dtype, group_size, name)
+
+
+def quantize_model(model: MiniMaxM2, method: str, group_size: int = 128) -> MiniMaxM2:
+    """Replace attention projections and experts by weight-only quantised versions, layer by layer
+    (the float weights of a layer are released as soon as it is done)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown quantization {method!r}; choose one of {', '.join(METHODS)}")
+    if model.device.type != "cpu":
+        raise ValueError("int8/int4 weight-only kernels are CPU kernels; use bf16 on CUDA")
+    if method == "int4" and group_size not in (32, 64, 128, 256):
+        raise ValueError(f"int4 group size must be 32, 64, 128 or 256, got {group_size}")
+    dtype = model.dtype
+    with torch.no_grad():
+        for i, layer in enumerate(model.layers):
+            a = layer.attn
+            a.qkv_proj = _quantize(a.qkv_proj.weight, method, dtype, group_size, f"layers.{i}.qkv_proj")
+            a.o_proj = _quantize(a.o_proj.weight, method, dtype, group_size, f"layers.{i}.o_proj")
+            moe = layer.moe
+            moe.q13 = nn.ModuleList(_quantize(w, method, dtype, group_size, f"layers.{i}.experts.{e}.w13")
+                                    for e, w in enumerate(moe.w13))
+            moe.q2 = nn.ModuleList(_quantize(w, method, dtype, group_size, f"layers.{i}.experts.{e}.w2")
+                                   for e, w in enumerate(moe.w2))
+            del moe.w13, moe.w2
+            moe.w13 = moe.w2 = None
+    model.quantization = method
+    return model
