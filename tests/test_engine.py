@@ -173,3 +173,20 @@ def test_request_errors(parts):
     while engine.has_unfinished():
         outs.extend(engine.step())
     assert outs[-1].finish_reason == "length" and outs[-1].completion_tokens == 2  # clipped by the context
+
+
+def test_logits_processor_constrains_every_step(parts):
+    model, tok, prompts = parts
+    allowed = torch.tensor([7, 11, 13])
+    seen = []
+
+    def only_three(out_ids, logits):
+        seen.append(len(out_ids))
+        mask = torch.full_like(logits, float("-inf"))
+        mask[allowed] = 0
+        return logits + mask
+
+    engine = LLMEngine(model, tok, [], EngineConfig(num_kv_blocks=64))
+    sp = SamplingParams(max_tokens=6, temperature=1.0, seed=0, ignore_eos=True, logits_processors=[only_three])
+    got = run(engine, {0: [("c", prompts[0], sp)]})["c"][0]
+    assert set(got) <= {7, 11, 13} and seen == list(range(6))

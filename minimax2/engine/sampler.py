@@ -51,13 +51,20 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return logits
 
 
+@torch.inference_mode()
 def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None],
            history: list[tuple[list[int], list[int]]] | None = None) -> tuple[list[int], list[dict | None]]:
     """logits [B, V] -> (one token id per row, logprob info per row or None).
 
-    `history[i]` = (prompt ids, output ids) of row i, needed only for penalties.
+    `history[i]` = (prompt ids, output ids) of row i, for logits processors and penalties.
     """
     logits = logits.float()
+    for i, p in enumerate(params):
+        if p.logits_processors:
+            row = logits[i]
+            for proc in p.logits_processors:
+                row = proc(history[i][1] if history else [], row)
+            logits[i] = row
     out = logits.argmax(-1).tolist()
     for i, p in enumerate(params):
         row = logits[i]

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+# (generated token ids so far, float32 logits [vocab]) -> logits; e.g. a grammar mask for structured output
+LogitsProcessor = Callable[[list[int], torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -21,6 +27,7 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: int | None = None  # return the sampled token's logprob and this many top alternatives
     n: int = 1  # completions per prompt; they share the prompt's cached blocks
+    logits_processors: list[LogitsProcessor] = field(default_factory=list)  # applied first, in order
 
     def __post_init__(self):
         if isinstance(self.stop, str):
@@ -48,6 +55,12 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    def clone(self, **changes) -> "SamplingParams":
+        """A copy with fresh processor lists (processors may be stateful, one per sequence)."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d.update(changes)
+        return SamplingParams(**d)
 
     @property
     def has_penalties(self) -> bool:

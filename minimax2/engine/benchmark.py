@@ -1,0 +1,192 @@
+"""Engine benchmark: decode / prefill throughput per precision, against HF transformers measured in the
+same run, as a share of the memory-bandwidth roofline; int8/int4 quality against bf16; and a
+shared-prefix agent scenario. Run as `minimax2 bench engine` or `python benchmarks/bench_engine.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ..model.attention import AttentionMetadata
+from ..model.info import spec_from_config
+from .llm import LLM
+from .llm_engine import LLMEngine
+from .sampling_params import SamplingParams
+
+BYTES_PER_PARAM = {"bf16": 2.0, "int8": 1.0, "int4": 0.5 + 4 / 128}  # int4: + bf16 scale and zero per 128
+
+
+def read_bandwidth(gib: float = 0.5, repeats: int = 7) -> float:
+    """Median read bandwidth in bytes/s: summing a large float32 array."""
+    x = torch.ones(int(gib * 2**30 / 4))
+    x.sum()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        x.sum()
+        times.append(time.perf_counter() - t)
+    return x.numel() * 4 / statistics.median(times)
+
+
+def _prompts(batch: int, length: int, vocab: int, seed: int = 0) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(10, vocab - 10, (batch, length), generator=g).tolist()
+
+
+def engine_run(engine: LLMEngine, prompts: list[list[int]], new_tokens: int) -> dict:
+    """Prefill all prompts, then decode; returns prefill tok/s, decode tok/s (after every first token)."""
+    sp = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
+    for i, p in enumerate(prompts):
+        engine.add_request(f"b{i}", p, sp)
+    t0 = time.perf_counter()
+    first, generated, t_first = set(), 0, None
+    while engine.has_unfinished():
+        for o in engine.step():
+            if o.request_id not in first:
+                first.add(o.request_id)
+                if len(first) == len(prompts):
+                    t_first = time.perf_counter()
+            elif o.new_token_ids:
+                generated += 1
+    t1 = time.perf_counter()
+    return {"prefill_tok_s": sum(map(len, prompts)) / (t_first - t0), "decode_tok_s": generated / (t1 - t_first)}
+
+
+def hf_run(model, prompts: list[list[int]], new_tokens: int) -> dict:
+    ids = torch.tensor(prompts)
+    with torch.inference_mode():
+        t = time.perf_counter()
+        model.generate(ids, max_new_tokens=1, min_new_tokens=1, do_sample=False)
+        t_prefill = time.perf_counter() - t
+        t = time.perf_counter()
+        model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        total = time.perf_counter() - t
+    return {"prefill_tok_s": ids.numel() / t_prefill, "decode_tok_s": len(prompts) * (new_tokens - 1) / (total - t_prefill)}
+
+
+def median_of(fn, runs: int) -> dict:
+    results = [fn() for _ in range(runs)]
+    return {k: statistics.median(r[k] for r in results) for k in results[0]}
+
+
+def quality(llm_q: LLM, llm_ref: LLM, text_ids: list[int]) -> dict:
+    n = len(text_ids)
+    meta, ids, pos = AttentionMetadata.for_batch(1, n), torch.tensor(text_ids), torch.arange(n)
+    with torch.inference_mode():
+        ref = llm_ref.model(ids, pos, meta).float().log_softmax(-1)
+        got = llm_q.model(ids, pos, meta).float().log_softmax(-1)
+    kl = torch.nn.functional.kl_div(got, ref, log_target=True, reduction="batchmean").item()
+    return {"kl": kl, "top1_agreement": (got.argmax(-1) == ref.argmax(-1)).float().mean().item()}
+
+
+def prefix_scenario(llm: LLM, system_len: int = 2000, convs: int = 8, turns: int = 4, new_tokens: int = 32) -> dict:
+    eng, vocab = llm.engine, llm.cfg.vocab_size
+    system = _prompts(1, system_len, vocab, seed=1)[0]
+    sp = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
+
+    def ttft(rid, prompt):
+        eng.add_request(rid, prompt, sp)
+        t = time.perf_counter()
+        while True:
+            if any(o.request_id == rid for o in eng.step()):
+                dt = time.perf_counter() - t
+                break
+        eng.abort(rid)
+        return dt
+
+    cold = ttft("cold", _prompts(1, system_len + 50, vocab, seed=2)[0])  # nothing of it is cached
+    ttft("warm-up", system + _prompts(1, 50, vocab, seed=3)[0])
+    hit = ttft("hit", system + _prompts(1, 50, vocab, seed=4)[0])
+    histories = [system + _prompts(1, 40, vocab, seed=10 + c)[0] for c in range(convs)]
+    hits0, queries0, tokens, t = eng.block_manager.prefix_hits, eng.block_manager.prefix_queries, 0, time.perf_counter()
+    for turn in range(turns):
+        outs = llm.generate(histories, sp)
+        for c, o in enumerate(outs):
+            histories[c] = histories[c] + o.outputs[0].token_ids + _prompts(1, 30, vocab, seed=100 * turn + c)[0]
+            tokens += len(o.outputs[0].token_ids)
+    elapsed = time.perf_counter() - t
+    bm = eng.block_manager
+    return {"ttft_cold_s": cold, "ttft_prefix_hit_s": hit, "hit_over_cold": hit / cold,
+            "turns_output_tok_s": tokens / elapsed,
+            "prefix_hit_rate": (bm.prefix_hits - hits0) / max(1, bm.prefix_queries - queries0)}
+
+
+def run_benchmark(model: str, precisions=("bf16", "int8", "int4"), batches=(1, 8, 16), prompt_len: int = 128,
+                  new_tokens: int = 128, runs: int = 3, hf: bool = True, prefix: bool = True,
+                  threads: int = 2, out: str | None = None) -> dict:
+    torch.set_num_threads(threads)
+    bw = read_bandwidth()
+    report: dict = {"model": model, "threads": threads, "bandwidth_GBps": bw / 1e9, "rows": [], "quality": {}}
+    ref_llm = None
+    for prec in precisions:
+        llm = LLM(model, dtype="bfloat16", quantization=None if prec == "bf16" else prec, max_num_seqs=max(batches),
+                  max_num_batched_tokens=512, max_model_len=prompt_len + new_tokens + 8)
+        spec = spec_from_config(llm.cfg)
+        roof = bw / (spec.params()["active"] * BYTES_PER_PARAM[prec])
+        engine_run(llm.engine, _prompts(1, 16, llm.cfg.vocab_size), 4)  # warm-up
+        for b in batches:
+            r = median_of(lambda: engine_run(llm.engine, _prompts(b, prompt_len, llm.cfg.vocab_size), new_tokens), runs)
+            row = {"engine": "minimax2", "precision": prec, "batch": b, **r,
+                   "roofline_tok_s": roof, "roofline_share": r["decode_tok_s"] / roof if b == 1 else None}
+            report["rows"].append(row)
+            print(json.dumps(row))
+        if prec == "bf16":
+            ref_llm = llm
+            if prefix:
+                report["prefix"] = prefix_scenario(llm)
+                print(json.dumps(report["prefix"]))
+        else:
+            text = _prompts(1, 256, llm.cfg.vocab_size, seed=5)[0]
+            report["quality"][prec] = quality(llm, ref_llm, text)
+            print(prec, json.dumps(report["quality"][prec]))
+            del llm
+    if hf:
+        report["rows"] += _hf_rows(model, batches, prompt_len, new_tokens, runs)
+    if out:
+        Path(out).write_text(json.dumps(report, indent=2))
+    print_table(report)
+    return report
+
+
+def _hf_rows(model: str, batches, prompt_len: int, new_tokens: int, runs: int) -> list[dict]:
+    try:
+        from transformers import MiniMaxM2ForCausalLM
+    except ImportError:
+        print("transformers is not installed: no HF baseline (pip install transformers)")
+        return []
+    hf = MiniMaxM2ForCausalLM.from_pretrained(model, dtype=torch.bfloat16).eval()
+    rows = []
+    for b in [b for b in batches if b <= 8]:
+        r = median_of(lambda: hf_run(hf, _prompts(b, prompt_len, hf.config.vocab_size), new_tokens), runs)
+        rows.append({"engine": "transformers", "precision": "bf16", "batch": b, **r})
+        print(json.dumps(rows[-1]))
+    return rows
+
+
+def print_table(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    hf = {r["batch"]: r for r in report["rows"] if r["engine"] == "transformers"}
+    t = Table(title=f"{report['model']} — {report['threads']} threads, read bandwidth {report['bandwidth_GBps']:.1f} GB/s (medians)")
+    for col in ("engine", "precision", "batch", "decode tok/s", "vs HF bf16", "roofline", "prefill tok/s"):
+        t.add_column(col, justify="right")
+    for r in report["rows"]:
+        base = hf.get(r["batch"])
+        ratio = f"{r['decode_tok_s'] / base['decode_tok_s']:.1f}x" if base and r["engine"] != "transformers" else ""
+        roof = f"{r['roofline_share']:.0%} of {r['roofline_tok_s']:.0f}" if r.get("roofline_share") else ""
+        t.add_row(r["engine"], r["precision"], str(r["batch"]), f"{r['decode_tok_s']:.1f}", ratio, roof,
+                  f"{r['prefill_tok_s']:.0f}")
+    Console(width=120).print(t)
+    for prec, q in report["quality"].items():
+        print(f"{prec} vs bf16: top-1 agreement {q['top1_agreement']:.1%}, KL {q['kl']:.2e}")
+    if "prefix" in report:
+        p = report["prefix"]
+        print(f"shared 2,000-token prefix: TTFT cold {p['ttft_cold_s'] * 1e3:.0f} ms, hit {p['ttft_prefix_hit_s'] * 1e3:.0f} ms "
+              f"({p['hit_over_cold']:.2f}x); 8 conversations x 4 turns: {p['turns_output_tok_s']:.1f} output tok/s, "
+              f"prefix hit rate {p['prefix_hit_rate']:.0%}")
