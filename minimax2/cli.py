@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", required=True, help="checkpoint directory (HF layout: config.json, safetensors, tokenizer.json)")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"], help="compute dtype (default bfloat16)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    p.add_argument("--quantization", "-q", choices=["int8", "int4"], help="weight-only quantisation (CPU kernels)")
+    p.add_argument("--group-size", type=int, default=128, help="int4 group size: 32, 64, 128 or 256 (default 128)")
+    p.add_argument("--max-model-len", type=int, help="context length (default: the model's)")
+    p.add_argument("--kv-cache-gb", type=float, help="KV cache budget in GiB (default: what the context needs, <= 4)")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -38,8 +43,9 @@ def _load(args):
 
     from .engine.llm import LLM
 
-    with Console(stderr=True).status(f"loading {args.model} ({args.dtype})"):
-        return LLM(args.model, dtype=args.dtype, device=args.device)
+    with Console(stderr=True).status(f"loading {args.model} ({args.quantization or args.dtype})"):
+        return LLM(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization,
+                   group_size=args.group_size, max_model_len=args.max_model_len, kv_cache_gb=args.kv_cache_gb)
 
 
 def cmd_generate(args) -> int:
@@ -141,15 +147,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def cmd_bench_engine(args) -> int:
+    from .engine.benchmark import run_benchmark
+
+    run_benchmark(args.model, tuple(args.precisions.split(",")), tuple(int(b) for b in args.batches.split(",")),
+                  args.prompt_len, args.new_tokens, args.runs, hf=not args.no_hf, prefix=not args.no_prefix,
+                  threads=args.threads, out=args.out)
+    return 0
+
+
+def _register_bench(sub):
+    bench = sub.add_parser("bench", help="benchmarks: engine throughput, serving load").add_subparsers(
+        dest="bench_command", metavar="BENCH", required=True)
+    e = bench.add_parser("engine", help="decode/prefill throughput per precision vs HF transformers and the roofline",
+                         description="Engine benchmark on a checkpoint (see benchmarks/make_checkpoints.py).")
+    e.add_argument("--model", "-m", required=True, help="checkpoint directory")
+    e.add_argument("--precisions", default="bf16,int8,int4", help="comma list of bf16,int8,int4")
+    e.add_argument("--batches", default="1,8,16", help="concurrent sequences to measure (default 1,8,16)")
+    e.add_argument("--prompt-len", type=int, default=128)
+    e.add_argument("--new-tokens", type=int, default=128)
+    e.add_argument("--runs", type=int, default=3, help="runs per figure; medians are reported")
+    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
+    e.add_argument("--no-prefix", action="store_true", help="skip the shared-prefix scenario")
+    e.add_argument("--out", help="write the JSON report here")
+    e.set_defaults(func=cmd_bench_engine)
+    return bench
+
+
 def _register_optional(sub) -> None:
-    """Sub-commands that live with their own packages (evaluation, load benchmark)."""
-    try:
+    """Sub-commands that live with their own packages."""
+    bench = _register_bench(sub)
+    if importlib.util.find_spec("minimax2.eval.cli") is not None:
         from .eval.cli import register_bench_serve, register_eval
-    except ImportError:
-        return
-    register_eval(sub)
-    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", metavar="BENCH", required=True)
-    register_bench_serve(bench)
+
+        register_eval(sub)
+        register_bench_serve(bench)
 
 
 def main(argv: list[str] | None = None) -> int:
