@@ -29,9 +29,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
 
 def rope_cos_sin(positions: torch.Tensor, rotary_dim: int, theta: float, dtype: torch.dtype):
@@ -94,8 +92,16 @@ class SparseMoE(nn.Module):
         w = scores.gather(1, idx)
         return idx, w / w.sum(dim=-1, keepdim=True)
 
+    def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        gate, up = (self.q13[e](x) if self.q13 is not None else F.linear(x, self.w13[e])).chunk(2, dim=-1)
+        h = F.silu(gate) * up
+        return self.q2[e](h) if self.q2 is not None else F.linear(h, self.w2[e])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         idx, weights = self.route(x)
+        if x.shape[0] == 1:  # one token (batch-1 decode): no grouping needed
+            ys = torch.cat([self._expert(e, x) for e in idx[0].tolist()])
+            return (weights[0, :, None] * ys).sum(0, keepdim=True).to(x.dtype)
         flat = idx.flatten()
         order = flat.argsort(stable=True)
         token = order // self.top_k
@@ -106,12 +112,9 @@ class SparseMoE(nn.Module):
         ends = counts.cumsum(0).tolist()
         xs = x.index_select(0, token)
         ys = torch.empty_like(xs)
-        quantized = self.q13 is not None
+        counts = counts.tolist()
         for e in active:
-            s, t = ends[e] - int(counts[e]), ends[e]
-            gate, up = (self.q13[e](xs[s:t]) if quantized else F.linear(xs[s:t], self.w13[e])).chunk(2, dim=-1)
-            h = F.silu(gate) * up
-            ys[s:t] = self.q2[e](h) if quantized else F.linear(h, self.w2[e])
+            ys[ends[e] - counts[e]:ends[e]] = self._expert(e, xs[ends[e] - counts[e]:ends[e]])
         ys = (ys * weights.flatten()[order, None]).to(x.dtype)
         return torch.zeros_like(x).index_add_(0, token, ys)
 

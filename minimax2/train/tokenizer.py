@@ -29,9 +29,13 @@ SAMPLE_TEXT = [
 ]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, min_frequency: int = 1) -> Tokenizer:
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, min_frequency: int = 1,
+                    split_digits: bool = False) -> Tokenizer:
+    """`split_digits`: every digit is its own token (no multi-digit merges), which arithmetic needs."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                         if split_digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
