@@ -58,7 +58,7 @@ def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[
 
     `history[i]` = (prompt ids, output ids) of row i, for logits processors and penalties.
     """
-    logits = logits.float()
+    logits = logits.float().cpu()  # per-request generators and processors live on the CPU
     for i, p in enumerate(params):
         if p.logits_processors:
             row = logits[i]
