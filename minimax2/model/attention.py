@@ -26,7 +26,7 @@ class AttentionMetadata:
     context_slots: list[torch.Tensor] | None = None  # per sequence, the cache slots of its whole context
     # Pure-decode steps (one new token per sequence) attend in one batched call over padded slots.
     decode_slots: torch.Tensor | None = None  # [B, max_ctx]
-    decode_mask: torch.Tensor | None = None  # [B, 1, 1, max_ctx], True where a real key is
+    decode_mask: torch.Tensor | None = None  # [B, 1, 1, max_ctx], True where a real key is (None: all are)
 
     @property
     def num_seqs(self) -> int:
@@ -56,16 +56,35 @@ class AttentionMetadata:
         meta = cls(cu_seqlens_q=cu, context_lens=list(context_lens),
                    slot_mapping=torch.cat(slots_new).to(device) if slots_new else torch.empty(0, dtype=torch.long),
                    context_slots=[s.to(device) for s in ctx_slots])
-        if query_lens and max(query_lens) == 1 and len(query_lens) > 1:
+        if query_lens and max(query_lens) == 1:
             meta.decode_slots = torch.nn.utils.rnn.pad_sequence(ctx_slots, batch_first=True).to(device)
-            lens = torch.tensor(context_lens)
-            meta.decode_mask = (torch.arange(meta.decode_slots.shape[1])[None, :] < lens[:, None])[:, None, None, :].to(device)
+            if min(context_lens) < max(context_lens):
+                lens = torch.tensor(context_lens)
+                meta.decode_mask = (torch.arange(meta.decode_slots.shape[1])[None, :] < lens[:, None])[:, None, None, :].to(device)
         return meta
 
 
 def _causal_mask(q_len: int, ctx: int, device) -> torch.Tensor:
     """Boolean mask letting the j-th of the last `q_len` positions see keys up to its own position."""
     return torch.ones(q_len, ctx, dtype=torch.bool, device=device).tril(ctx - q_len)
+
+
+def _decode_attention(q, k_cache, v_cache, slots, mask, scale):
+    """One query per sequence, all sequences at once: [B, Hq, D] against padded cached keys.
+
+    Written out rather than through SDPA, whose CPU bf16 path is >10x slower for a single query.
+    Scores are computed in the model dtype and softmaxed in float32, as the reference does.
+    """
+    b, n = slots.shape
+    kv_heads, d = k_cache.shape[1], k_cache.shape[2]
+    ks = k_cache.index_select(0, slots.flatten()).view(b, n, kv_heads, d).permute(0, 2, 3, 1)  # [B, KV, D, n]
+    vs = v_cache.index_select(0, slots.flatten()).view(b, n, kv_heads, d).transpose(1, 2)  # [B, KV, n, D]
+    qg = q.view(b, kv_heads, -1, d)  # query heads grouped by their KV head
+    scores = torch.matmul(qg, ks) * scale  # [B, KV, G, n]
+    if mask is not None:
+        scores = scores.masked_fill(~mask.view(b, 1, 1, n), float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.matmul(probs, vs).view(b, -1, d)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata,
@@ -84,12 +103,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMet
             v.view(b, n, *v.shape[1:]).transpose(1, 2), is_causal=True, scale=scale, enable_gqa=True)
         return out.transpose(1, 2).reshape(q.shape)
     if use_cache and meta.decode_slots is not None:
-        b, n = meta.decode_slots.shape
-        ks = k_cache.index_select(0, meta.decode_slots.flatten()).view(b, n, *k_cache.shape[1:]).transpose(1, 2)
-        vs = v_cache.index_select(0, meta.decode_slots.flatten()).view(b, n, *v_cache.shape[1:]).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q[:, :, None, :], ks, vs, attn_mask=meta.decode_mask, scale=scale,
-                                             enable_gqa=True)
-        return out[:, :, 0, :]
+        return _decode_attention(q, k_cache, v_cache, meta.decode_slots, meta.decode_mask, scale)
     out = torch.empty_like(q)
     for i, ctx in enumerate(ctx_lens):
         s, e = cu[i], cu[i + 1]
