@@ -69,6 +69,21 @@ def _causal_mask(q_len: int, ctx: int, device) -> torch.Tensor:
     return torch.ones(q_len, ctx, dtype=torch.bool, device=device).tril(ctx - q_len)
 
 
+MANUAL_MAX_SCORES = 1 << 24  # score elements (64 MiB in float32) up to which attention is written out
+
+
+def _manual_attention(q, k, v, mask, scale):
+    """One sequence: q [n, Hq, D] against k, v [ctx, KV, D]; float32 softmax. ~2x CPU bf16 SDPA."""
+    n, hq, d = q.shape
+    kv = k.shape[1]
+    qg = q.view(n, kv, hq // kv, d).permute(1, 2, 0, 3)  # [KV, G, n, D]
+    scores = torch.matmul(qg, k.permute(1, 2, 0)[:, None]) * scale  # [KV, G, n, ctx]
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+    return torch.matmul(probs, v.transpose(0, 1)[:, None]).permute(2, 0, 1, 3).reshape(n, hq, d)
+
+
 def _decode_attention(q, k_cache, v_cache, slots, mask, scale):
     """One query per sequence, all sequences at once: [B, Hq, D] against padded cached keys.
 
@@ -116,7 +131,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMet
             ki, vi = k[s:e], v[s:e]
         q_len = e - s
         mask = None if q_len == 1 else _causal_mask(q_len, ctx, q.device)
-        o = F.scaled_dot_product_attention(q[s:e].transpose(0, 1), ki.transpose(0, 1), vi.transpose(0, 1),
-                                           attn_mask=mask, scale=scale, enable_gqa=True)
-        out[s:e] = o.transpose(0, 1)
+        if q_len * ctx * q.shape[1] <= MANUAL_MAX_SCORES:
+            out[s:e] = _manual_attention(q[s:e], ki, vi, mask, scale)
+        else:  # long contexts: SDPA's blocked kernel never materialises the score matrix
+            o = F.scaled_dot_product_attention(q[s:e].transpose(0, 1), ki.transpose(0, 1), vi.transpose(0, 1),
+                                               attn_mask=mask, scale=scale, enable_gqa=True)
+            out[s:e] = o.transpose(0, 1)
     return out
