@@ -14,6 +14,7 @@ import torch
 
 from ..model.attention import AttentionMetadata
 from ..model.info import spec_from_config
+from ..model.loader import load_model
 from .llm import LLM
 from .llm_engine import LLMEngine
 from .sampling_params import SamplingParams
@@ -74,12 +75,13 @@ def median_of(fn, runs: int) -> dict:
     return {k: statistics.median(r[k] for r in results) for k in results[0]}
 
 
-def quality(llm_q: LLM, llm_ref: LLM, text_ids: list[int]) -> dict:
+def quality(model_q, model_ref, text_ids: list[int]) -> dict:
+    """KL(ref || q) per token and top-1 agreement of next-token distributions over `text_ids`."""
     n = len(text_ids)
     meta, ids, pos = AttentionMetadata.for_batch(1, n), torch.tensor(text_ids), torch.arange(n)
     with torch.inference_mode():
-        ref = llm_ref.model(ids, pos, meta).float().log_softmax(-1)
-        got = llm_q.model(ids, pos, meta).float().log_softmax(-1)
+        ref = model_ref(ids, pos, meta).float().log_softmax(-1)
+        got = model_q(ids, pos, meta).float().log_softmax(-1)
     kl = torch.nn.functional.kl_div(got, ref, log_target=True, reduction="batchmean").item()
     return {"kl": kl, "top1_agreement": (got.argmax(-1) == ref.argmax(-1)).float().mean().item()}
 
@@ -135,16 +137,18 @@ def run_benchmark(model: str, precisions=("bf16", "int8", "int4"), batches=(1, 8
                    "roofline_tok_s": roof, "roofline_share": r["decode_tok_s"] / roof if b == 1 else None}
             report["rows"].append(row)
             print(json.dumps(row))
+        text = _prompts(1, 256, llm.cfg.vocab_size, seed=5)[0]
         if prec == "bf16":
             ref_llm = llm
             if prefix:
                 report["prefix"] = prefix_scenario(llm)
                 print(json.dumps(report["prefix"]))
+            # the noise floor: how often bf16 itself disagrees with float32 on this checkpoint
+            report["quality"]["bf16 vs float32"] = quality(llm.model, load_model(model, torch.float32), text)
         else:
-            text = _prompts(1, 256, llm.cfg.vocab_size, seed=5)[0]
-            report["quality"][prec] = quality(llm, ref_llm, text)
-            print(prec, json.dumps(report["quality"][prec]))
+            report["quality"][prec] = quality(llm.model, ref_llm.model, text)
             del llm
+        print(prec, json.dumps(report["quality"]))
     if hf:
         report["rows"] += _hf_rows(model, batches, prompt_len, new_tokens, runs)
     if out:
@@ -184,7 +188,8 @@ def print_table(report: dict) -> None:
                   f"{r['prefill_tok_s']:.0f}")
     Console(width=120).print(t)
     for prec, q in report["quality"].items():
-        print(f"{prec} vs bf16: top-1 agreement {q['top1_agreement']:.1%}, KL {q['kl']:.2e}")
+        label = prec if " vs " in prec else f"{prec} vs bf16"
+        print(f"{label}: top-1 agreement {q['top1_agreement']:.1%}, KL {q['kl']:.2e}")
     if "prefix" in report:
         p = report["prefix"]
         print(f"shared 2,000-token prefix: TTFT cold {p['ttft_cold_s'] * 1e3:.0f} ms, hit {p['ttft_prefix_hit_s'] * 1e3:.0f} ms "
