@@ -96,10 +96,13 @@ def test_preemption_under_a_tiny_cache(parts):
 
 def test_a_request_larger_than_the_cache_is_an_error_not_a_hang(parts):
     model, tok, prompts = parts
-    engine = LLMEngine(model, tok, [], EngineConfig(block_size=4, num_kv_blocks=2, max_num_batched_tokens=64))
-    engine.add_request("x", prompts[3], greedy(4))
-    with pytest.raises(RuntimeError, match="cannot hold"):
+    engine = LLMEngine(model, tok, [], EngineConfig(block_size=4, num_kv_blocks=4, max_num_batched_tokens=64))
+    with pytest.raises(ValueError, match="needs up to 20 tokens of KV cache but the whole cache holds 16"):
+        engine.add_request("x", prompts[3][:12], greedy(8))
+    engine.add_request("y", prompts[3][:12], greedy(4))  # exactly fits
+    while engine.has_unfinished():
         engine.step()
+    assert engine.block_manager.num_free_blocks == 4
 
 
 def test_seeded_sampling_ignores_batch_mates(parts):

@@ -87,6 +87,11 @@ class LLMEngine:
         if len(prompt_ids) >= self.max_model_len:
             raise RequestError(f"the prompt has {len(prompt_ids)} tokens; the context is {self.max_model_len} tokens "
                                f"and at least one must be left to generate")
+        bs, blocks = self.config.block_size, len(self.block_manager.blocks)
+        need = -(-min(len(prompt_ids) + params.max_tokens, self.max_model_len) // bs)
+        if need > blocks:
+            raise RequestError(f"the request needs up to {need * bs} tokens of KV cache but the whole cache holds "
+                               f"{blocks * bs}; lower max_tokens or give the cache more memory (--kv-cache-gb)")
         seqs = []
         for i in range(params.n):
             out = OutputText(self.tokenizer, params.stop, self.tokenizer.special_ids) if self.tokenizer else None
