@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml requirements-cpu.txt
 	$(BIN)/pip install --quiet -e '.[serve,eval,dev]'
 	touch $(STAMP)
 
+# The bundled demo model when this checkout has it; otherwise a random tiny M2-shaped checkpoint.
 serve: $(STAMP)
-	$(BIN)/minimax2 serve $(ARGS)
+	@if [ -f minimax2/assets/demo/config.json ]; then $(BIN)/minimax2 serve $(ARGS); else \
+	  test -f checkpoints/random-tiny/config.json || $(BIN)/minimax2 init --out checkpoints/random-tiny; \
+	  $(BIN)/minimax2 serve --model checkpoints/random-tiny $(ARGS); fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)

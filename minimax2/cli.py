@@ -13,7 +13,8 @@ DEFAULT_MODEL_ENV = "MINIMAX2_MODEL"
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", required=True, help="checkpoint directory (HF layout: config.json, safetensors, tokenizer.json)")
+    p.add_argument("--model", "-m", default=None,
+                   help="checkpoint directory (HF layout: config.json, safetensors, tokenizer.json); default: the bundled demo model")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"], help="compute dtype (default bfloat16)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     p.add_argument("--quantization", "-q", choices=["int8", "int4"], help="weight-only quantisation (CPU kernels)")
@@ -178,6 +179,9 @@ def _register_bench(sub):
 
 def _register_optional(sub) -> None:
     """Sub-commands that live with their own packages."""
+    from .server.cli import register_serve  # stdlib-only import; `serve` says what to install if fastapi is missing
+
+    register_serve(sub)
     bench = _register_bench(sub)
     if importlib.util.find_spec("minimax2.eval.cli") is not None:
         from .eval.cli import register_bench_serve, register_eval
@@ -190,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     args = build_parser().parse_args(argv)
+    if hasattr(args, "model") and args.command in ("generate", "chat"):
+        from .assets import resolve_model
+
+        try:
+            args.model = resolve_model(args.model)
+        except ValueError as e:
+            print(f"minimax2 {args.command}: error: {e}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=os.environ.get("MINIMAX2_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from .chat.tokenizer import TokenizerError

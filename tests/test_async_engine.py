@@ -53,7 +53,7 @@ def test_disconnect_aborts_and_frees(aengine):
     eng, _, tok = aengine
 
     async def main():
-        gen = eng.add_request("d", tok.encode("a prompt to abandon"), SamplingParams(max_tokens=500, ignore_eos=True))
+        gen = eng.add_request("d", tok.encode("a prompt to abandon"), SamplingParams(max_tokens=400, ignore_eos=True))
         n = 0
         async for _ in gen:
             n += 1

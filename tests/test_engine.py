@@ -193,3 +193,22 @@ def test_logits_processor_constrains_every_step(parts):
     sp = SamplingParams(max_tokens=6, temperature=1.0, seed=0, ignore_eos=True, logits_processors=[only_three])
     got = run(engine, {0: [("c", prompts[0], sp)]})["c"][0]
     assert set(got) <= {7, 11, 13} and seen == list(range(6))
+
+
+def test_stop_reason_and_a_fully_masked_row(parts):
+    model, tok, prompts = parts
+    full = LLMEngine(model, tok, [], EngineConfig(num_kv_blocks=64))
+    text = ""
+    full.add_request("t", prompts[0], greedy(12))
+    while full.has_unfinished():
+        text += "".join(o.text for o in full.step())
+    engine = LLMEngine(model, tok, [], EngineConfig(num_kv_blocks=64))
+    stop = text[4:7]
+    engine.add_request("s", prompts[0], SamplingParams(max_tokens=12, temperature=0, stop=["zzz", stop], ignore_eos=True))
+    engine.add_request("m", prompts[1], SamplingParams(max_tokens=5, logits_processors=[lambda ids, l: l * 0 - float("inf")]))
+    last = {}
+    while engine.has_unfinished():
+        for o in engine.step():
+            last[o.request_id] = o
+    assert last["s"].finish_reason == "stop" and last["s"].stop_reason == stop
+    assert last["m"].finish_reason == "stop" and last["m"].completion_tokens == 0

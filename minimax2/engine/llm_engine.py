@@ -15,7 +15,7 @@ from ..model.minimax_m2 import MiniMaxM2
 from .block_manager import BlockManager
 from .model_runner import ModelRunner, kv_bytes_per_block
 from .output import OutputText
-from .sampler import make_generator, sample
+from .sampler import NO_TOKEN, make_generator, sample
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler, SchedulerConfig
 from .sequence import Sequence
@@ -45,6 +45,7 @@ class StepOutput:
     completion_tokens: int
     cached_tokens: int  # prompt tokens served from the prefix cache
     logprobs: list[dict] = field(default_factory=list)
+    stop_reason: str | int | None = None  # the stop string or stop token id that ended it, as in vLLM
 
 
 class RequestError(ValueError):
@@ -135,9 +136,13 @@ class LLMEngine:
         return [self._append(seq, tok, info) for seq, tok, info in zip(sampled, tokens, infos)]
 
     def _append(self, seq: Sequence, tok: int, info: dict | None) -> StepOutput:
-        sp, text, new = seq.params, "", [tok]
-        if (tok in self.eos and not sp.ignore_eos) or tok in sp.stop_token_ids:
+        sp, text, new, stop_reason = seq.params, "", [tok], None
+        if tok == NO_TOKEN:
+            log.warning("request %s: logits processors left no allowed token; ending it", seq.request_id)
             seq.finish_reason, new = "stop", []
+        elif (tok in self.eos and not sp.ignore_eos) or tok in sp.stop_token_ids:
+            seq.finish_reason, new = "stop", []
+            stop_reason = tok if tok in sp.stop_token_ids else None
         else:
             seq.token_ids.append(tok)
             if info is not None:
@@ -145,7 +150,7 @@ class LLMEngine:
             if seq.output is not None:
                 text, stopped = seq.output.push(tok)
                 if stopped:
-                    seq.finish_reason = "stop"
+                    seq.finish_reason, stop_reason = "stop", seq.output.matched
             if seq.finish_reason is None and (seq.num_completion_tokens >= sp.max_tokens
                                               or seq.num_tokens >= self.max_model_len):
                 seq.finish_reason = "length"
@@ -157,4 +162,4 @@ class LLMEngine:
                 self.requests.pop(seq.request_id, None)
         return StepOutput(seq.request_id, seq.index, new, text, seq.finish_reason, seq.num_prompt_tokens,
                           seq.num_completion_tokens, seq.num_prefix_hit_tokens,
-                          [info] if info is not None and new else [])
+                          [info] if info is not None and new else [], stop_reason)

@@ -26,6 +26,7 @@ class OutputText:
         self.stops = stops
         self.text = ""  # everything decoded so far (stop string removed once matched)
         self.emitted = 0  # characters of `text` already handed out as deltas
+        self.matched: str | None = None  # the stop string that ended the output
 
     def push(self, token_id: int) -> tuple[str, bool]:
         """Add a token; returns (text safe to emit now, whether a stop string matched)."""
@@ -43,9 +44,10 @@ class OutputText:
             # a stop string can only start in the part not yet emitted (or straddle its edge)
             window = max(len(s) for s in self.stops) - 1
             start = max(0, self.emitted - window)
-            hits = [i for i in (self.text.find(s, start) for s in self.stops) if i >= 0]
+            hits = [(i, s) for s, i in ((s, self.text.find(s, start)) for s in self.stops) if i >= 0]
             if hits:
-                self.text, stopped = self.text[: min(hits)], True
+                cut, self.matched = min(hits)
+                self.text, stopped = self.text[:cut], True
         end = len(self.text) if (final or stopped or not self.stops) else len(self.text) - _held_suffix(self.text, self.stops)
         end = max(end, self.emitted)
         delta, self.emitted = self.text[self.emitted:end], end

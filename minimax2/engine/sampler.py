@@ -51,10 +51,14 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return logits
 
 
+NO_TOKEN = -1  # returned for a row where every token was masked out
+
+
 @torch.inference_mode()
 def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None],
            history: list[tuple[list[int], list[int]]] | None = None) -> tuple[list[int], list[dict | None]]:
-    """logits [B, V] -> (one token id per row, logprob info per row or None).
+    """logits [B, V] -> (one token id per row, logprob info per row or None). A row whose logits
+    processors masked every token gets NO_TOKEN; the engine ends that sequence.
 
     `history[i]` = (prompt ids, output ids) of row i, for logits processors and penalties.
     """
@@ -66,8 +70,12 @@ def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[
                 row = proc(history[i][1] if history else [], row)
             logits[i] = row
     out = logits.argmax(-1).tolist()
+    dead = set((~torch.isfinite(logits).any(-1)).nonzero().flatten().tolist())  # a processor allowed nothing
     for i, p in enumerate(params):
         row = logits[i]
+        if i in dead:
+            out[i] = NO_TOKEN
+            continue
         if p.has_penalties:
             row = apply_penalties(row, p, *history[i])
             out[i] = int(row.argmax())
@@ -75,7 +83,7 @@ def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[
             probs = filter_logits(row, p).softmax(-1)
             out[i] = int(torch.multinomial(probs, 1, generator=generators[i]).item())
     infos: list[dict | None] = [None] * len(params)
-    want = [i for i, p in enumerate(params) if p.logprobs is not None]
+    want = [i for i, p in enumerate(params) if p.logprobs is not None and out[i] != NO_TOKEN]
     if want:
         lp = torch.log_softmax(logits[want], dim=-1)
         for r, i in enumerate(want):

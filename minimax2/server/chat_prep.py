@@ -1,0 +1,79 @@
+"""What a chat request becomes before generation: the rendered prompt, the grammar (tool_choice,
+response_format) and whether the output starts in the reasoning channel. Shared by both APIs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..chat import markers as m
+from ..chat.render import ChatTemplateError
+from .errors import APIError
+from .params import check_prompt
+
+ROLES = {"system", "user", "assistant", "tool"}
+
+
+@dataclass
+class Prepared:
+    prompt: str
+    prompt_ids: list[int]
+    tools: list[dict] | None
+    reasoning: bool  # False when the prompt pre-filled an empty think block
+    processors: list
+
+
+class ThinkingBudget:
+    """A logits processor that ends the reasoning after `budget` tokens by forcing ``</think>``."""
+
+    def __init__(self, budget: int, think_end_id: int):
+        self.budget, self.end = budget, think_end_id
+
+    def __call__(self, generated: list[int], logits):
+        if len(generated) < self.budget or not bool(logits[self.end].isfinite()) or self.end in generated:
+            return logits  # (not finite: a grammar forbids </think> right now, e.g. inside a character)
+        forced = logits.new_full(logits.shape, float("-inf"))
+        forced[self.end] = 0.0
+        return forced
+
+
+def openai_messages(messages: list[dict]) -> list[dict]:
+    out = []
+    for i, msg in enumerate(messages):
+        role = msg.get("role")
+        if role == "developer":
+            msg = {**msg, "role": "system"}
+        elif role not in ROLES:
+            raise APIError(400, f"messages[{i}]: unknown role {role!r} (expected system, user, assistant or tool)",
+                           param=f"messages[{i}].role")
+        out.append(msg)
+    return out
+
+
+def prepare(state, messages: list[dict], tools: list[dict] | None, *, thinking: bool = True,
+            force_tools: list[str] | None = None, parallel: bool = True, json_schema: dict | None = None,
+            template_kwargs: dict | None = None, thinking_budget: int | None = None, n: int = 1) -> Prepared:
+    """`force_tools`: constrain the output to one call block invoking these tools;
+    `json_schema`: constrain the answer to JSON following it. Both need the local backend."""
+    try:
+        prompt = state.backend.render(messages, tools=tools or None, **(template_kwargs or {}))
+    except ChatTemplateError as e:
+        raise APIError(400, str(e), param="messages") from e
+    except (ValueError, TypeError) as e:
+        raise APIError(400, f"cannot render the conversation: {e}", param="messages") from e
+    if not thinking:
+        prompt += m.EMPTY_THINK_PREFILL
+    ids = state.encode(prompt)
+    check_prompt(len(ids), state.backend.max_model_len)
+    processors = []
+    if force_tools or json_schema is not None:
+        if not state.backend.supports_processors:
+            raise APIError(400, "forced tool calls and response_format need the local backend; "
+                                "this server forwards to a remote engine")
+        g = state.grammar
+        lark = (g.tool_grammar(tools or [], force_tools, parallel, thinking) if force_tools
+                else g.json_grammar(json_schema, thinking))
+        processors.append(g.processor(lark, n))
+    end = state.backend.tokenizer.encode(m.THINK_END)
+    if thinking and thinking_budget is not None and state.backend.supports_processors and len(end) == 1:
+        processors.append(ThinkingBudget(thinking_budget, end[0]))  # after the grammar; remote: not enforced
+    return Prepared(prompt, ids, tools or None, thinking, processors)

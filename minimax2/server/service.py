@@ -1,0 +1,131 @@
+"""The server's shared state: the backend, admission (limits, draining), and the generation stream
+with its metrics and its one log line per request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from ..engine.sampling_params import SamplingParams
+from .backends import Chunk
+from .errors import APIError
+from .metrics import Metrics
+
+log = logging.getLogger("minimax2.server")
+prompt_log = logging.getLogger("minimax2.server.prompt")
+
+
+@dataclass
+class ServerConfig:
+    served_model_name: str = "minimax-m2"
+    aliases: tuple[str, ...] = ()  # more names clients may send (e.g. what an agent CLI insists on)
+    api_key: str | None = None
+    max_pending: int = 256  # requests in flight before 429
+    max_body_bytes: int = 16 * 2**20
+    thinking_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    drain_timeout: float = 30.0
+
+
+class State:
+    def __init__(self, backend, config: ServerConfig):
+        self.backend, self.config = backend, config
+        self.metrics = Metrics(config.served_model_name, backend.stats)
+        self.inflight = 0
+        self.draining = False
+        self._grammar = None
+        self._counter = 0
+
+    def new_id(self, prefix: str) -> str:
+        self._counter += 1
+        return f"{prefix}-{secrets.token_hex(6)}{self._counter}"
+
+    @property
+    def grammar(self):
+        if self._grammar is None:
+            from .grammar import GrammarFactory
+
+            b = self.backend
+            self._grammar = GrammarFactory(b.tokenizer, b.tokenizer_json.read_text(), b.vocab_size, b.eos_token_ids)
+        return self._grammar
+
+    def check_model(self, model: str) -> None:
+        if model != self.config.served_model_name and model not in self.config.aliases:
+            raise APIError(404, f"The model `{model}` does not exist; this server serves "
+                                f"`{self.config.served_model_name}`", param="model", code="model_not_found")
+
+    def admit(self) -> None:
+        """Refuse a request now (503 draining/dead, 429 queue full) rather than queue it; its slot is
+        taken when its generation starts (a stream that never starts holds none)."""
+        if self.draining:
+            raise APIError(503, "the server is shutting down", retry_after=5)
+        if not self.backend.alive:
+            raise APIError(503, "the engine is not running", retry_after=5)
+        if self.inflight >= self.config.max_pending:
+            raise APIError(429, f"too many requests in flight ({self.inflight}); retry later", retry_after=1)
+
+    def encode(self, prompt: str) -> list[int]:
+        prompt_log.debug("rendered prompt: %r", prompt)
+        return self.backend.tokenizer.encode(prompt)
+
+    async def generate(self, rid: str, prompt: str, prompt_ids: list[int],
+                       params: SamplingParams) -> AsyncIterator[Chunk]:
+        """The backend's stream, holding an in-flight slot and recording metrics at the end."""
+        self.inflight += 1
+        t0 = time.perf_counter()
+        last, ttft, itls, status = None, None, [], "error"
+        prompt_tokens, done, reasons = len(prompt_ids), {}, {}
+        try:
+            async for c in self.backend.generate(rid, prompt, prompt_ids, params):
+                now = time.perf_counter()
+                if c.text or c.token_ids:
+                    if ttft is None:
+                        ttft = now - t0
+                    elif last is not None:
+                        itls.append(now - last)
+                    last = now
+                prompt_tokens = c.prompt_tokens or prompt_tokens
+                done[c.index] = c.completion_tokens
+                if c.finish_reason is not None:
+                    reasons[c.index] = c.finish_reason
+                yield c
+            status = "ok"
+        except (GeneratorExit, asyncio.CancelledError):
+            status = "aborted"
+            raise
+        finally:
+            self.inflight -= 1
+            e2e, out_tokens = time.perf_counter() - t0, sum(done.values())
+            reason = "abort" if status != "ok" else (reasons.get(0) or "stop")
+            self.metrics.request_done(prompt_tokens, out_tokens, ttft, itls, e2e, reason)
+            log.info("%s %s in=%d out=%d ttft=%s dur=%.0fms", rid, status, prompt_tokens, out_tokens,
+                     f"{ttft * 1000:.0f}ms" if ttft is not None else "-", e2e * 1000)
+
+
+async def collect(request, gen: AsyncIterator[Chunk], poll: float = 0.5) -> list[Chunk]:
+    """All chunks of a non-streaming request; if the client disconnects first, the request is aborted
+    (its KV blocks freed) instead of running to the end for nobody."""
+    chunks: list[Chunk] = []
+
+    async def pump() -> None:
+        async for c in gen:
+            chunks.append(c)
+
+    task = asyncio.create_task(pump())
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=poll)
+            if not task.done() and await request.is_disconnected():
+                task.cancel()  # aborts the request in the engine; the answer goes to nobody
+                await asyncio.gather(task, return_exceptions=True)
+                return chunks
+        task.result()  # the request's own error, if any
+        return chunks
+    finally:
+        if not task.done():  # this handler itself was cancelled
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await gen.aclose()
