@@ -1,0 +1,138 @@
+"""Grading, SWE-bench style: a fresh sandbox, the candidate patch applied, hidden tests copied in.
+
+Statuses: `resolved`, `unresolved`, `infra_error` (the suite did not run: never counted as a
+failure of the model). Bugfix and smoke: every FAIL_TO_PASS and PASS_TO_PASS test passes.
+add_tests: only the patch's test files are kept; at least one of their tests fails on the buggy
+tree and all of them pass on the fixed tree. refactor: the suite stays green and the hidden AST
+checks confirm the requested change.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import sandbox, structural, testlog
+from .records import Task
+
+TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$|conftest\.py$)")
+
+
+@dataclass
+class Grade:
+    status: str  # resolved | unresolved | infra_error
+    reason: str = ""
+    tests: dict = field(default_factory=dict)  # test id -> status, for the tests that decide
+    seconds: float = 0.0
+
+    @property
+    def resolved(self) -> bool:
+        return self.status == "resolved"
+
+
+def split_patch(patch: str) -> dict[str, str]:
+    """{path: that file's part of a git diff}."""
+    parts: dict[str, str] = {}
+    for chunk in re.split(r"(?m)^(?=diff --git )", patch):
+        m = re.match(r"diff --git a/(\S+) b/(\S+)", chunk)
+        if m:
+            parts[m.group(2)] = chunk
+    return parts
+
+
+def run_suite(task: Task, repo: Path, venv: Path, paths: list[str] = ()) -> tuple[dict, bool, str]:
+    """Run the task's test command (optionally on some files); ({id: status}, ran, log)."""
+    args = [f"--deselect={t}" for t in task.known_failures] + list(paths)
+    cmd = " ".join([task.test_cmd, *map(shlex.quote, args)])
+    result = sandbox.run(cmd, repo, venv, timeout=task.test_timeout, limit=2_000_000)
+    ran = not result.timed_out and testlog.suite_ran(result.output)
+    return testlog.parse(result.output, task.log_parser), ran, result.output
+
+
+def copy_hidden(built: Path, repo: Path) -> None:
+    hidden = built / "hidden"
+    if hidden.exists():
+        shutil.copytree(hidden, repo, dirs_exist_ok=True)
+
+
+def _fresh(built: Path, tree: str, workdir: Path, task: Task, patch: str) -> tuple[Path, Path] | str:
+    repo, venv = sandbox.create(built / tree, workdir, task.python)
+    try:
+        sandbox.apply_patch(repo, patch)
+    except RuntimeError as exc:
+        return f"patch does not apply: {exc}"
+    return repo, venv
+
+
+def _grade_tests(task: Task, built: Path, patch: str, work: Path) -> Grade:
+    made = _fresh(built, "buggy", work, task, patch)
+    if isinstance(made, str):
+        return Grade("unresolved", made)
+    repo, venv = made
+    copy_hidden(built, repo)
+    results, ran, _log = run_suite(task, repo, venv)
+    if not ran:
+        return Grade("infra_error", "test suite did not run")
+    wanted = list(task.FAIL_TO_PASS) + list(task.PASS_TO_PASS)
+    tests = {t: results.get(t, "MISSING") for t in wanted}
+    bad = [t for t, s in tests.items() if not testlog.passed(s)]
+    f2p_bad = [t for t in task.FAIL_TO_PASS if t in bad]
+    reason = f"{len(f2p_bad)} FAIL_TO_PASS and {len(bad) - len(f2p_bad)} PASS_TO_PASS not passing"
+    return Grade("unresolved" if bad else "resolved", reason if bad else "", tests)
+
+
+def _grade_add_tests(task: Task, built: Path, patch: str, work: Path) -> Grade:
+    kept = {p: part for p, part in split_patch(patch).items() if TEST_PATH.search(p)}
+    files = sorted(p for p, part in kept.items() if "\n+++ /dev/null" not in part)
+    if not files:
+        return Grade("unresolved", "the patch adds or changes no test file")
+    tests_patch = "".join(kept.values())
+    gold = (built / "gold.patch").read_text()
+    runs = {}
+    for tree, candidate in (("buggy", tests_patch), ("fixed", gold + tests_patch)):
+        made = _fresh(built, "buggy", work / tree, task, candidate)
+        if isinstance(made, str):
+            return Grade("unresolved", made)
+        results, ran, _log = run_suite(task, *made, paths=files)
+        if not ran:
+            return Grade("infra_error", f"tests did not run on the {tree} tree")
+        runs[tree] = results
+    fixed_bad = [t for t, s in runs["fixed"].items() if not testlog.passed(s) and s != "SKIPPED"]
+    buggy_bad = [t for t, s in runs["buggy"].items() if not testlog.passed(s) and s != "SKIPPED"]
+    tests = {f"{t} (buggy)": s for t, s in runs["buggy"].items()}
+    tests.update({f"{t} (fixed)": s for t, s in runs["fixed"].items()})
+    if not runs["fixed"]:
+        return Grade("unresolved", "no test collected", tests)
+    if fixed_bad:
+        return Grade("unresolved", f"{len(fixed_bad)} new tests fail on the fixed tree", tests)
+    if not buggy_bad:
+        return Grade("unresolved", "no test fails on the buggy tree", tests)
+    return Grade("resolved", "", tests)
+
+
+def _grade_refactor(task: Task, built: Path, patch: str, work: Path) -> Grade:
+    if not patch.strip():
+        return Grade("unresolved", "empty patch: nothing was refactored")
+    graded = _grade_tests(task, built, patch, work)
+    if not graded.resolved:
+        return graded
+    failed = structural.failed_checks(work / "repo", task.structure)
+    if failed:
+        return Grade("unresolved", "structural check failed: " + "; ".join(failed), graded.tests)
+    return graded
+
+
+def grade(task: Task, built: Path, patch: str, workdir: Path | None = None) -> Grade:
+    import time
+
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"grade-{task.instance_id}-") as tmp:
+        work = Path(workdir or tmp)
+        graders = {"bugfix": _grade_tests, "smoke": _grade_tests, "add_tests": _grade_add_tests,
+                   "refactor": _grade_refactor}
+        result = graders[task.task_type](task, built, patch, work)
+    result.seconds = time.monotonic() - start
+    return result
