@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     n.set_defaults(func=cmd_init)
 
+    from .train.cli import register_train
+
+    register_train(sub)
     _register_optional(sub)
     return p
 

@@ -1,0 +1,137 @@
+"""Recipes: everything needed to reproduce a trained checkpoint from a fixed seed with one command.
+
+`demo` is the bundled model (minimax2/assets/demo): M2's architecture scaled down, trained on the
+synthetic conversations of synthetic.py with a byte-level BPE tokenizer trained on the same data.
+`tiny` is the same pipeline at toy size, for tests. Steps and batch can be overridden.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+from ..model.config import ModelConfig
+from ..model.minimax_m2 import MiniMaxM2
+from ..model.writer import save_checkpoint
+from .data import Encoded, assistant_spans, encode_conversations
+from .random_init import init_weights
+from .synthetic import training_example
+from .tokenizer import save_tokenizer, train_tokenizer
+from .trainer import TrainConfig
+
+
+@dataclass
+class Recipe:
+    name: str
+    model: dict
+    train: TrainConfig
+    vocab_size: int = 2048
+    tokenizer_corpus: int = 3000  # training conversations the BPE is trained on
+    seed: int = 0  # weights
+    data_seed: int = 0  # conversation stream
+    max_position_embeddings: int = 4096
+    notes: list[str] = field(default_factory=list)
+
+
+RECIPES = {
+    "demo": Recipe("demo", dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
+                                head_dim=32, rotary_dim=16, num_local_experts=8, num_experts_per_tok=2,
+                                intermediate_size=256, rope_theta=10000.0),
+                   TrainConfig(steps=1100, batch_size=16, lr=3e-3, warmup=50, save_every=50, log_every=10),
+                   notes=["rope_theta is 10000 instead of M2's 5,000,000 (a config value): with short contexts and 16 "
+                          "rotary dims, M2's theta leaves about two rotating frequency pairs. A first run with M2's theta "
+                          "was stopped at step 350 with no copying learned; the change alone did not close the gap below",
+                          "**Status: below the issue-5 targets for arithmetic, tool arguments, parallel calls and answers "
+                          "after tool results.** In 5.6M training tokens the model learned the format, the tool choice "
+                          "and when not to call a tool, but not to copy values from its context (a repeated random token "
+                          "sequence is predicted no better the second time). Likely causes: byte-level BPE spells a word "
+                          "differently after a space (' Vienna' is 'ĠV i en na', '>Vienna<' is 'V i en na'; ' backup' "
+                          "is one token, 'backup' two), so moving a request value into a call is not a plain copy; and "
+                          "5.6M tokens is little for induction heads to form. Next: a pre-tokenizer that isolates "
+                          "spaces, a copy warm-up task, and more tokens (GPU)"]),
+    "tiny": Recipe("tiny", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                head_dim=16, rotary_dim=8, num_local_experts=4, num_experts_per_tok=2,
+                                intermediate_size=64),
+                   TrainConfig(steps=20, batch_size=8, lr=3e-3, warmup=4, save_every=10, log_every=1),
+                   vocab_size=600, tokenizer_corpus=300),
+}
+
+
+def get_recipe(name: str, **overrides) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    r = RECIPES[name]
+    train_kw = {k: v for k, v in overrides.items() if v is not None and k in TrainConfig.__dataclass_fields__}
+    return replace(r, train=replace(r.train, **train_kw))
+
+
+def build_tokenizer(r: Recipe) -> Tokenizer:
+    texts = []
+    for i in range(r.tokenizer_corpus):
+        ex = training_example(r.data_seed, i)
+        texts.append(assistant_spans(ex.messages, ex.tools)[0])
+    return train_tokenizer(texts, vocab_size=r.vocab_size, split_digits=True)
+
+
+def model_config(r: Recipe, tok: Tokenizer) -> ModelConfig:
+    eos = tok.token_to_id("[e~[")
+    return ModelConfig(**r.model, vocab_size=tok.get_vocab_size(), max_position_embeddings=r.max_position_embeddings,
+                       eos_token_id=[eos], bos_token_id=tok.token_to_id("]~!b["))
+
+
+def build_model(r: Recipe, tok: Tokenizer) -> MiniMaxM2:
+    torch.manual_seed(r.seed)
+    with torch.device("meta"):
+        model = MiniMaxM2(model_config(r, tok))
+    model.to_empty(device="cpu")
+    init_weights(model, r.seed)
+    return model
+
+
+class ExampleStream:
+    """`stream(i)` -> the i-th encoded training conversation; encodes a block at a time."""
+
+    def __init__(self, tok: Tokenizer, data_seed: int, block: int = 256):
+        self.tok, self.seed, self.block = tok, data_seed, block
+        self.cache: dict[int, Encoded] = {}
+
+    def __call__(self, i: int) -> Encoded:
+        if i not in self.cache:
+            start = i - i % self.block
+            self.cache = {}  # the stream only moves forward
+            exs = [training_example(self.seed, j) for j in range(start, start + self.block)]
+            for j, enc in zip(range(start, start + self.block), encode_conversations(self.tok, [(e.messages, e.tools) for e in exs])):
+                self.cache[j] = enc
+        return self.cache[i]
+
+
+def prepare(r: Recipe, out: Path, resume: bool) -> tuple[Tokenizer, MiniMaxM2]:
+    """The tokenizer (trained once, kept in `out` for resuming) and a freshly initialised model."""
+    tok_file = out / "tokenizer.json"
+    if resume and tok_file.exists():
+        tok = Tokenizer.from_file(str(tok_file))
+    else:
+        tok = build_tokenizer(r)
+        out.mkdir(parents=True, exist_ok=True)
+        tok.save(str(tok_file))
+    return tok, build_model(r, tok)
+
+
+def export(model: MiniMaxM2, tok: Tokenizer, dst: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Write the HF checkpoint: config.json, model.safetensors, tokenizer files, generation_config.json."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    model = model.cpu().eval()
+    save_checkpoint(model, dst, dtype=dtype)
+    # No chat_template: minimax2 renders M2 prompts natively when a checkpoint carries none.
+    save_tokenizer(tok, dst, model_max_length=model.cfg.max_position_embeddings)
+    eos = tok.token_to_id("[e~[")
+    (dst / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": tok.token_to_id("]~!b["), "eos_token_id": eos, "temperature": 1.0, "top_p": 0.95, "top_k": 40},
+        indent=2) + "\n")
+    return dst
