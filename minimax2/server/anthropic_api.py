@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 
 from fastapi import APIRouter, Request
@@ -12,14 +11,13 @@ from fastapi.responses import StreamingResponse
 from ..chat import parse_output
 from .anthropic_format import EventWriter, content_blocks, sse, stop_reason, to_messages
 from .chat_prep import prepare
-from .errors import APIError, error_body
+from .errors import APIError, guard_stream
 from .params import max_new_tokens, sampling_params
 from .protocol import CountTokensRequest, MessagesRequest
 from .service import collect
 from .streaming import StreamParser
 
 router = APIRouter()
-log = logging.getLogger("minimax2.server")
 
 
 def _tools(req) -> list[dict] | None:
@@ -82,7 +80,7 @@ async def messages(req: MessagesRequest, request: Request):
     gen = st.generate(rid, prep.prompt, prep.prompt_ids, params)
     head = {"id": rid, "type": "message", "role": "assistant", "model": req.model}
     if req.stream:
-        return StreamingResponse(_stream(gen, head, prep, st.config.thinking_secret), media_type="text/event-stream")
+        return StreamingResponse(guard_stream("/v1/messages", _stream(gen, head, prep, st.config.thinking_secret), gen, sse), media_type="text/event-stream")
     text, last = "", None
     for c in await collect(request, gen):
         text += c.text
@@ -100,25 +98,17 @@ async def _stream(gen, head, prep, secret):
     parser, writer = StreamParser(prep.tools, reasoning=prep.reasoning), EventWriter(secret)
     yield sse({"type": "message_start", "message": {**head, "content": [], "stop_reason": None, "stop_sequence": None,
                                                     "usage": {"input_tokens": len(prep.prompt_ids), "output_tokens": 0}}})
-    try:
-        async for c in gen:
-            events = parser.feed(c.text)
-            if c.finish_reason is not None:
-                events += parser.finish()
-            for ev in events:
-                for out in writer.events(ev):
-                    yield sse(out)
-            if c.finish_reason is not None:
-                for out in writer.end():
-                    yield sse(out)
-                reason, seq = stop_reason(parser.final, c.finish_reason, c.stop_string)
-                yield sse({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": seq},
-                           "usage": {"input_tokens": len(prep.prompt_ids), "output_tokens": c.completion_tokens}})
-                yield sse({"type": "message_stop"})
-    except APIError as e:
-        yield sse(error_body("/v1/messages", e.status, e.message))
-    except Exception as e:  # headers are sent: the error goes into the stream
-        log.exception("stream failed")
-        yield sse(error_body("/v1/messages", 500, f"internal error: {type(e).__name__}"))
-    finally:
-        await gen.aclose()
+    async for c in gen:
+        events = parser.feed(c.text)
+        if c.finish_reason is not None:
+            events += parser.finish()
+        for ev in events:
+            for out in writer.events(ev):
+                yield sse(out)
+        if c.finish_reason is not None:
+            for out in writer.end():
+                yield sse(out)
+            reason, seq = stop_reason(parser.final, c.finish_reason, c.stop_string)
+            yield sse({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": seq},
+                       "usage": {"input_tokens": len(prep.prompt_ids), "output_tokens": c.completion_tokens}})
+            yield sse({"type": "message_stop"})

@@ -3,6 +3,9 @@ and Anthropic's (`/v1/messages`)."""
 
 from __future__ import annotations
 
+import logging
+from typing import AsyncIterator, Callable
+
 from fastapi.responses import JSONResponse
 
 OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
@@ -48,3 +51,19 @@ def validation_message(errors: list[dict]) -> str:
         loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
         parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else "")
+
+
+async def guard_stream(path: str, events: AsyncIterator[str], gen, sse: Callable[[dict], str]) -> AsyncIterator[str]:
+    """Server-sent events of one streaming response. Headers are already sent, so an error becomes a
+    last event in the API's own shape; whatever happens, the engine stream is closed (aborting it)."""
+    try:
+        async for event in events:
+            yield event
+    except APIError as e:
+        yield sse(error_body(path, e.status, e.message))
+    except Exception as e:  # a bug mid-stream: report it in the stream, log the traceback
+        logging.getLogger("minimax2.server").exception("stream failed")
+        yield sse(error_body(path, 500, f"internal error: {type(e).__name__}"))
+    finally:
+        await events.aclose()
+        await gen.aclose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 
 from fastapi import APIRouter, Request
@@ -12,14 +11,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..chat import parse_output
 from .chat_prep import openai_messages, prepare
-from .errors import APIError, error_body
+from .errors import APIError, guard_stream
 from .params import max_new_tokens, sampling_params, stop_list
 from .protocol import ChatCompletionRequest, CompletionRequest
 from .service import collect
 from .streaming import StreamParser
 
 router = APIRouter()
-log = logging.getLogger("minimax2.server")
 
 
 def sse(obj) -> str:
@@ -142,7 +140,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request):
     tok = st.backend.tokenizer
     if req.stream:
         include_usage = bool((req.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_stream_chat(gen, head, prep, req, tok, include_usage), media_type="text/event-stream")
+        return StreamingResponse(guard_stream("/v1/chat/completions", _stream_chat(gen, head, prep, req, tok, include_usage), gen, sse), media_type="text/event-stream")
     texts, reasons, lps = [""] * req.n, [None] * req.n, [[] for _ in range(req.n)]
     usage = [0, 0, 0]
     for c in await collect(request, gen):
@@ -169,34 +167,26 @@ async def _stream_chat(gen, head, prep, req, tok, include_usage):
 
     def chunk(i, delta, finish=None, lp=None):
         return sse({**head, "choices": [{"index": i, "delta": delta, "logprobs": lp, "finish_reason": finish}]})
-    try:
-        for i in range(req.n):
-            yield chunk(i, {"role": "assistant", "content": ""})
-        async for c in gen:
-            p = parsers[c.index]
-            events = p.feed(c.text)
-            if c.finish_reason is not None:
-                events += p.finish()
-            if not req.parallel_tool_calls:
-                events = [ev for ev in events if ev.kind in ("reasoning", "content") or ev.index == 0]
-            lp = _logprobs(tok, c.logprobs) if req.logprobs and c.logprobs else None
-            for k, ev in enumerate(events):
-                yield chunk(c.index, event_delta(ev, req.reasoning_split), lp=lp if k == 0 else None)
-            if lp and not events:
-                yield chunk(c.index, {}, lp=lp)
-            if c.finish_reason is not None:
-                usage = [c.prompt_tokens, usage[1] + c.completion_tokens, c.cached_tokens]
-                yield chunk(c.index, {}, finish_reason(p.final, c.finish_reason))
-        if include_usage:
-            yield sse({**head, "choices": [], "usage": _usage(*usage)})
-        yield "data: [DONE]\n\n"
-    except APIError as e:
-        yield sse(error_body("/v1/chat/completions", e.status, e.message))
-    except Exception as e:  # headers are sent: the error goes into the stream
-        log.exception("stream failed")
-        yield sse(error_body("/v1/chat/completions", 500, f"internal error: {type(e).__name__}"))
-    finally:
-        await gen.aclose()
+    for i in range(req.n):
+        yield chunk(i, {"role": "assistant", "content": ""})
+    async for c in gen:
+        p = parsers[c.index]
+        events = p.feed(c.text)
+        if c.finish_reason is not None:
+            events += p.finish()
+        if not req.parallel_tool_calls:
+            events = [ev for ev in events if ev.kind in ("reasoning", "content") or ev.index == 0]
+        lp = _logprobs(tok, c.logprobs) if req.logprobs and c.logprobs else None
+        for k, ev in enumerate(events):
+            yield chunk(c.index, event_delta(ev, req.reasoning_split), lp=lp if k == 0 else None)
+        if lp and not events:
+            yield chunk(c.index, {}, lp=lp)
+        if c.finish_reason is not None:
+            usage = [c.prompt_tokens, usage[1] + c.completion_tokens, c.cached_tokens]
+            yield chunk(c.index, {}, finish_reason(p.final, c.finish_reason))
+    if include_usage:
+        yield sse({**head, "choices": [], "usage": _usage(*usage)})
+    yield "data: [DONE]\n\n"
 
 
 @router.post("/v1/completions")
@@ -222,7 +212,7 @@ async def completions(req: CompletionRequest, request: Request):
     head = {"id": rid, "object": "text_completion", "created": created, "model": req.model}
     if req.stream:
         include_usage = bool((req.stream_options or {}).get("include_usage"))
-        return StreamingResponse(_stream_completion(gen, head, include_usage), media_type="text/event-stream")
+        return StreamingResponse(guard_stream("/v1/completions", _stream_completion(gen, head, include_usage), gen, sse), media_type="text/event-stream")
     texts, reasons, usage = [""] * req.n, ["stop"] * req.n, [0, 0, 0]
     lps: list[list[dict]] = [[] for _ in range(req.n)]
     for c in await collect(request, gen):
@@ -239,22 +229,14 @@ async def completions(req: CompletionRequest, request: Request):
 
 async def _stream_completion(gen, head, include_usage):
     usage = [0, 0, 0]
-    try:
-        async for c in gen:
-            reason = None if c.finish_reason is None else ("length" if c.finish_reason == "length" else "stop")
-            if c.text or reason:
-                stop = {"stop_reason": c.stop_string} if c.stop_string else {}
-                yield sse({**head, "choices": [{"index": c.index, "text": c.text, "logprobs": None,
-                                                "finish_reason": reason, **stop}]})
-            if reason:
-                usage = [c.prompt_tokens, usage[1] + c.completion_tokens, c.cached_tokens]
-        if include_usage:
-            yield sse({**head, "choices": [], "usage": _usage(*usage)})
-        yield "data: [DONE]\n\n"
-    except APIError as e:
-        yield sse(error_body("/v1/completions", e.status, e.message))
-    except Exception as e:  # headers are sent: the error goes into the stream
-        log.exception("stream failed")
-        yield sse(error_body("/v1/completions", 500, f"internal error: {type(e).__name__}"))
-    finally:
-        await gen.aclose()
+    async for c in gen:
+        reason = None if c.finish_reason is None else ("length" if c.finish_reason == "length" else "stop")
+        if c.text or reason:
+            stop = {"stop_reason": c.stop_string} if c.stop_string else {}
+            yield sse({**head, "choices": [{"index": c.index, "text": c.text, "logprobs": None,
+                                            "finish_reason": reason, **stop}]})
+        if reason:
+            usage = [c.prompt_tokens, usage[1] + c.completion_tokens, c.cached_tokens]
+    if include_usage:
+        yield sse({**head, "choices": [], "usage": _usage(*usage)})
+    yield "data: [DONE]\n\n"
