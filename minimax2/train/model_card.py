@@ -61,7 +61,7 @@ def write_model_card(ckpt: Path, recipe, summary: dict, scores: dict, log_file: 
         "## Training", "",
         "Reproduce with one command (fixed seeds; data order is a function of the step):", "",
         "```", f"minimax2 train --recipe {recipe.name} --out runs/{recipe.name} --export minimax2/assets/demo",
-        f"# data parallel on 2 CPU processes (what made this checkpoint):",
+        "# data parallel on 2 CPU processes (what made this checkpoint):",
         f"torchrun --nproc_per_node 2 -m minimax2.train.cli train --recipe {recipe.name} --out runs/{recipe.name} "
         "--export minimax2/assets/demo", "```", "",
         f"AdamW (betas 0.9/0.95, weight decay {t.weight_decay}), peak lr {t.lr}, {t.warmup} warm-up steps then cosine "
