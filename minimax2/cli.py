@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CheckpointError, TokenizerError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, CheckpointError, TokenizerError, OSError, ValueError) as e:
         print(f"minimax2 {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -146,13 +146,10 @@ def cmd_bench_serve(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minimax2.eval.cli")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register_eval(sub)
-    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
-    register_bench_serve(bench)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """`python -m minimax2.eval.cli ...` is the `minimax2` command itself (argv starts with the command)."""
+    from ..cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

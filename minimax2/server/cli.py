@@ -130,17 +130,10 @@ def register_serve(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="minimax2")
-    sub = p.add_subparsers(dest="command", required=True)
-    register_serve(sub)
-    args = p.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, OSError) as e:
-        print(f"minimax2 serve: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    """`python -m minimax2.server.cli ...` is the `minimax2` command itself (argv starts with the command)."""
+    from ..cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -58,10 +58,10 @@ def cmd_train(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="minimax2")
-    register_train(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    """`python -m minimax2.train.cli ...` is the `minimax2` command itself (argv starts with the command)."""
+    from ..cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
