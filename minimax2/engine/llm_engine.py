@@ -48,6 +48,13 @@ class StepOutput:
     stop_reason: str | int | None = None  # the stop string or stop token id that ended it, as in vLLM
 
 
+def _history(seq: Sequence) -> tuple[list[int], list[int]] | None:
+    """(prompt ids, output ids), copied only for the sequences whose sampling reads them."""
+    if not (seq.params.has_penalties or seq.params.logits_processors):
+        return None
+    return seq.token_ids[:seq.num_prompt_tokens], seq.completion_ids
+
+
 class RequestError(ValueError):
     """A request the engine cannot take (empty prompt, too long, bad token id)."""
 
@@ -132,7 +139,7 @@ class LLMEngine:
             self.block_manager.commit(seq)
         sampled = [batch[k][0] for k in rows]
         tokens, infos = sample(logits, [s.params for s in sampled], [s.generator for s in sampled],
-                               [(s.token_ids[:s.num_prompt_tokens], s.completion_ids) for s in sampled])
+                               [_history(s) for s in sampled])
         return [self._append(seq, tok, info) for seq, tok, info in zip(sampled, tokens, infos)]
 
     def _append(self, seq: Sequence, tok: int, info: dict | None) -> StepOutput:

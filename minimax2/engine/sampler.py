@@ -56,11 +56,11 @@ NO_TOKEN = -1  # returned for a row where every token was masked out
 
 @torch.inference_mode()
 def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None],
-           history: list[tuple[list[int], list[int]]] | None = None) -> tuple[list[int], list[dict | None]]:
+           history: list[tuple[list[int], list[int]] | None] | None = None) -> tuple[list[int], list[dict | None]]:
     """logits [B, V] -> (one token id per row, logprob info per row or None). A row whose logits
     processors masked every token gets NO_TOKEN; the engine ends that sequence.
 
-    `history[i]` = (prompt ids, output ids) of row i, for logits processors and penalties.
+    `history[i]` = (prompt ids, output ids) of row i; required for rows with logits processors or penalties.
     """
     logits = logits.float().cpu()  # per-request generators and processors live on the CPU
     for i, p in enumerate(params):
