@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from minimax2 import SamplingParams
+from minimax2.chat import parse_output
 
 PROMPTS = ["Once upon a time", "def add(a, b):", "東京", "The quick brown fox jumps over the lazy dog and"]
 
@@ -77,8 +78,10 @@ def test_chat_renders_and_parses(tiny_llm):
     reply = tiny_llm.chat(messages, sampling_params=_greedy(12))
     assert reply.prompt.endswith("]~b]ai\n<think>\n") and "What is 2+2?" in reply.prompt
     assert reply.prompt_tokens == len(tiny_llm.tokenizer.encode(reply.prompt)) and reply.completion_tokens == 12
-    assert reply.reasoning + reply.content in reply.text or reply.reasoning  # parsed from the raw text
-    assert isinstance(reply.tool_calls, list)
+    want = parse_output(reply.text)  # the reply is the raw generation, split by the one output parser
+    assert (reply.reasoning, reply.content, reply.tool_calls) == (want.reasoning, want.content, [])
+    assert reply.text == tiny_llm.tokenizer.decode(
+        tiny_llm.generate([reply.prompt], _greedy(12))[0].outputs[0].token_ids, skip_special_tokens=True)
 
 
 @pytest.mark.parametrize("kw, msg", [
