@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..model import cpu_kernels
 from ..model.attention import AttentionMetadata
 from ..model.minimax_m2 import MiniMaxM2
 from .sequence import Sequence
@@ -21,6 +22,8 @@ class ModelRunner:
         self.block_size = block_size
         self.num_blocks = num_blocks
         self.kv_bytes = model.allocate_kv_cache(num_blocks * block_size)
+        if model.dtype == torch.bfloat16 and model.device.type == "cpu":
+            cpu_kernels.load()  # bf16 decode matrix-vector kernel; falls back to torch where unavailable
 
     @torch.inference_mode()
     def run(self, batch: list[tuple[Sequence, int]]) -> tuple[torch.Tensor, list[int]]:

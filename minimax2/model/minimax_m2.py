@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import cpu_kernels
 from .attention import AttentionMetadata, attend
 from .config import ModelConfig
+from .cpu_kernels import Linear, linear
 
 
 class RMSNorm(nn.Module):
@@ -52,8 +54,8 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.qkv_proj = nn.Linear(cfg.hidden_size, cfg.q_size + 2 * cfg.kv_size, bias=False)
-        self.o_proj = nn.Linear(cfg.q_size, cfg.hidden_size, bias=False)
+        self.qkv_proj = Linear(cfg.hidden_size, cfg.q_size + 2 * cfg.kv_size, bias=False)
+        self.o_proj = Linear(cfg.q_size, cfg.hidden_size, bias=False)
         self.q_norm = RMSNorm(cfg.q_size, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(cfg.kv_size, cfg.rms_norm_eps)
         self.scale = cfg.head_dim ** -0.5
@@ -93,14 +95,17 @@ class SparseMoE(nn.Module):
         return idx, w / w.sum(dim=-1, keepdim=True)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        gate, up = (self.q13[e](x) if self.q13 is not None else F.linear(x, self.w13[e])).chunk(2, dim=-1)
+        gate, up = (self.q13[e](x) if self.q13 is not None else linear(x, self.w13[e])).chunk(2, dim=-1)
         h = F.silu(gate) * up
-        return self.q2[e](h) if self.q2 is not None else F.linear(h, self.w2[e])
+        return self.q2[e](h) if self.q2 is not None else linear(h, self.w2[e])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         idx, weights = self.route(x)
         if x.shape[0] == 1:  # one token (batch-1 decode): no grouping needed
-            ys = torch.cat([self._expert(e, x) for e in idx[0].tolist()])
+            if self.q13 is None and cpu_kernels.experts_usable(x, self.w13, self.w2):
+                ys = cpu_kernels.experts_one_token(x, self.w13, self.w2, idx[0])
+            else:
+                ys = torch.cat([self._expert(e, x) for e in idx[0].tolist()])
             return (weights[0, :, None] * ys).sum(0, keepdim=True).to(x.dtype)
         flat = idx.flatten()
         order = flat.argsort(stable=True)
@@ -139,7 +144,7 @@ class MiniMaxM2(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -1,0 +1,206 @@
+// Matrix-vector products for bf16 decode on x86 CPUs with AVX512-BF16 (Zen 4, Sapphire Rapids), and
+// a batch-1 MoE expert block built on them.
+//
+// y[m, n] = sum_k x[m, k] * w[n, k] for a few rows of x (M <= 16): batch-1 and small-batch decode,
+// where every weight byte is read once per step and the speed is the memory bus. PyTorch's bf16
+// linear reaches about half the bus here; this reads each weight row once with `vdpbf16ps`
+// (bf16 pairs multiplied exactly, accumulated in float32) and rounds the sum to bf16 once, as
+// PyTorch's kernels do. Rows of w are split across PyTorch's intra-op threads.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <cmath>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kRows = 4;  // weight rows per block: 4 x 4 accumulators stay in registers
+
+// Rows [n, n + rows) of y for the M rows of x starting at x (row stride K, output row stride N).
+template <int M>
+inline void block(const at::BFloat16* x, const at::BFloat16* w, at::BFloat16* y, int64_t K, int64_t N,
+                  int64_t n, int64_t rows) {
+  __m512 acc[M][kRows];
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < kRows; ++r) acc[m][r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    __m512bh wv[kRows];
+    for (int r = 0; r < kRows; ++r)
+      wv[r] = (__m512bh)_mm512_loadu_si512(w + (n + (r < rows ? r : 0)) * K + k);
+    for (int m = 0; m < M; ++m) {
+      const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + m * K + k);
+      for (int r = 0; r < kRows; ++r) acc[m][r] = _mm512_dpbf16_ps(acc[m][r], wv[r], xv);
+    }
+  }
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < rows; ++r) y[m * N + n + r] = at::BFloat16(_mm512_reduce_add_ps(acc[m][r]));
+}
+
+// Weight rows [n0, n1) against every row of x, four rows of x at a time: a block of four weight rows
+// (8 KiB at K = 1024) is read from memory once and from L1 for the later rows of x.
+void rows_of_w(const at::BFloat16* x, const at::BFloat16* w, at::BFloat16* y, int64_t M, int64_t K, int64_t N,
+               int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; n += kRows) {
+    const int64_t rows = std::min(kRows, n1 - n);
+    for (int64_t m = 0; m < M; m += 4) {
+      const at::BFloat16* xm = x + m * K;
+      at::BFloat16* ym = y + m * N;
+      switch (std::min<int64_t>(4, M - m)) {
+        case 1: block<1>(xm, w, ym, K, N, n, rows); break;
+        case 2: block<2>(xm, w, ym, K, N, n, rows); break;
+        case 3: block<3>(xm, w, ym, K, N, n, rows); break;
+        default: block<4>(xm, w, ym, K, N, n, rows); break;
+      }
+    }
+  }
+}
+
+torch::Tensor gemv_bf16(const torch::Tensor& x, const torch::Tensor& w) {
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "gemv_bf16: x [M, K], w [N, K]");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16, "gemv_bf16: bf16 only");
+  TORCH_CHECK(x.is_contiguous() && w.is_contiguous(), "gemv_bf16: contiguous inputs only");
+  const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  TORCH_CHECK(M >= 1 && M <= 16 && K % 32 == 0, "gemv_bf16: 1 <= M <= 16 and K % 32 == 0");
+  auto y = torch::empty({M, N}, x.options());
+  const auto* xp = x.data_ptr<at::BFloat16>();
+  const auto* wp = w.data_ptr<at::BFloat16>();
+  auto* yp = y.data_ptr<at::BFloat16>();
+  // grain: at least 64 KiB of weights per task, so small matrices do not pay for waking threads
+  const int64_t grain = std::max<int64_t>(kRows, ((32768 / K) + kRows - 1) / kRows * kRows);
+  at::parallel_for(0, (N + kRows - 1) / kRows, std::max<int64_t>(1, grain / kRows), [&](int64_t b0, int64_t b1) {
+    rows_of_w(xp, wp, yp, M, K, N, b0 * kRows, std::min(N, b1 * kRows));
+  });
+  return y;
+}
+
+inline float dot_bf16(const at::BFloat16* a, const at::BFloat16* b, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 32)
+    acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(a + i), (__m512bh)_mm512_loadu_si512(b + i));
+  return _mm512_reduce_add_ps(acc);
+}
+
+inline __m512 load_bf16_as_float(const at::BFloat16* p) {  // 16 bf16 -> 16 float32 (exact)
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Decode attention straight from the paged cache: one query per sequence, keys and values read in
+// place through the slot table (no gathered copy). Rounds where the torch code does: the score
+// q.k to bf16, times `scale` to bf16, softmax in float32, probabilities to bf16, then a float32 sum
+// of p * v rounded to bf16. q [B, Hq, D]; caches [S, KV, D]; slots [B, >= max len]; lens [B].
+torch::Tensor decode_attention_bf16(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
+                                    const torch::Tensor& slots, const torch::Tensor& lens, double scale) {
+  TORCH_CHECK(q.dim() == 3 && k_cache.dim() == 3 && v_cache.sizes() == k_cache.sizes() && slots.dim() == 2,
+              "decode_attention_bf16: q [B, Hq, D], caches [S, KV, D], slots [B, N]");
+  TORCH_CHECK(q.scalar_type() == at::kBFloat16 && k_cache.scalar_type() == at::kBFloat16 &&
+              v_cache.scalar_type() == at::kBFloat16, "decode_attention_bf16: bf16 only");
+  TORCH_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous(),
+              "decode_attention_bf16: contiguous only");
+  const int64_t B = q.size(0), Hq = q.size(1), D = q.size(2), S = k_cache.size(0), KV = k_cache.size(1);
+  TORCH_CHECK(k_cache.size(2) == D && D % 32 == 0 && Hq % KV == 0 && slots.size(0) == B && lens.numel() == B,
+              "decode_attention_bf16: D % 32 == 0, Hq a multiple of KV, one slot row and length per sequence");
+  const int64_t G = Hq / KV, N = slots.size(1);
+  const auto sl = slots.to(at::kLong).contiguous();
+  const auto ln = lens.to(at::kLong).contiguous();
+  const int64_t* sp = sl.data_ptr<int64_t>();
+  const int64_t* lp = ln.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    TORCH_CHECK(lp[b] >= 1 && lp[b] <= N, "decode_attention_bf16: lengths must be in [1, slots per row]");
+    for (int64_t t = 0; t < lp[b]; ++t) TORCH_CHECK(sp[b * N + t] >= 0 && sp[b * N + t] < S, "decode_attention_bf16: slot");
+  }
+  auto out = torch::empty_like(q);
+  const auto* qp = q.data_ptr<at::BFloat16>();
+  const auto* kp = k_cache.data_ptr<at::BFloat16>();
+  const auto* vp = v_cache.data_ptr<at::BFloat16>();
+  auto* op = out.data_ptr<at::BFloat16>();
+  const float sc = static_cast<float>(scale);
+  at::parallel_for(0, B * KV, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<float> p(G * N), acc(G * D);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / KV, h = i % KV, L = lp[b];
+      const at::BFloat16* qh = qp + (b * Hq + h * G) * D;
+      for (int64_t g = 0; g < G; ++g) {
+        float mx = -INFINITY;
+        for (int64_t t = 0; t < L; ++t) {
+          const float qk = static_cast<float>(at::BFloat16(dot_bf16(qh + g * D, kp + (sp[b * N + t] * KV + h) * D, D)));
+          const float s = static_cast<float>(at::BFloat16(qk * sc));
+          p[g * N + t] = s;
+          mx = std::max(mx, s);
+        }
+        float sum = 0.f;
+        for (int64_t t = 0; t < L; ++t) sum += (p[g * N + t] = std::exp(p[g * N + t] - mx));
+        for (int64_t t = 0; t < L; ++t) p[g * N + t] = static_cast<float>(at::BFloat16(p[g * N + t] / sum));
+      }
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t t = 0; t < L; ++t) {
+        const at::BFloat16* vt = vp + (sp[b * N + t] * KV + h) * D;
+        for (int64_t d = 0; d < D; d += 16) {
+          const __m512 v = load_bf16_as_float(vt + d);
+          for (int64_t g = 0; g < G; ++g) {
+            float* a = acc.data() + g * D + d;
+            _mm512_storeu_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(p[g * N + t]), v, _mm512_loadu_ps(a)));
+          }
+        }
+      }
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t d = 0; d < D; ++d) op[(b * Hq + h * G + g) * D + d] = at::BFloat16(acc[g * D + d]);
+    }
+  });
+  return out;
+}
+
+// One token through its top-k SwiGLU experts: ys[j] = w2[e] @ (silu(g) * u), [g; u] = w13[e] @ x, e = idx[j].
+// Rounds where PyTorch's bf16 ops round (after each product, after silu, after the multiply), so it
+// agrees with the per-expert torch code to bf16 rounding; one call instead of ~25 small ops per layer.
+torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& w2,
+                               const torch::Tensor& idx) {
+  TORCH_CHECK(x.dim() == 2 && x.size(0) == 1 && w13.dim() == 3 && w2.dim() == 3, "moe_experts_bf16: one token");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w13.scalar_type() == at::kBFloat16 &&
+              w2.scalar_type() == at::kBFloat16, "moe_experts_bf16: bf16 only");
+  TORCH_CHECK(x.is_contiguous() && w13.is_contiguous() && w2.is_contiguous(), "moe_experts_bf16: contiguous only");
+  const int64_t H = w13.size(2), I2 = w13.size(1), I = w2.size(2), k = idx.numel();
+  TORCH_CHECK(x.size(1) == H && w2.size(1) == H && I2 == 2 * I && H % 32 == 0 && I % 32 == 0,
+              "moe_experts_bf16: shapes x [1, H], w13 [E, 2I, H], w2 [E, H, I], H % 32 == 0 and I % 32 == 0");
+  const auto e_idx = idx.to(at::kLong).contiguous();
+  const int64_t* ep = e_idx.data_ptr<int64_t>();
+  for (int64_t j = 0; j < k; ++j) TORCH_CHECK(ep[j] >= 0 && ep[j] < w13.size(0), "moe_experts_bf16: expert index");
+  auto gu = torch::empty({k, I2}, x.options());
+  auto h = torch::empty({k, I}, x.options());
+  auto ys = torch::empty({k, H}, x.options());
+  const auto* xp = x.data_ptr<at::BFloat16>();
+  const auto* w13p = w13.data_ptr<at::BFloat16>();
+  const auto* w2p = w2.data_ptr<at::BFloat16>();
+  auto* gup = gu.data_ptr<at::BFloat16>();
+  auto* hp = h.data_ptr<at::BFloat16>();
+  auto* yp = ys.data_ptr<at::BFloat16>();
+  const int64_t up_blocks = I2 / kRows, down_blocks = H / kRows;
+  at::parallel_for(0, k * up_blocks, 8, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t j = b / up_blocks, n = (b % up_blocks) * kRows;
+      block<1>(xp, w13p + ep[j] * I2 * H, gup + j * I2, H, I2, n, kRows);
+    }
+  });
+  for (int64_t j = 0; j < k; ++j)
+    for (int64_t i = 0; i < I; ++i) {
+      const float g = static_cast<float>(gup[j * I2 + i]);
+      const float silu = static_cast<float>(at::BFloat16(g / (1.0f + std::exp(-g))));
+      hp[j * I + i] = at::BFloat16(silu * static_cast<float>(gup[j * I2 + I + i]));
+    }
+  at::parallel_for(0, k * down_blocks, 8, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t j = b / down_blocks, n = (b % down_blocks) * kRows;
+      block<1>(hp + j * I, w2p + ep[j] * H * I, yp + j * H, I, H, n, kRows);
+    }
+  });
+  return ys;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("moe_experts_bf16", &moe_experts_bf16, "one token through its top-k bf16 SwiGLU experts -> [k, H]");
+  m.def("decode_attention_bf16", &decode_attention_bf16, "one-query-per-sequence attention over the paged bf16 cache");
+  m.def("gemv_bf16", &gemv_bf16, "y = x @ w.T for bf16 x [M <= 16, K], w [N, K] (AVX512-BF16)");
+}

@@ -1,0 +1,169 @@
+"""The native bf16 decode kernel: same products as torch's linear, used only where it applies."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minimax2.model import cpu_kernels
+from minimax2.model.attention import AttentionMetadata
+from minimax2.model.loader import load_model
+
+
+@pytest.fixture(scope="module")
+def ext():
+    e = cpu_kernels.load()
+    if e is None:
+        pytest.skip("bf16 decode kernel unavailable here (no AVX512-BF16, no compiler, or disabled)")
+    return e
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 7, 16])
+@pytest.mark.parametrize("n, k", [(1, 32), (7, 64), (1531, 1024)])
+def test_gemv_equals_torch_linear(ext, m, n, k):
+    g = torch.Generator().manual_seed(m * 1000 + n)
+    x = torch.randn(m, k, generator=g).bfloat16()
+    w = (torch.randn(n, k, generator=g) / k ** 0.5).bfloat16()
+    got, torch_out = ext.gemv_bf16(x, w), F.linear(x, w)
+    exact = F.linear(x.float(), w.float())
+    # one bf16 rounding of a float32 sum: within half an ulp of the exact product, like torch's kernel
+    assert ((got.float() - exact).abs() <= exact.abs() * 2 ** -8 + 1e-6).all()
+    assert (got == torch_out).float().mean() > 0.99  # the rest differ by float32 summation order only
+
+
+def test_gemv_rejects_what_it_cannot_do(ext):
+    with pytest.raises(RuntimeError, match="K % 32"):
+        ext.gemv_bf16(torch.randn(1, 40).bfloat16(), torch.randn(8, 40).bfloat16())
+    with pytest.raises(RuntimeError, match="bf16 only"):
+        ext.gemv_bf16(torch.randn(1, 64), torch.randn(8, 64))
+
+
+def test_linear_uses_the_kernel_only_where_it_applies(ext):
+    w = torch.randn(48, 64).bfloat16()
+    x1 = torch.randn(1, 64).bfloat16()
+    assert torch.equal(cpu_kernels.linear(x1, w), ext.gemv_bf16(x1, w))
+    for x, weight in [(torch.randn(9, 64).bfloat16(), w),  # prefill-sized batch: torch's GEMM
+                      (torch.randn(1, 64), w.float()),  # float32 (training, parity tests)
+                      (torch.randn(1, 32).bfloat16(), w[:, :32])]:  # strided weight view
+        assert cpu_kernels.usable(x, weight) is False
+        assert torch.equal(cpu_kernels.linear(x, weight), F.linear(x, weight))
+    wg = w.clone().requires_grad_()
+    assert not cpu_kernels.usable(x1, wg)  # autograd needs torch's op
+    with torch.no_grad():
+        assert cpu_kernels.usable(x1, wg)
+
+
+def test_one_token_forward_matches_torch(ext, tiny_ckpt):
+    model = load_model(tiny_ckpt, torch.bfloat16)
+    ids = torch.tensor([5])
+    with torch.inference_mode():
+        got = model(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1)).float()
+        saved, cpu_kernels._ext = cpu_kernels._ext, None
+        try:
+            want = model(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1)).float()
+        finally:
+            cpu_kernels._ext = saved
+    assert (got - want).abs().max() < 0.05 * want.abs().max()
+    assert got.argmax() == want.argmax()
+
+
+def test_kernels_can_be_turned_off():
+    env = {**os.environ, "MINIMAX2_CPU_KERNELS": "0"}
+    out = subprocess.run([sys.executable, "-c", "from minimax2.model import cpu_kernels; print(cpu_kernels.load())"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "None"
+
+
+def test_one_token_experts_equal_the_per_expert_ops(ext):
+    g = torch.Generator().manual_seed(3)
+    e, h, i = 6, 64, 96
+    w13 = (torch.randn(e, 2 * i, h, generator=g) / 8).bfloat16()
+    w2 = (torch.randn(e, h, i, generator=g) / 10).bfloat16()
+    x = torch.randn(1, h, generator=g).bfloat16()
+    idx = torch.tensor([4, 0, 5])
+    want = []
+    for k in idx.tolist():
+        gate, up = F.linear(x, w13[k]).chunk(2, dim=-1)
+        want.append(F.linear(F.silu(gate) * up, w2[k]))
+    want = torch.cat(want)
+    assert cpu_kernels.experts_usable(x, w13, w2)
+    got = cpu_kernels.experts_one_token(x, w13, w2, idx)
+    assert got.shape == want.shape and (got.float() - want.float()).abs().max() <= want.abs().max() * 2 ** -7
+    assert (got == want).float().mean() > 0.97
+    assert not cpu_kernels.experts_usable(torch.randn(2, h).bfloat16(), w13, w2)  # batches go through grouping
+    with pytest.raises(RuntimeError, match="expert index"):
+        ext.moe_experts_bf16(x, w13, w2, torch.tensor([6]))
+
+
+@pytest.mark.parametrize("b, n", [(1, 1), (1, 70), (5, 130)])
+def test_decode_attention_reads_the_paged_cache_like_the_torch_path(ext, b, n):
+    from minimax2.model.attention import _decode_attention
+
+    g = torch.Generator().manual_seed(b * 100 + n)
+    kv, group, d, slots_total = 2, 4, 64, 4096
+    k_cache = torch.randn(slots_total, kv, d, generator=g).bfloat16()
+    v_cache = torch.randn(slots_total, kv, d, generator=g).bfloat16()
+    lens = torch.randint(1, n + 1, (b,), generator=g)
+    lens[0] = n
+    width = -(-n // 64) * 64
+    slots = torch.zeros(b, width, dtype=torch.long)  # scattered slots, as blocks from a shared pool are
+    chosen = torch.randperm(slots_total, generator=g)[: b * width].view(b, width)
+    for i in range(b):
+        slots[i, : lens[i]] = chosen[i, : lens[i]]
+    mask = (torch.arange(width)[None] < lens[:, None])[:, None, None, :]
+    q = torch.randn(b, kv * group, d, generator=g).bfloat16()
+    with torch.inference_mode():
+        assert cpu_kernels.attention_usable(q, k_cache)
+        got = cpu_kernels.decode_attention(q, k_cache, v_cache, slots, lens, d ** -0.5)
+    want = _decode_attention(q, k_cache, v_cache, slots, mask, d ** -0.5)
+    assert (got.float() - want.float()).abs().max() <= 2 ** -7 * want.abs().max()
+    assert (got == want).float().mean() > 0.99
+    with pytest.raises(RuntimeError, match="lengths"):
+        ext.decode_attention_bf16(q, k_cache, v_cache, slots, torch.zeros(b, dtype=torch.long), 0.1)
+
+
+def _teacher_forced_logits(model, tokens: list[int], prompt: int) -> torch.Tensor:
+    """Prefill `prompt` tokens, then decode the rest one by one through the paged cache."""
+    model.allocate_kv_cache(256)
+    out = []
+    with torch.inference_mode():
+        meta = AttentionMetadata.from_block_tables([prompt], [prompt], [[0]], 256)
+        out.append(model(torch.tensor(tokens[:prompt]), torch.arange(prompt), meta)[-1].float())
+        for i in range(prompt, len(tokens)):
+            meta = AttentionMetadata.from_block_tables([1], [i + 1], [[0]], 256)
+            out.append(model(torch.tensor([tokens[i]]), torch.tensor([i]), meta)[0].float())
+    model.free_kv_cache()
+    return torch.stack(out)
+
+
+def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):
+    from minimax2.model.config import ModelConfig
+    from minimax2.model.minimax_m2 import MiniMaxM2
+    from minimax2.train.random_init import init_weights
+
+    cfg = ModelConfig(hidden_size=128, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                      rotary_dim=32, num_local_experts=8, num_experts_per_tok=2, intermediate_size=64, vocab_size=300,
+                      max_position_embeddings=256)
+    torch.manual_seed(0)
+    fp32 = MiniMaxM2(cfg).eval()
+    init_weights(fp32, 0)
+    bf16 = MiniMaxM2(cfg).eval()
+    bf16.load_state_dict(fp32.state_dict())
+    bf16.to(torch.bfloat16)
+    tokens = torch.randint(0, 300, (60,), generator=torch.Generator().manual_seed(1)).tolist()
+    exact = _teacher_forced_logits(fp32, tokens, 20)
+    with_kernels = _teacher_forced_logits(bf16, tokens, 20)
+    saved, cpu_kernels._ext = cpu_kernels._ext, None
+    try:
+        torch_only = _teacher_forced_logits(bf16, tokens, 20)
+    finally:
+        cpu_kernels._ext = saved
+    err_kernels = (with_kernels - exact).abs().mean()
+    err_torch = (torch_only - exact).abs().mean()
+    assert err_kernels <= 1.25 * err_torch + 1e-4, (err_kernels, err_torch)
+    assert (with_kernels - torch_only).abs().max() < 0.05 * exact.abs().max()
