@@ -157,8 +157,18 @@ def cmd_bench_engine(args) -> int:
 
     run_benchmark(args.model, tuple(args.precisions.split(",")), tuple(int(b) for b in args.batches.split(",")),
                   args.prompt_len, args.new_tokens, args.runs, hf=not args.no_hf, prefix=not args.no_prefix,
-                  threads=args.threads, out=args.out)
+                  threads=args.threads, out=args.out, quality_model=_quality_model(args.quality_model))
     return 0
+
+
+def _quality_model(name: str) -> str | None:
+    from .assets import DEMO_MODEL
+
+    if name == "none":
+        return None
+    if name == "demo":
+        return str(DEMO_MODEL) if (DEMO_MODEL / "config.json").exists() else None
+    return name
 
 
 def _register_bench(sub):
@@ -173,6 +183,9 @@ def _register_bench(sub):
     e.add_argument("--new-tokens", type=int, default=128)
     e.add_argument("--runs", type=int, default=3, help="runs per figure; medians are reported")
     e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--quality-model", default="demo",
+                   help="trained checkpoint on whose text int8/int4 quality is also measured (default: the bundled "
+                        "demo model; 'none' to skip)")
     e.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
     e.add_argument("--no-prefix", action="store_true", help="skip the shared-prefix scenario")
     e.add_argument("--out", help="write the JSON report here")

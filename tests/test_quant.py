@@ -56,3 +56,12 @@ def test_llm_quantization_flag(tiny_ckpt):
     assert len(out.token_ids) == 6
     with pytest.raises(ValueError, match="unknown quantization"):
         LLM(tiny_ckpt, quantization="int3")
+
+
+def test_benchmark_measures_quality_on_trained_text(tiny_ckpt):
+    from minimax2.engine.benchmark import trained_text_quality
+
+    q = trained_text_quality(tiny_ckpt, ("bf16", "int8"), conversations=3)
+    assert q["tokens"] > 100 and set(q) == {"model", "tokens", "int8", "bf16 vs float32"}
+    for v in (q["int8"], q["bf16 vs float32"]):
+        assert 0.5 < v["top1_agreement"] <= 1 and 0 <= v["kl"] < 0.05
