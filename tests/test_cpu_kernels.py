@@ -79,25 +79,26 @@ def test_kernels_can_be_turned_off():
     assert out.returncode == 0 and out.stdout.strip() == "None"
 
 
-def test_one_token_experts_equal_the_per_expert_ops(ext):
-    g = torch.Generator().manual_seed(3)
-    e, h, i = 6, 64, 96
+@pytest.mark.parametrize("tokens", [1, 3, 9])
+def test_expert_block_equals_the_per_expert_ops(ext, tokens):
+    g = torch.Generator().manual_seed(tokens)
+    e, h, i, k = 6, 64, 96, 3
     w13 = (torch.randn(e, 2 * i, h, generator=g) / 8).bfloat16()
     w2 = (torch.randn(e, h, i, generator=g) / 10).bfloat16()
-    x = torch.randn(1, h, generator=g).bfloat16()
-    idx = torch.tensor([4, 0, 5])
-    want = []
-    for k in idx.tolist():
-        gate, up = F.linear(x, w13[k]).chunk(2, dim=-1)
-        want.append(F.linear(F.silu(gate) * up, w2[k]))
-    want = torch.cat(want)
+    x = torch.randn(tokens, h, generator=g).bfloat16()
+    idx = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(tokens)])  # experts shared across tokens
+    want = torch.empty(tokens, k, h, dtype=torch.bfloat16)
+    for m in range(tokens):
+        for j, ex in enumerate(idx[m].tolist()):
+            gate, up = F.linear(x[m:m + 1], w13[ex]).chunk(2, dim=-1)
+            want[m, j] = F.linear(F.silu(gate) * up, w2[ex])[0]
     assert cpu_kernels.experts_usable(x, w13, w2)
-    got = cpu_kernels.experts_one_token(x, w13, w2, idx)
+    got = cpu_kernels.experts(x, w13, w2, idx)
     assert got.shape == want.shape and (got.float() - want.float()).abs().max() <= want.abs().max() * 2 ** -7
     assert (got == want).float().mean() > 0.97
-    assert not cpu_kernels.experts_usable(torch.randn(2, h).bfloat16(), w13, w2)  # batches go through grouping
+    assert not cpu_kernels.experts_usable(torch.randn(cpu_kernels.MAX_EXPERT_TOKENS + 1, h).bfloat16(), w13, w2)
     with pytest.raises(RuntimeError, match="expert index"):
-        ext.moe_experts_bf16(x, w13, w2, torch.tensor([6]))
+        ext.moe_experts_bf16(x, w13, w2, torch.full((tokens, 1), 6))
 
 
 @pytest.mark.parametrize("b, n", [(1, 1), (1, 70), (5, 130)])

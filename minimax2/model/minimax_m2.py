@@ -101,11 +101,11 @@ class SparseMoE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         idx, weights = self.route(x)
+        if self.q13 is None and not self.training and cpu_kernels.experts_usable(x, self.w13, self.w2):
+            ys = cpu_kernels.experts(x, self.w13, self.w2, idx)  # decode batch: one native call, same rounding
+            return (weights[:, :, None] * ys).sum(1).to(x.dtype)
         if x.shape[0] == 1:  # one token (batch-1 decode): no grouping needed
-            if self.q13 is None and cpu_kernels.experts_usable(x, self.w13, self.w2):
-                ys = cpu_kernels.experts_one_token(x, self.w13, self.w2, idx[0])
-            else:
-                ys = torch.cat([self._expert(e, x) for e in idx[0].tolist()])
+            ys = torch.cat([self._expert(e, x) for e in idx[0].tolist()])
             return (weights[0, :, None] * ys).sum(0, keepdim=True).to(x.dtype)
         flat = idx.flatten()
         order = flat.argsort(stable=True)
