@@ -48,6 +48,7 @@ def test_linear_uses_the_kernel_only_where_it_applies(ext):
     x1 = torch.randn(1, 64).bfloat16()
     assert torch.equal(cpu_kernels.linear(x1, w), ext.gemv_bf16(x1, w))
     for x, weight in [(torch.randn(9, 64).bfloat16(), w),  # prefill-sized batch: torch's GEMM
+                      (torch.randn(0, 64).bfloat16(), w),  # a step where no sequence samples
                       (torch.randn(1, 64), w.float()),  # float32 (training, parity tests)
                       (torch.randn(1, 32).bfloat16(), w[:, :32])]:  # strided weight view
         assert cpu_kernels.usable(x, weight) is False
@@ -142,7 +143,8 @@ def _teacher_forced_logits(model, tokens: list[int], prompt: int) -> torch.Tenso
     return torch.stack(out)
 
 
-def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):
+def _kernel_shaped_models():
+    """(float32, bf16) copies of one random model whose shapes the native kernels take (head_dim 64)."""
     from minimax2.model.config import ModelConfig
     from minimax2.model.minimax_m2 import MiniMaxM2
     from minimax2.train.random_init import init_weights
@@ -155,7 +157,28 @@ def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):
     init_weights(fp32, 0)
     bf16 = MiniMaxM2(cfg).eval()
     bf16.load_state_dict(fp32.state_dict())
-    bf16.to(torch.bfloat16)
+    return fp32, bf16.to(torch.bfloat16)
+
+
+def test_bf16_engine_with_kernels_serves_mixed_steps(ext):
+    """Chunked prefill next to decodes, steps where nobody samples, batches of 1-3: all through the kernels."""
+    from minimax2.engine.llm_engine import EngineConfig, LLMEngine
+    from minimax2.engine.sampling_params import SamplingParams
+
+    _, bf16 = _kernel_shaped_models()
+    engine = LLMEngine(bf16, None, [], EngineConfig(max_num_seqs=3, max_num_batched_tokens=24, max_model_len=256))
+    sp = SamplingParams(max_tokens=12, temperature=0, ignore_eos=True)
+    for r, n in enumerate((70, 5, 33)):
+        engine.add_request(f"r{r}", list(range(1, n + 1)), sp)
+    done = {}
+    while engine.has_unfinished():
+        for o in engine.step():
+            done.setdefault(o.request_id, []).extend(o.new_token_ids)
+    assert {k: len(v) for k, v in done.items()} == {"r0": 12, "r1": 12, "r2": 12}
+
+
+def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):
+    fp32, bf16 = _kernel_shaped_models()
     tokens = torch.randint(0, 300, (60,), generator=torch.Generator().manual_seed(1)).tolist()
     exact = _teacher_forced_logits(fp32, tokens, 20)
     with_kernels = _teacher_forced_logits(bf16, tokens, 20)

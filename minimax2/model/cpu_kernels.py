@@ -72,7 +72,7 @@ def load(verbose: bool = True):
 
 def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
     return (x.dtype == torch.bfloat16 and w.dtype == torch.bfloat16 and x.device.type == "cpu" and x.dim() == 2
-            and x.shape[0] <= MAX_ROWS and x.shape[1] % 32 == 0 and w.is_contiguous()
+            and 1 <= x.shape[0] <= MAX_ROWS and x.shape[1] % 32 == 0 and w.is_contiguous()
             and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)))
 
 
