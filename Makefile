@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test test-all bench clean
+.PHONY: serve test test-all kernels bench clean
 
 $(STAMP): pyproject.toml requirements-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,16 +13,21 @@ $(STAMP): pyproject.toml requirements-cpu.txt
 	$(BIN)/pip install --quiet -e '.[serve,eval,dev]'
 	touch $(STAMP)
 
+# The native bf16 decode kernels (minimax2/model/csrc), compiled once with the machine's C++ compiler
+# and cached; where they cannot be built the engine says so once and uses torch's ops.
+kernels: $(STAMP)
+	@$(BIN)/python -c "from minimax2.model import cpu_kernels; cpu_kernels.load()"
+
 # The bundled demo model when this checkout has it; otherwise a random tiny M2-shaped checkpoint.
-serve: $(STAMP)
+serve: kernels
 	@if [ -f minimax2/assets/demo/config.json ]; then $(BIN)/minimax2 serve $(ARGS); else \
 	  test -f checkpoints/random-tiny/config.json || $(BIN)/minimax2 init --out checkpoints/random-tiny; \
 	  $(BIN)/minimax2 serve --model checkpoints/random-tiny $(ARGS); fi
 
-test: $(STAMP)
+test: kernels
 	$(BIN)/python -m pytest -q $(ARGS)
 
-test-all: $(STAMP)
+test-all: kernels
 	$(BIN)/python -m pytest -q -m '' $(ARGS)
 
 clean:
