@@ -22,11 +22,6 @@ from .values import Values
 
 FAMILIES = ("arithmetic", "tool", "parallel", "no_tool", "chat", "echo")
 TRAIN_MIX = {"arithmetic": 0.34, "tool": 0.28, "parallel": 0.14, "no_tool": 0.10, "chat": 0.06, "echo": 0.08}
-# The stream opens with mostly copy drills: a model this small forms the attention heads that copy
-# from context ("induction heads") within ~100 steps of data that rewards nothing else, but had not
-# formed them after 500 steps of the full mix, where copying is a few tokens per conversation.
-COPY_WARMUP = 3200  # conversations (the first 200 steps of the demo recipe)
-WARMUP_MIX = {"echo": 0.7, **{f: 0.3 * w / (1 - TRAIN_MIX["echo"]) for f, w in TRAIN_MIX.items() if f != "echo"}}
 ECHO_ASKS = ["Repeat after me: {x}", "Please say exactly this: {x}", "Echo back: {x}", "Copy this text: {x}"]
 
 PERSONA = "minimax2-demo"
@@ -170,7 +165,7 @@ def no_tool(v: Values) -> Example:
 def echo(v: Values) -> Example:
     """Repeat a string of made-up words, pool words and numbers exactly."""
     parts = []
-    for _ in range(v.rng.randint(2, 12)):
+    for _ in range(v.rng.randint(2, 8)):
         kind = v.rng.random()
         parts.append(str(v.integer(0, 99999)) if kind < 0.25 else v.pick(v.choice(["city", "person", "word"])))
     text = " ".join(parts)
@@ -190,8 +185,7 @@ def make_example(family: str, rng: random.Random, split: str = "train") -> Examp
 def training_example(seed: int, index: int) -> Example:
     """The `index`-th training conversation of the stream for `seed`: a pure function of both."""
     rng = random.Random(f"{seed}:{index}")
-    mix = WARMUP_MIX if index < COPY_WARMUP else TRAIN_MIX
-    family = rng.choices(list(mix), weights=list(mix.values()))[0]
+    family = rng.choices(list(TRAIN_MIX), weights=list(TRAIN_MIX.values()))[0]
     return make_example(family, rng, "train")
 
 
