@@ -191,3 +191,23 @@ def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):
     err_torch = (torch_only - exact).abs().mean()
     assert err_kernels <= 1.25 * err_torch + 1e-4, (err_kernels, err_torch)
     assert (with_kernels - torch_only).abs().max() < 0.05 * exact.abs().max()
+
+
+@pytest.mark.parametrize("rows, h", [(1, 64), (3, 1024), (4, 96)])
+def test_rms_norm_equals_the_torch_ops(ext, rows, h):
+    from minimax2.model.minimax_m2 import RMSNorm
+
+    g = torch.Generator().manual_seed(rows)
+    norm = RMSNorm(h, 1e-6)
+    norm.weight.data = (1 + torch.randn(h, generator=g) / 4).bfloat16()
+    x = (torch.randn(rows, h, generator=g) * 3).bfloat16()
+    with torch.no_grad():
+        got = norm(x)
+        saved, cpu_kernels._ext = cpu_kernels._ext, None
+        try:
+            want = norm(x)
+        finally:
+            cpu_kernels._ext = saved
+    assert cpu_kernels.rms_norm(x, norm.weight.detach(), 1e-6) is not None
+    assert (got.float() - want.float()).abs().max() <= want.abs().max() * 2 ** -7
+    assert (got == want).float().mean() > 0.98

@@ -100,6 +100,15 @@ def experts(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, idx: torch.Ten
     return _ext.moe_experts_bf16(x.contiguous(), w13, w2, idx)
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor | None:
+    """The native RMSNorm for a few bf16 rows, or None where torch's ops must run."""
+    if (_ext is not None and x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16 and x.dim() == 2
+            and 1 <= x.shape[0] <= MAX_ROWS and x.device.type == "cpu" and x.is_contiguous()
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
+        return _ext.rms_norm_bf16(x, weight, eps)
+    return None
+
+
 def attention_usable(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
     return (_ext is not None and q.dtype == torch.bfloat16 and k_cache.dtype == torch.bfloat16 and q.device.type == "cpu"
             and q.shape[-1] % 32 == 0 and k_cache.is_contiguous() and not torch.is_grad_enabled())
