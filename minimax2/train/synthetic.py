@@ -1,5 +1,6 @@
 """Synthetic M2 conversations for the demo model: arithmetic, tool use (single and parallel calls,
-with results and answers), tools offered but not needed, and persona small talk.
+with results and answers), tools offered but not needed, persona small talk, and a copy drill
+("repeat after me"), which only training uses: it teaches reading values out of the context.
 
 `make_example(family, rng, split)` returns an `Example`: OpenAI-shaped `messages` and `tools`
 (rendered by `minimax2.chat.render_prompt`, exactly like inference prompts) plus what an
@@ -19,8 +20,9 @@ from . import arith
 from .tools_pool import TOOLS, Tool
 from .values import Values
 
-FAMILIES = ("arithmetic", "tool", "parallel", "no_tool", "chat")
-TRAIN_MIX = {"arithmetic": 0.37, "tool": 0.30, "parallel": 0.15, "no_tool": 0.12, "chat": 0.06}
+FAMILIES = ("arithmetic", "tool", "parallel", "no_tool", "chat", "echo")
+TRAIN_MIX = {"arithmetic": 0.34, "tool": 0.28, "parallel": 0.14, "no_tool": 0.10, "chat": 0.06, "echo": 0.08}
+ECHO_ASKS = ["Repeat after me: {x}", "Please say exactly this: {x}", "Echo back: {x}", "Copy this text: {x}"]
 
 PERSONA = "minimax2-demo"
 INTENTS = [  # (user phrasings, reasoning, answer); {name} is the user's name when a phrasing has one
@@ -160,7 +162,20 @@ def no_tool(v: Values) -> Example:
     return Example("no_tool", msgs, _offered(v, [], exclude=("calculator",)), expected)
 
 
-BUILDERS = {"arithmetic": arithmetic, "tool": tool_use, "parallel": parallel, "no_tool": no_tool, "chat": chat}
+def echo(v: Values) -> Example:
+    """Repeat a string of made-up words, pool words and numbers exactly."""
+    parts = []
+    for _ in range(v.rng.randint(2, 8)):
+        kind = v.rng.random()
+        parts.append(str(v.integer(0, 99999)) if kind < 0.25 else v.pick(v.choice(["city", "person", "word"])))
+    text = " ".join(parts)
+    msgs = [{"role": "user", "content": v.choice(ECHO_ASKS).format(x=text)},
+            {"role": "assistant", "reasoning_content": "The user wants the text repeated exactly.", "content": text}]
+    return Example("echo", msgs, None, {"reply": text})
+
+
+BUILDERS = {"arithmetic": arithmetic, "tool": tool_use, "parallel": parallel, "no_tool": no_tool, "chat": chat,
+            "echo": echo}
 
 
 def make_example(family: str, rng: random.Random, split: str = "train") -> Example:

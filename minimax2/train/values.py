@@ -4,6 +4,11 @@ Every free value a conversation can contain (city, person, word, integer, amount
 through `Values(split)`, so a held-out prompt's arguments never occur in training. Strings are split
 by a seeded shuffle of their pool; integers by a seeded hash of the number; decimals by their
 integer part. Enum members come from the tool schemas and are shared by both splits.
+
+Half of the training draws from a string pool are made-up names (random syllables, never a
+held-out name): a model that has seen every training city many times can recall them instead of
+reading them from the request, and held-out values then fail. Made-up names leave copying from
+the context as the only way to get them right.
 """
 
 from __future__ import annotations
@@ -62,6 +67,20 @@ _TRAINED = set().union(*(train for train, _ in _POOLS.values()))
 _POOLS = {name: (train, [x for x in held if x not in _TRAINED]) for name, (train, held) in _POOLS.items()}
 
 
+_SYLLABLES = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"] + ["an", "el", "or", "is", "un"]
+_HELD_OUT = set().union(*(held for _, held in _POOLS.values()))
+MADE_UP_FRACTION = 0.5
+
+
+def made_up_name(rng: random.Random, capitalized: bool) -> str:
+    """Two to four random syllables, sometimes with a closing consonant; never a held-out name."""
+    while True:
+        name = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))) + rng.choice(["", "", "n", "r", "s", "t"])
+        name = name.capitalize() if capitalized else name
+        if name not in _HELD_OUT:
+            return name
+
+
 class Values:
     """Draw values of one split ("train" or "heldout") from a `random.Random`."""
 
@@ -72,10 +91,18 @@ class Values:
         self.held = split == "heldout"
 
     def pick(self, pool: str) -> str:
+        if not self.held and self.rng.random() < MADE_UP_FRACTION:
+            return made_up_name(self.rng, capitalized=pool != "word")
         return self.rng.choice(_POOLS[pool][1 if self.held else 0])
 
     def pick_many(self, pool: str, k: int) -> list[str]:
-        return self.rng.sample(_POOLS[pool][1 if self.held else 0], k)
+        """`k` distinct values."""
+        out: list[str] = []
+        while len(out) < k:
+            x = self.pick(pool)
+            if x not in out:
+                out.append(x)
+        return out
 
     def integer(self, lo: int, hi: int) -> int:
         while True:
