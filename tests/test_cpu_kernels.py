@@ -102,6 +102,74 @@ def test_expert_block_equals_the_per_expert_ops(ext, tokens):
         ext.moe_experts_bf16(x, w13, w2, torch.full((tokens, 1), 6))
 
 
+@pytest.mark.parametrize("tokens", [1, 3, 9, 16])
+def test_int8_expert_block_equals_the_int8pack_ops(ext, tokens):
+    from minimax2.model.quant import Int8Linear, int8_rows
+
+    g = torch.Generator().manual_seed(100 + tokens)
+    e, h, i, k = 6, 64, 96, 3
+    w13, s13 = int8_rows(torch.randn(e, 2 * i, h, generator=g) / 8, torch.bfloat16)
+    w2, s2 = int8_rows(torch.randn(e, h, i, generator=g) / 10, torch.bfloat16)
+    x = torch.randn(tokens, h, generator=g).bfloat16()
+    idx = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(tokens)])
+    want = torch.empty(tokens, k, h, dtype=torch.bfloat16)
+    for m in range(tokens):
+        for j, ex in enumerate(idx[m].tolist()):
+            gate, up = Int8Linear(None, torch.bfloat16, (w13[ex], s13[ex]))(x[m:m + 1]).chunk(2, dim=-1)
+            want[m, j] = Int8Linear(None, torch.bfloat16, (w2[ex], s2[ex]))(F.silu(gate) * up)[0]
+    stacks = (w13, s13, w2, s2)
+    assert cpu_kernels.int8_experts_usable(x, stacks)
+    got = cpu_kernels.int8_experts(x, stacks, idx)
+    assert got.shape == want.shape and (got.float() - want.float()).abs().max() <= want.abs().max() * 2 ** -7
+    assert (got == want).float().mean() > 0.97  # the rest differ by float32 summation order only
+    with pytest.raises(RuntimeError, match="expert index"):
+        ext.moe_experts_int8(x, *stacks, torch.full((tokens, 1), 6))
+
+
+def test_int8_model_runs_decode_experts_natively_with_the_torch_result(ext, tiny_ckpt):
+    from minimax2.model.quant import quantize_model
+
+    model = quantize_model(load_model(tiny_ckpt, torch.bfloat16), "int8")
+    moe = model.layers[0].moe
+    x = torch.randn(3, model.cfg.hidden_size, generator=torch.Generator().manual_seed(0)).bfloat16()
+    assert cpu_kernels.int8_experts_usable(x, moe.int8_stacks)
+    with torch.no_grad():
+        native = moe(x)
+        moe.int8_stacks = None  # the per-expert int8pack path
+        ref = moe(x)
+    assert (native.float() - ref.float()).abs().max() <= ref.abs().max() * 2 ** -6
+
+
+@pytest.mark.parametrize("tokens", [1, 5])
+def test_attention_prologue_equals_the_torch_ops(ext, tiny_ckpt, tokens):
+    from minimax2.model.minimax_m2 import apply_rope, rope_cos_sin
+
+    model = load_model(tiny_ckpt, torch.bfloat16)
+    a, c = model.layers[1].attn, model.cfg
+    g = torch.Generator().manual_seed(tokens)
+    with torch.no_grad():
+        a.q_norm.weight.copy_(1 + torch.randn(c.q_size, generator=g) / 4)  # not all ones: the weight must count
+        a.k_norm.weight.copy_(1 + torch.randn(c.kv_size, generator=g) / 4)
+        qkv = torch.randn(tokens, c.q_size + 2 * c.kv_size, generator=g).bfloat16()
+        cos, sin = rope_cos_sin(torch.randint(0, 500, (tokens,), generator=g), c.rotary_dim, c.rope_theta, torch.bfloat16)
+        k_cache = torch.zeros(64, c.num_key_value_heads, c.head_dim, dtype=torch.bfloat16)
+        v_cache = torch.zeros_like(k_cache)
+        slots = torch.randperm(64, generator=g)[:tokens]
+        q = ext.attention_prep_bf16(qkv, a.q_norm.weight, a.k_norm.weight, cos, sin, a.q_norm.eps,
+                                    c.num_attention_heads, k_cache, v_cache, slots)
+        tq, tk, tv = qkv.split([c.q_size, c.kv_size, c.kv_size], dim=-1)
+        want_q = apply_rope(a.q_norm(tq).view(tokens, -1, c.head_dim), cos, sin)
+        want_k = apply_rope(a.k_norm(tk).view(tokens, -1, c.head_dim), cos, sin)
+    for got, want in ((q, want_q), (k_cache[slots], want_k)):
+        assert (got.float() - want.float()).abs().max() <= want.abs().max() * 2 ** -7
+        assert (got == want).float().mean() > 0.98
+    assert torch.equal(v_cache[slots], tv.view(tokens, -1, c.head_dim))
+    assert k_cache.abs().sum() == k_cache[slots].abs().sum()  # nothing written elsewhere
+    with pytest.raises(RuntimeError, match="slot out of range"):
+        ext.attention_prep_bf16(qkv, a.q_norm.weight, a.k_norm.weight, cos, sin, 1e-6, c.num_attention_heads,
+                                k_cache, v_cache, slots + 64)
+
+
 @pytest.mark.parametrize("b, n", [(1, 1), (1, 70), (5, 130)])
 def test_decode_attention_reads_the_paged_cache_like_the_torch_path(ext, b, n):
     from minimax2.model.attention import _decode_attention

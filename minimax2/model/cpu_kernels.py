@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
-SOURCE = Path(__file__).parent / "csrc" / "gemv_bf16.cpp"
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = [CSRC / "gemv_bf16.cpp", CSRC / "experts_int8.cpp", CSRC / "attention_prep.cpp"]
 MAX_ROWS = 4  # rows of x (sequences in a decode step); at 8 rows torch's bf16 GEMM is as fast (measured)
 _ext = None
 _tried = False
@@ -60,7 +61,8 @@ def load(verbose: bool = True):
         print("minimax2: loading the bf16 decode kernel (compiled once, then cached) ...", file=sys.stderr, flush=True)
     flags = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fopenmp"]
     try:
-        _ext = build("minimax2_gemv_bf16", [str(SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"])
+        _ext = build("minimax2_cpu_kernels", [str(p) for p in SOURCES], extra_cflags=flags,
+                     extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)])
     except (RuntimeError, OSError, ImportError) as e:  # no compiler, no ninja, build error
         print(f"minimax2: bf16 decode kernel unavailable ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
               "using torch's linear", file=sys.stderr)
@@ -100,6 +102,18 @@ def experts(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, idx: torch.Ten
     return _ext.moe_experts_bf16(x.contiguous(), w13, w2, idx)
 
 
+def int8_experts_usable(x: torch.Tensor, stacks) -> bool:
+    """A decode-sized bf16 batch against int8 expert stacks (w13, s13, w2, s2) from quant.py."""
+    return (_ext is not None and stacks is not None and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS
+            and x.dtype == torch.bfloat16 and x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad))
+
+
+def int8_experts(x: torch.Tensor, stacks, idx: torch.Tensor) -> torch.Tensor:
+    """The int8 twin of `experts`: same grouping, products as `aten._weight_int8pack_mm` computes them."""
+    w13, s13, w2, s2 = stacks
+    return _ext.moe_experts_int8(x.contiguous(), w13, s13, w2, s2, idx)
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor | None:
     """The native RMSNorm for a few bf16 rows, or None where torch's ops must run."""
     if (_ext is not None and x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16 and x.dim() == 2
@@ -112,6 +126,18 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor 
 def attention_usable(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
     return (_ext is not None and q.dtype == torch.bfloat16 and k_cache.dtype == torch.bfloat16 and q.device.type == "cpu"
             and q.shape[-1] % 32 == 0 and k_cache.is_contiguous() and not torch.is_grad_enabled())
+
+
+def attention_prep(qkv: torch.Tensor, attn, cos: torch.Tensor, sin: torch.Tensor, meta) -> torch.Tensor | None:
+    """Decode batches: q [T, Hq, D] normed and rotated, with k and v already written to the cache (the
+    native decode attention then reads them); None where the torch ops must run."""
+    if (meta.slot_mapping is None or meta.decode_slots is None or attn.k_cache is None or qkv.dtype != torch.bfloat16
+            or not attention_usable(qkv, attn.k_cache) or attn.q_norm.weight.dtype != torch.bfloat16):
+        return None
+    c = attn.cfg
+    return _ext.attention_prep_bf16(qkv.contiguous(), attn.q_norm.weight, attn.k_norm.weight, cos, sin,
+                                    attn.q_norm.eps, c.num_attention_heads, attn.k_cache, attn.v_cache,
+                                    meta.slot_mapping)
 
 
 def decode_attention(q, k_cache, v_cache, slots, lens, scale: float) -> torch.Tensor:

@@ -67,11 +67,15 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, meta: AttentionMetadata) -> torch.Tensor:
         c = self.cfg
-        q, k, v = self.qkv_proj(x).split([c.q_size, c.kv_size, c.kv_size], dim=-1)
-        q = self.q_norm(q).view(-1, c.num_attention_heads, c.head_dim)
-        k = self.k_norm(k).view(-1, c.num_key_value_heads, c.head_dim)
-        v = v.reshape(-1, c.num_key_value_heads, c.head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.qkv_proj(x)
+        q = cpu_kernels.attention_prep(qkv, self, cos, sin, meta)  # decode: one native call, k/v cached
+        k = v = None
+        if q is None:
+            q, k, v = qkv.split([c.q_size, c.kv_size, c.kv_size], dim=-1)
+            q = self.q_norm(q).view(-1, c.num_attention_heads, c.head_dim)
+            k = self.k_norm(k).view(-1, c.num_key_value_heads, c.head_dim)
+            v = v.reshape(-1, c.num_key_value_heads, c.head_dim)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         o = attend(q, k, v, meta, self.k_cache, self.v_cache, self.scale)
         return self.o_proj(o.reshape(-1, c.q_size))
 
@@ -90,6 +94,7 @@ class SparseMoE(nn.Module):
         self.expert_load: torch.Tensor | None = None  # tokens per expert in the last training forward
         self.q13: nn.ModuleList | None = None  # weight-only quantised experts (quant.py) replace w13 / w2
         self.q2: nn.ModuleList | None = None
+        self.int8_stacks: tuple | None = None  # int8 experts stacked for the native block (quant.py)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = torch.sigmoid(self.gate(x).float())
@@ -106,6 +111,9 @@ class SparseMoE(nn.Module):
         idx, weights = self.route(x)
         if self.q13 is None and not self.training and cpu_kernels.experts_usable(x, self.w13, self.w2):
             ys = cpu_kernels.experts(x, self.w13, self.w2, idx)  # decode batch: one native call, same rounding
+            return (weights[:, :, None] * ys).sum(1).to(x.dtype)
+        if cpu_kernels.int8_experts_usable(x, self.int8_stacks):
+            ys = cpu_kernels.int8_experts(x, self.int8_stacks, idx)
             return (weights[:, :, None] * ys).sum(1).to(x.dtype)
         if x.shape[0] == 1:  # one token (batch-1 decode): no grouping needed
             ys = torch.cat([self._expert(e, x) for e in idx[0].tolist()])

@@ -20,14 +20,20 @@ from .minimax_m2 import MiniMaxM2
 METHODS = ("int8", "int4")
 
 
+def int8_rows(weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output row: (q int8, scale in `dtype`), weight ~= q * scale[:, None]."""
+    w = weight.float()
+    scale = (w.abs().amax(dim=-1) / 127).clamp(min=1e-12).to(dtype)  # round first: q uses the stored scale
+    return (w / scale.float()[..., None]).round().clamp(-128, 127).to(torch.int8), scale
+
+
 class Int8Linear(nn.Module):
-    def __init__(self, weight: torch.Tensor, dtype: torch.dtype):
+    def __init__(self, weight: torch.Tensor, dtype: torch.dtype, quantized: tuple | None = None):
         super().__init__()
-        w = weight.float()
-        scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12).to(dtype)  # round first: q uses the stored scale
-        self.register_buffer("weight", (w / scale.float()[:, None]).round().clamp(-128, 127).to(torch.int8))
+        q, scale = quantized if quantized is not None else int8_rows(weight, dtype)
+        self.register_buffer("weight", q)
         self.register_buffer("scale", scale)
-        self.out_features = w.shape[0]
+        self.out_features = q.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.weight, self.scale)
@@ -63,6 +69,18 @@ def _quantize(weight: torch.Tensor, method: str, dtype: torch.dtype, group_size:
     return Int4Linear(weight, dtype, group_size, name)
 
 
+def _int8_stacks(moe, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """(w13 int8 [E, 2I, H], s13 [E, 2I], w2 int8 [E, H, I], s2 [E, H]), one expert at a time."""
+    out = []
+    for w in (moe.w13, moe.w2):
+        q = torch.empty(w.shape, dtype=torch.int8)
+        s = torch.empty(w.shape[:2], dtype=dtype)
+        for e in range(w.shape[0]):
+            q[e], s[e] = int8_rows(w[e], dtype)
+        out += [q, s]
+    return tuple(out)
+
+
 def quantize_model(model: MiniMaxM2, method: str, group_size: int = 128) -> MiniMaxM2:
     """Replace attention projections and experts by weight-only quantised versions, layer by layer
     (the float weights of a layer are released as soon as it is done)."""
@@ -79,6 +97,14 @@ def quantize_model(model: MiniMaxM2, method: str, group_size: int = 128) -> Mini
             a.qkv_proj = _quantize(a.qkv_proj.weight, method, dtype, group_size, f"layers.{i}.qkv_proj")
             a.o_proj = _quantize(a.o_proj.weight, method, dtype, group_size, f"layers.{i}.o_proj")
             moe = layer.moe
+            if method == "int8":  # stacked per layer, so the native expert block reads them in place
+                moe.int8_stacks = _int8_stacks(moe, dtype)
+                w13, s13, w2, s2 = moe.int8_stacks
+                moe.q13 = nn.ModuleList(Int8Linear(None, dtype, (w13[e], s13[e])) for e in range(len(w13)))
+                moe.q2 = nn.ModuleList(Int8Linear(None, dtype, (w2[e], s2[e])) for e in range(len(w2)))
+                del moe.w13, moe.w2
+                moe.w13 = moe.w2 = None
+                continue
             moe.q13 = nn.ModuleList(_quantize(w, method, dtype, group_size, f"layers.{i}.experts.{e}.w13")
                                     for e, w in enumerate(moe.w13))
             moe.q2 = nn.ModuleList(_quantize(w, method, dtype, group_size, f"layers.{i}.experts.{e}.w2")

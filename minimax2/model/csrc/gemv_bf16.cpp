@@ -14,6 +14,8 @@
 #include <cmath>
 #include <vector>
 
+#include "moe_groups.h"
+
 namespace {
 
 constexpr int64_t kRows = 4;  // weight rows per block: 4 x 4 accumulators stay in registers
@@ -207,25 +209,17 @@ torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13,
   const int64_t M = x.size(0), E = w13.size(0), H = w13.size(2), I2 = w13.size(1), I = w2.size(2), k = idx.size(1);
   TORCH_CHECK(x.size(1) == H && w2.size(1) == H && I2 == 2 * I && H % 32 == 0 && I % 32 == 0,
               "moe_experts_bf16: H % 32 == 0 and I % 32 == 0");
-  const auto e_idx = idx.to(at::kLong).contiguous();
-  const int64_t* ep = e_idx.data_ptr<int64_t>();
-  const int64_t P = M * k;
-  for (int64_t p = 0; p < P; ++p) TORCH_CHECK(ep[p] >= 0 && ep[p] < E, "moe_experts_bf16: expert index");
-  // pairs in expert order (stable): order[q] = pair index; groups [start[g], start[g+1]) share expert gexp[g]
-  std::vector<int64_t> order(P), start, gexp;
-  for (int64_t p = 0; p < P; ++p) order[p] = p;
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return ep[a] < ep[b]; });
-  for (int64_t q = 0; q < P; ++q)
-    if (q == 0 || ep[order[q]] != ep[order[q - 1]]) { start.push_back(q); gexp.push_back(ep[order[q]]); }
-  start.push_back(P);
-  const int64_t G = static_cast<int64_t>(gexp.size());
+  const minimax2::ExpertGroups grp(idx, E, "moe_experts_bf16");
+  const int64_t P = grp.pairs, G = grp.groups();
+  const auto& start = grp.start;
+  const auto& gexp = grp.gexp;
   auto xs = torch::empty({P, H}, x.options());
   auto gu = torch::empty({P, I2}, x.options());
   auto h = torch::empty({P, I}, x.options());
   auto ysorted = torch::empty({P, H}, x.options());
   const auto* xp = x.data_ptr<at::BFloat16>();
   auto* xsp = xs.data_ptr<at::BFloat16>();
-  for (int64_t q = 0; q < P; ++q) std::copy(xp + (order[q] / k) * H, xp + (order[q] / k + 1) * H, xsp + q * H);
+  for (int64_t q = 0; q < P; ++q) std::copy(xp + grp.token(q) * H, xp + (grp.token(q) + 1) * H, xsp + q * H);
   const auto* w13p = w13.data_ptr<at::BFloat16>();
   const auto* w2p = w2.data_ptr<at::BFloat16>();
   auto* gup = gu.data_ptr<at::BFloat16>();
@@ -252,13 +246,23 @@ torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13,
   });
   auto ys = torch::empty({M, k, H}, x.options());
   auto* out = ys.data_ptr<at::BFloat16>();
-  for (int64_t q = 0; q < P; ++q) std::copy(yp + q * H, yp + (q + 1) * H, out + order[q] * H);
+  for (int64_t q = 0; q < P; ++q) std::copy(yp + q * H, yp + (q + 1) * H, out + grp.order[q] * H);
   return ys;
 }
 
 }  // namespace
 
+namespace minimax2 {  // experts_int8.cpp, attention_prep.cpp
+torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& s13,
+                               const torch::Tensor& w2, const torch::Tensor& s2, const torch::Tensor& idx);
+torch::Tensor attention_prep_bf16(const torch::Tensor& qkv, const torch::Tensor& qw, const torch::Tensor& kw,
+                                  const torch::Tensor& cos, const torch::Tensor& sin, double eps, int64_t Hq,
+                                  torch::Tensor k_cache, torch::Tensor v_cache, const torch::Tensor& slots);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("attention_prep_bf16", &minimax2::attention_prep_bf16, "decode qkv split, QK-norm, RoPE and cache write");
+  m.def("moe_experts_int8", &minimax2::moe_experts_int8, "a few tokens through their top-k int8 SwiGLU experts -> [M, k, H]");
   m.def("moe_experts_bf16", &moe_experts_bf16, "a few tokens through their top-k bf16 SwiGLU experts -> [M, k, H]");
   m.def("decode_attention_bf16", &decode_attention_bf16, "one-query-per-sequence attention over the paged bf16 cache");
   m.def("rms_norm_bf16", &rms_norm_bf16, "RMSNorm of bf16 rows with a bf16 weight");
