@@ -80,6 +80,25 @@ def _problem(ex):
     return int(a), op, int(b)
 
 
+def test_recipe_tokenizer_spells_copied_values_and_keeps_template_words_whole(tok):
+    """A value the model must copy (any pool name, seen or held out, any enum member) is spelled
+    one byte per token, exactly as in the request; frequent template words are single tokens."""
+    spelled = pool("city", "heldout") + pool("person", "train") + pool("word", "heldout") + ["fahrenheit", "USD"]
+    for word in spelled:
+        for text, value in ((word, word), (f" {word}.", word), (f'<parameter name="city">{word}</parameter>', word),
+                            (f"/home/{word.lower()}", word.lower())):
+            enc = tok.encode(text)
+            assert tok.decode(enc.ids) == text
+            start = text.index(value)
+            pieces = [text[i:j] for i, j in enc.offsets if i >= start and j <= start + len(value)]
+            assert pieces == list(value), (text, enc.tokens)
+    for word in ("user", "tool", "weather", "parameter", "name"):
+        assert len(tok.encode(word).ids) == 1, word
+    for text in (training_example(0, i) for i in range(50)):
+        rendered = render_prompt(text.messages, text.tools)
+        assert tok.decode(tok.encode(rendered).ids, skip_special_tokens=False) == rendered
+
+
 def test_loss_mask_is_exactly_what_the_model_generates(tok):
     for family in FAMILIES:
         ex = make_example(family, random.Random(11))

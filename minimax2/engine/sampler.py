@@ -70,7 +70,8 @@ def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[
                 row = proc(history[i][1] if history else [], row)
             logits[i] = row
     out = logits.argmax(-1).tolist()
-    dead = set((~torch.isfinite(logits).any(-1)).nonzero().flatten().tolist())  # a processor allowed nothing
+    # a processor allowed nothing (only processed rows can be all -inf; skipping the others saves a full pass)
+    dead = {i for i, p in enumerate(params) if p.logits_processors and not torch.isfinite(logits[i]).any()}
     for i, p in enumerate(params):
         row = logits[i]
         if i in dead:

@@ -1,16 +1,21 @@
 """Native CPU kernels for decode, built once on first use, with PyTorch ops as the fallback.
 
-`linear(x, w)` is the entry point the model calls for its matrix products; `experts` runs a
-decode batch's top-k experts in one call and `decode_attention` reads the paged KV cache in place
-for one query per sequence. For a few bf16 rows
-(decode) on a CPU with AVX512-BF16 it runs `csrc/gemv_bf16.cpp`, which reads the weights at about
-twice the speed of PyTorch's bf16 linear (35 vs 14 GB/s per core measured on Zen 4); everything
-else (training, float32, prefill, autograd) goes to `F.linear`. Both round a float32 sum to bf16
-once, so outputs agree to bf16 rounding.
+In a decode step (a few rows per layer) PyTorch's cost is dispatch, not arithmetic: about 60 small
+ops per layer. The `csrc/` kernels do a layer's work in five calls on CPUs with AVX512-BF16:
+
+* `linear`: bf16 matrix-vector products that read weights at about twice the speed of torch's
+  bf16 linear (35 vs 14 GB/s per core measured on Zen 4);
+* `attention_prep`: qkv split, QK-norm, partial RoPE and the k / v cache write;
+* `decode_attention`: one query per sequence, reading the paged cache in place;
+* `route` + `experts` (bf16) / `int8_experts` (int8 weights): the sigmoid router, then the
+  chosen experts grouped by expert (each read once per step) and their weighted sum.
+
+Each rounds where the torch code rounds, so outputs agree with the torch path to bf16 rounding
+(tests/test_cpu_kernels.py). Training, float32, prefill and autograd take the torch ops.
 
 The extension is compiled with the machine's C++ compiler through `torch.utils.cpp_extension` and
-cached (`~/.cache/torch_extensions`); a machine without the instructions or a compiler gets
-`F.linear` and one log line. `MINIMAX2_CPU_KERNELS=0` turns the kernels off.
+cached (`~/.cache/torch_extensions`); a machine without the instructions or a compiler gets the
+torch ops and one log line. `MINIMAX2_CPU_KERNELS=0` turns the kernels off.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / "gemv_bf16.cpp", CSRC / "experts_int8.cpp", CSRC / "attention_prep.cpp"]
+SOURCES = [CSRC / "gemv_bf16.cpp", CSRC / "experts_int8.cpp", CSRC / "attention_prep.cpp", CSRC / "moe_route.cpp"]
 MAX_ROWS = 4  # rows of x (sequences in a decode step); at 8 rows torch's bf16 GEMM is as fast (measured)
 _ext = None
 _tried = False
@@ -96,10 +101,12 @@ def experts_usable(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> bool
             and not (torch.is_grad_enabled() and (x.requires_grad or w13.requires_grad or w2.requires_grad)))
 
 
-def experts(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """[M, k, H]: each token of x [M, H] through its experts idx [M, k] (SwiGLU), unweighted, grouped by
-    expert so a chosen expert's weights are read once per step. Check `experts_usable` first."""
-    return _ext.moe_experts_bf16(x.contiguous(), w13, w2, idx)
+def experts(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, idx: torch.Tensor,
+            weights: torch.Tensor) -> torch.Tensor:
+    """[M, H]: each token of x [M, H] through its experts idx [M, k] (SwiGLU), summed with `weights`
+    [M, k] float32, grouped by expert so a chosen expert's weights are read once per step. Check
+    `experts_usable` first."""
+    return _ext.moe_experts_bf16(x.contiguous(), w13, w2, idx, weights)
 
 
 def int8_experts_usable(x: torch.Tensor, stacks) -> bool:
@@ -108,10 +115,15 @@ def int8_experts_usable(x: torch.Tensor, stacks) -> bool:
             and x.dtype == torch.bfloat16 and x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad))
 
 
-def int8_experts(x: torch.Tensor, stacks, idx: torch.Tensor) -> torch.Tensor:
+def int8_experts(x: torch.Tensor, stacks, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """The int8 twin of `experts`: same grouping, products as `aten._weight_int8pack_mm` computes them."""
     w13, s13, w2, s2 = stacks
-    return _ext.moe_experts_int8(x.contiguous(), w13, s13, w2, s2, idx)
+    return _ext.moe_experts_int8(x.contiguous(), w13, s13, w2, s2, idx, weights)
+
+
+def route(logits: torch.Tensor, bias: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(idx [M, k], weights [M, k] float32) of M2's sigmoid router, for the native expert blocks."""
+    return _ext.moe_route(logits, bias, k)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor | None:

@@ -96,8 +96,11 @@ class SparseMoE(nn.Module):
         self.q2: nn.ModuleList | None = None
         self.int8_stacks: tuple | None = None  # int8 experts stacked for the native block (quant.py)
 
-    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = torch.sigmoid(self.gate(x).float())
+    def route(self, x: torch.Tensor, native: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.gate(x)
+        if native:  # decode batches: one call, same choice and weights to float32 rounding
+            return cpu_kernels.route(logits, self.e_score_correction_bias, self.top_k)
+        scores = torch.sigmoid(logits.float())
         _, idx = torch.topk(scores + self.e_score_correction_bias, self.top_k, dim=-1, sorted=False)
         w = scores.gather(1, idx)
         return idx, w / w.sum(dim=-1, keepdim=True)
@@ -108,13 +111,12 @@ class SparseMoE(nn.Module):
         return self.q2[e](h) if self.q2 is not None else linear(h, self.w2[e])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        idx, weights = self.route(x)
+        # decode batches: routing and the chosen experts in two native calls, same rounding as below
         if self.q13 is None and not self.training and cpu_kernels.experts_usable(x, self.w13, self.w2):
-            ys = cpu_kernels.experts(x, self.w13, self.w2, idx)  # decode batch: one native call, same rounding
-            return (weights[:, :, None] * ys).sum(1).to(x.dtype)
+            return cpu_kernels.experts(x, self.w13, self.w2, *self.route(x, native=True))
         if cpu_kernels.int8_experts_usable(x, self.int8_stacks):
-            ys = cpu_kernels.int8_experts(x, self.int8_stacks, idx)
-            return (weights[:, :, None] * ys).sum(1).to(x.dtype)
+            return cpu_kernels.int8_experts(x, self.int8_stacks, *self.route(x, native=True))
+        idx, weights = self.route(x)
         if x.shape[0] == 1:  # one token (batch-1 decode): no grouping needed
             ys = torch.cat([self._expert(e, x) for e in idx[0].tolist()])
             return (weights[0, :, None] * ys).sum(0, keepdim=True).to(x.dtype)

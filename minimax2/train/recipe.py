@@ -21,7 +21,9 @@ from ..model.writer import save_checkpoint
 from .data import Encoded, assistant_spans, encode_conversations
 from .random_init import init_weights
 from .synthetic import training_example
-from .tokenizer import save_tokenizer, train_tokenizer
+from .tokenizer import save_tokenizer, train_word_tokenizer
+from .tools_pool import TOOLS
+from .values import CITIES, PEOPLE, WORDS
 from .trainer import TrainConfig
 
 
@@ -42,7 +44,7 @@ RECIPES = {
     "demo": Recipe("demo", dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
                                 head_dim=32, rotary_dim=16, num_local_experts=8, num_experts_per_tok=2,
                                 intermediate_size=256, rope_theta=10000.0),
-                   TrainConfig(steps=2600, batch_size=16, lr=1e-3, warmup=100, save_every=100, log_every=10),
+                   TrainConfig(steps=4500, batch_size=16, lr=1e-3, warmup=100, save_every=100, log_every=10),
                    notes=["rope_theta is 10000 instead of M2's 5,000,000 (a config value): with short contexts and 16 "
                           "rotary dims, M2's theta leaves about two rotating frequency pairs",
                           "2 layers at lr 1e-3: on a variable-offset copy task this model code formed copying (induction) "
@@ -77,7 +79,13 @@ def build_tokenizer(r: Recipe) -> Tokenizer:
     for i in range(r.tokenizer_corpus):
         ex = training_example(r.data_seed, i)
         texts.append(assistant_spans(ex.messages, ex.tools)[0])
-    return train_tokenizer(texts, vocab_size=r.vocab_size, words_apart=True)
+    return train_word_tokenizer(texts, vocab_size=r.vocab_size, spelled=copied_values())
+
+
+def copied_values() -> set[str]:
+    """Every value a request names and a reply must copy: all pool names (both splits) and enum members."""
+    enums = {x for t in TOOLS for p in t.params.values() for x in (p.enum or [])}
+    return set(CITIES) | set(PEOPLE) | set(WORDS) | enums
 
 
 def model_config(r: Recipe, tok: Tokenizer) -> ModelConfig:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from collections import Counter
+from typing import Collection, Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from tokenizers import AddedToken
@@ -29,25 +30,62 @@ SAMPLE_TEXT = [
 ]
 
 
+def _words_apart() -> pre_tokenizers.PreTokenizer:
+    """Every space, punctuation mark and digit is its own pre-token; letter runs stay together."""
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\s"), "isolated"), pre_tokenizers.Punctuation("isolated"),
+        pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+
+def _finish(tok: Tokenizer) -> Tokenizer:
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIAL)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in ADDED])
+    return tok
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, min_frequency: int = 1,
                     words_apart: bool = False) -> Tokenizer:
-    """`words_apart`: every space, punctuation mark and digit is its own pre-token, so merges stay
-    inside letter runs and a word is spelled with the same tokens wherever it stands ('Vienna' after
-    a space, after '>' or after '= ' alike). Copying a value from a request into a tool call is then
-    a plain token copy, and arithmetic sees one token per digit. It costs about 1.45x more tokens."""
+    """A byte-level BPE trained with `tokenizers`' BPE trainer.
+
+    `words_apart`: every space, punctuation mark and digit is its own pre-token, so merges stay
+    inside letter runs and a word is spelled with the same tokens wherever it stands."""
     tok = Tokenizer(models.BPE())
-    if words_apart:
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(r"\s"), "isolated"), pre_tokenizers.Punctuation("isolated"),
-            pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    else:
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    tok.pre_tokenizer = _words_apart() if words_apart else pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in ADDED])
-    return tok
+    return _finish(tok)
+
+
+def train_word_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_count: int = 10,
+                         spelled: Collection[str] = ()) -> Tokenizer:
+    """A byte-level BPE whose vocabulary is the 256 bytes plus the corpus's most frequent words
+    (at least `min_count` times), with no merges: a word in the vocabulary is one token and every
+    other word is spelled byte by byte. Words in `spelled` (the values a model must copy: names,
+    cities, enum members) never get a token of their own.
+
+    Why: a trained BPE cuts names into hundreds of rare pieces, and a small model only learned to
+    copy the few tokens it copies all the time (digits). Spelled out, any name, seen or not, is a
+    string over ~60 letters that every training name exercises, so copying it is the same skill as
+    copying a number. Spaces, punctuation and digits are their own pre-tokens (see `_words_apart`)."""
+    pre = _words_apart()
+    spelled = {w for x in spelled for w in (x, x.lower(), x.capitalize())}
+    counts: Counter = Counter()
+    for text in texts:
+        counts.update(w for w, _ in pre.pre_tokenize_str(text) if len(w) > 1 and w.isalpha())
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {t: i for i, t in enumerate(SPECIAL + alphabet)}
+    room = vocab_size - len(vocab) - len(ADDED)
+    for word, n in counts.most_common():
+        if room <= 0 or n < min_count:
+            break
+        if word not in spelled:
+            vocab[word] = len(vocab)
+            room -= 1
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], ignore_merges=True))
+    tok.pre_tokenizer = pre
+    return _finish(tok)
 
 
 def save_tokenizer(tok: Tokenizer, out: str | Path, chat_template: str | None = None,

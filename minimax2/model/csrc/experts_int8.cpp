@@ -53,9 +53,10 @@ inline void rows_i8(const float* x, const int8_t* w, const at::BFloat16* s, at::
 }  // namespace
 
 // x [M, H] bf16; w13 [E, 2I, H] int8 with s13 [E, 2I]; w2 [E, H, I] int8 with s2 [E, H]; idx [M, k].
-// Returns ys [M, k, H] bf16: ys[m, j] = expert idx[m, j] applied to x[m], unweighted.
+// weights [M, k] float32. Returns [M, H] bf16: sum_j weights[m, j] * (expert idx[m, j] applied to x[m]).
 torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& s13,
-                               const torch::Tensor& w2, const torch::Tensor& s2, const torch::Tensor& idx) {
+                               const torch::Tensor& w2, const torch::Tensor& s2, const torch::Tensor& idx,
+                               const torch::Tensor& weights) {
   TORCH_CHECK(x.dim() == 2 && w13.dim() == 3 && w2.dim() == 3 && s13.dim() == 2 && s2.dim() == 2 && idx.dim() == 2 &&
               idx.size(0) == x.size(0), "moe_experts_int8: x [M, H], w13 [E, 2I, H], s13 [E, 2I], w2 [E, H, I], s2 [E, H], idx [M, k]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w13.scalar_type() == at::kChar && w2.scalar_type() == at::kChar &&
@@ -100,10 +101,7 @@ torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13,
       rows_i8(hs.data() + q0 * I, w2p + e * H * I, s2p + e * H, yp + q0 * H, I, H, n, grp.start[g + 1] - q0);
     }
   });
-  auto ys = torch::empty({M, grp.k, H}, x.options());
-  auto* out = ys.data_ptr<at::BFloat16>();
-  for (int64_t q = 0; q < P; ++q) std::copy(yp + q * H, yp + (q + 1) * H, out + grp.order[q] * H);
-  return ys;
+  return grp.combine(yp, weights, M, H);
 }
 
 }  // namespace minimax2

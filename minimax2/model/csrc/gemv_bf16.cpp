@@ -194,19 +194,20 @@ inline void block_rows(const at::BFloat16* x, const at::BFloat16* w, at::BFloat1
   }
 }
 
-// A few tokens through their top-k SwiGLU experts: ys[m, j] = w2[e] @ (silu(g) * u), [g; u] = w13[e] @ x[m],
-// e = idx[m, j], unweighted. (token, expert) pairs are grouped by expert so each chosen expert's
-// weights are read once for all its tokens. Rounds where PyTorch's bf16 ops round (after each
-// product, after silu, after the multiply), so it agrees with the per-expert torch code to bf16
-// rounding; one call instead of ~25 small ops per expert.
+// A few tokens through their top-k SwiGLU experts: y[m] = sum_j weights[m, j] * w2[e] @ (silu(g) * u),
+// [g; u] = w13[e] @ x[m], e = idx[m, j]. (token, expert) pairs are grouped by expert so each chosen
+// expert's weights are read once for all its tokens. Rounds where PyTorch's bf16 ops round (after
+// each product, after silu, after the multiply, the weighted sum in float32), so it agrees with the
+// per-expert torch code to bf16 rounding; one call instead of ~25 small ops per expert.
 torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& w2,
-                               const torch::Tensor& idx) {
+                               const torch::Tensor& idx,
+                               const torch::Tensor& weights) {
   TORCH_CHECK(x.dim() == 2 && w13.dim() == 3 && w2.dim() == 3 && idx.dim() == 2 && idx.size(0) == x.size(0),
               "moe_experts_bf16: x [M, H], w13 [E, 2I, H], w2 [E, H, I], idx [M, k]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w13.scalar_type() == at::kBFloat16 &&
               w2.scalar_type() == at::kBFloat16, "moe_experts_bf16: bf16 only");
   TORCH_CHECK(x.is_contiguous() && w13.is_contiguous() && w2.is_contiguous(), "moe_experts_bf16: contiguous only");
-  const int64_t M = x.size(0), E = w13.size(0), H = w13.size(2), I2 = w13.size(1), I = w2.size(2), k = idx.size(1);
+  const int64_t M = x.size(0), E = w13.size(0), H = w13.size(2), I2 = w13.size(1), I = w2.size(2);
   TORCH_CHECK(x.size(1) == H && w2.size(1) == H && I2 == 2 * I && H % 32 == 0 && I % 32 == 0,
               "moe_experts_bf16: H % 32 == 0 and I % 32 == 0");
   const minimax2::ExpertGroups grp(idx, E, "moe_experts_bf16");
@@ -244,17 +245,16 @@ torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13,
       block_rows(hp + q0 * I, w2p + gexp[g] * H * I, yp + q0 * H, I, H, n, start[g + 1] - q0);
     }
   });
-  auto ys = torch::empty({M, k, H}, x.options());
-  auto* out = ys.data_ptr<at::BFloat16>();
-  for (int64_t q = 0; q < P; ++q) std::copy(yp + q * H, yp + (q + 1) * H, out + grp.order[q] * H);
-  return ys;
+  return grp.combine(yp, weights, M, H);
 }
 
 }  // namespace
 
-namespace minimax2 {  // experts_int8.cpp, attention_prep.cpp
+namespace minimax2 {  // experts_int8.cpp, moe_route.cpp, attention_prep.cpp
 torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& s13,
-                               const torch::Tensor& w2, const torch::Tensor& s2, const torch::Tensor& idx);
+                               const torch::Tensor& w2, const torch::Tensor& s2, const torch::Tensor& idx,
+                               const torch::Tensor& weights);
+std::tuple<torch::Tensor, torch::Tensor> moe_route(const torch::Tensor& logits, const torch::Tensor& bias, int64_t k);
 torch::Tensor attention_prep_bf16(const torch::Tensor& qkv, const torch::Tensor& qw, const torch::Tensor& kw,
                                   const torch::Tensor& cos, const torch::Tensor& sin, double eps, int64_t Hq,
                                   torch::Tensor k_cache, torch::Tensor v_cache, const torch::Tensor& slots);
@@ -262,8 +262,9 @@ torch::Tensor attention_prep_bf16(const torch::Tensor& qkv, const torch::Tensor&
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("attention_prep_bf16", &minimax2::attention_prep_bf16, "decode qkv split, QK-norm, RoPE and cache write");
-  m.def("moe_experts_int8", &minimax2::moe_experts_int8, "a few tokens through their top-k int8 SwiGLU experts -> [M, k, H]");
-  m.def("moe_experts_bf16", &moe_experts_bf16, "a few tokens through their top-k bf16 SwiGLU experts -> [M, k, H]");
+  m.def("moe_route", &minimax2::moe_route, "sigmoid top-k routing with the selection bias -> (idx, weights)");
+  m.def("moe_experts_int8", &minimax2::moe_experts_int8, "a few tokens through their top-k int8 SwiGLU experts, weighted -> [M, H]");
+  m.def("moe_experts_bf16", &moe_experts_bf16, "a few tokens through their top-k bf16 SwiGLU experts, weighted -> [M, H]");
   m.def("decode_attention_bf16", &decode_attention_bf16, "one-query-per-sequence attention over the paged bf16 cache");
   m.def("rms_norm_bf16", &rms_norm_bf16, "RMSNorm of bf16 rows with a bf16 weight");
   m.def("gemv_bf16", &gemv_bf16, "y = x @ w.T for bf16 x [M <= 16, K], w [N, K] (AVX512-BF16)");

@@ -30,6 +30,30 @@ struct ExpertGroups {
 
   int64_t groups() const { return static_cast<int64_t>(gexp.size()); }
   int64_t token(int64_t q) const { return order[q] / k; }
+
+  // out[m] = bf16(sum_j weights[m, j] * ys[pair (m, j)]), summed in j order in float32 like
+  // (weights[:, :, None] * ys).sum(1).to(bf16); ysorted holds the pairs in expert order.
+  torch::Tensor combine(const at::BFloat16* ysorted, const torch::Tensor& weights, int64_t M, int64_t H) const {
+    TORCH_CHECK(weights.scalar_type() == at::kFloat && weights.dim() == 2 && weights.size(0) == M &&
+                weights.size(1) == k, "expert block: weights must be float32 [M, k]");
+    const auto wc = weights.contiguous();
+    const float* wp = wc.data_ptr<float>();
+    std::vector<int64_t> where(pairs);
+    for (int64_t q = 0; q < pairs; ++q) where[order[q]] = q;
+    std::vector<float> acc(H);
+    auto out = torch::empty({M, H}, torch::dtype(at::kBFloat16));
+    auto* op = out.data_ptr<at::BFloat16>();
+    for (int64_t m = 0; m < M; ++m) {
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t j = 0; j < k; ++j) {
+        const at::BFloat16* y = ysorted + where[m * k + j] * H;
+        const float w = wp[m * k + j];
+        for (int64_t c = 0; c < H; ++c) acc[c] += w * static_cast<float>(y[c]);
+      }
+      for (int64_t c = 0; c < H; ++c) op[m * H + c] = at::BFloat16(acc[c]);
+    }
+    return out;
+  }
 };
 
 }  // namespace minimax2
