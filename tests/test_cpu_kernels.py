@@ -123,12 +123,12 @@ def test_int8_expert_block_equals_the_int8pack_ops(ext, tokens):
         for j, ex in enumerate(idx[m].tolist()):
             gate, up = Int8Linear(None, torch.bfloat16, (w13[ex], s13[ex]))(x[m:m + 1]).chunk(2, dim=-1)
             want[m, j] = Int8Linear(None, torch.bfloat16, (w2[ex], s2[ex]))(F.silu(gate) * up)[0]
-    stacks = (w13, s13, w2, s2)
-    assert cpu_kernels.int8_experts_usable(x, stacks)
+    packed = ("int8", w13, s13, w2, s2)
+    assert cpu_kernels.packed_experts_usable(x, packed)
     weights = torch.rand(tokens, k, generator=g)
-    _close_to_weighted_sum(cpu_kernels.int8_experts(x, stacks, idx, weights), want, weights)
+    _close_to_weighted_sum(cpu_kernels.packed_experts(x, packed, idx, weights), want, weights)
     with pytest.raises(RuntimeError, match="expert index"):
-        ext.moe_experts_int8(x, *stacks, torch.full((tokens, 1), 6), weights[:, :1])
+        ext.moe_experts_int8(x, *packed[1:], torch.full((tokens, 1), 6), weights[:, :1])
 
 
 @pytest.mark.parametrize("tokens, experts, k", [(1, 8, 2), (5, 32, 4), (16, 256, 8)])
@@ -147,17 +147,21 @@ def test_native_router_chooses_and_weighs_like_torch(ext, tokens, experts, k):
         ext.moe_route(logits, bias, experts + 1)
 
 
-def test_int8_model_runs_decode_experts_natively_with_the_torch_result(ext, tiny_ckpt):
+@pytest.mark.parametrize("method, exact", [("int8", False), ("int4", True)])
+@pytest.mark.parametrize("tokens", [1, 4])
+def test_quantised_model_runs_decode_experts_natively_with_the_torch_result(ext, tiny_ckpt, method, exact, tokens):
     from minimax2.model.quant import quantize_model
 
-    model = quantize_model(load_model(tiny_ckpt, torch.bfloat16), "int8")
+    model = quantize_model(load_model(tiny_ckpt, torch.bfloat16), method, group_size=32)
     moe = model.layers[0].moe
-    x = torch.randn(3, model.cfg.hidden_size, generator=torch.Generator().manual_seed(0)).bfloat16()
-    assert cpu_kernels.int8_experts_usable(x, moe.int8_stacks)
+    x = torch.randn(tokens, model.cfg.hidden_size, generator=torch.Generator().manual_seed(tokens)).bfloat16()
+    assert cpu_kernels.packed_experts_usable(x, moe.packed_experts)
     with torch.no_grad():
         native = moe(x)
-        moe.int8_stacks = None  # the per-expert int8pack path
+        moe.packed_experts = None  # the per-expert torch path, through views of the same weights
         ref = moe(x)
+    if exact and tokens == 1:  # int4 runs torch's own kernel per expert, and one token's torch path also
+        assert (native == ref).float().mean() > 0.98  # sums in float32 (the grouped one rounds each term)
     assert (native.float() - ref.float()).abs().max() <= ref.abs().max() * 2 ** -6
 
 

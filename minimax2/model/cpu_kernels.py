@@ -7,7 +7,7 @@ ops per layer. The `csrc/` kernels do a layer's work in five calls on CPUs with 
   bf16 linear (35 vs 14 GB/s per core measured on Zen 4);
 * `attention_prep`: qkv split, QK-norm, partial RoPE and the k / v cache write;
 * `decode_attention`: one query per sequence, reading the paged cache in place;
-* `route` + `experts` (bf16) / `int8_experts` (int8 weights): the sigmoid router, then the
+* `route` + `experts` (bf16) / `packed_experts` (int8, int4): the sigmoid router, then the
   chosen experts grouped by expert (each read once per step) and their weighted sum.
 
 Each rounds where the torch code rounds, so outputs agree with the torch path to bf16 rounding
@@ -33,7 +33,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / "gemv_bf16.cpp", CSRC / "experts_int8.cpp", CSRC / "attention_prep.cpp", CSRC / "moe_route.cpp"]
+SOURCES = [CSRC / "gemv_bf16.cpp", CSRC / "experts_int8.cpp", CSRC / "experts_int4.cpp", CSRC / "attention_prep.cpp", CSRC / "moe_route.cpp"]
 MAX_ROWS = 4  # rows of x (sequences in a decode step); at 8 rows torch's bf16 GEMM is as fast (measured)
 _ext = None
 _tried = False
@@ -109,16 +109,19 @@ def experts(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, idx: torch.Ten
     return _ext.moe_experts_bf16(x.contiguous(), w13, w2, idx, weights)
 
 
-def int8_experts_usable(x: torch.Tensor, stacks) -> bool:
-    """A decode-sized bf16 batch against int8 expert stacks (w13, s13, w2, s2) from quant.py."""
-    return (_ext is not None and stacks is not None and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS
+def packed_experts_usable(x: torch.Tensor, packed) -> bool:
+    """A decode-sized bf16 batch against quantised experts stacked by quant.py: ("int8", w13, s13, w2, s2)
+    or ("int4", p13, sz13, p2, sz2, group_size)."""
+    return (_ext is not None and packed is not None and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS
             and x.dtype == torch.bfloat16 and x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad))
 
 
-def int8_experts(x: torch.Tensor, stacks, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The int8 twin of `experts`: same grouping, products as `aten._weight_int8pack_mm` computes them."""
-    w13, s13, w2, s2 = stacks
-    return _ext.moe_experts_int8(x.contiguous(), w13, s13, w2, s2, idx, weights)
+def packed_experts(x: torch.Tensor, packed, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The quantised twins of `experts`. int8: native products, as `aten._weight_int8pack_mm` computes
+    them; int4: `aten._weight_int4pack_mm_for_cpu` per chosen expert, looped in C++."""
+    method, *tensors = packed
+    fn = _ext.moe_experts_int8 if method == "int8" else _ext.moe_experts_int4
+    return fn(x.contiguous(), *tensors, idx, weights)
 
 
 def route(logits: torch.Tensor, bias: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

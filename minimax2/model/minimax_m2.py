@@ -94,7 +94,7 @@ class SparseMoE(nn.Module):
         self.expert_load: torch.Tensor | None = None  # tokens per expert in the last training forward
         self.q13: nn.ModuleList | None = None  # weight-only quantised experts (quant.py) replace w13 / w2
         self.q2: nn.ModuleList | None = None
-        self.int8_stacks: tuple | None = None  # int8 experts stacked for the native block (quant.py)
+        self.packed_experts: tuple | None = None  # quantised experts stacked for the native block (quant.py)
 
     def route(self, x: torch.Tensor, native: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.gate(x)
@@ -114,8 +114,8 @@ class SparseMoE(nn.Module):
         # decode batches: routing and the chosen experts in two native calls, same rounding as below
         if self.q13 is None and not self.training and cpu_kernels.experts_usable(x, self.w13, self.w2):
             return cpu_kernels.experts(x, self.w13, self.w2, *self.route(x, native=True))
-        if cpu_kernels.int8_experts_usable(x, self.int8_stacks):
-            return cpu_kernels.int8_experts(x, self.int8_stacks, *self.route(x, native=True))
+        if cpu_kernels.packed_experts_usable(x, self.packed_experts):
+            return cpu_kernels.packed_experts(x, self.packed_experts, *self.route(x, native=True))
         idx, weights = self.route(x)
         if x.shape[0] == 1:  # one token (batch-1 decode): no grouping needed
             ys = torch.cat([self._expert(e, x) for e in idx[0].tolist()])

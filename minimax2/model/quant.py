@@ -41,8 +41,14 @@ class Int8Linear(nn.Module):
 
 
 class Int4Linear(nn.Module):
-    def __init__(self, weight: torch.Tensor, dtype: torch.dtype, group_size: int, name: str = "weight"):
+    def __init__(self, weight: torch.Tensor, dtype: torch.dtype, group_size: int, name: str = "weight",
+                 quantized: tuple | None = None):
         super().__init__()
+        if quantized is not None:  # (packed, scale_zeros) already made, e.g. views into a layer's stack
+            self.register_buffer("packed", quantized[0])
+            self.register_buffer("scale_zeros", quantized[1])
+            self.group_size, self.out_features = group_size, quantized[1].shape[1]
+            return
         n, k = weight.shape
         if k % group_size:
             raise ValueError(f"int4 group size {group_size} does not divide the {k} input features of {name}; "
@@ -69,16 +75,16 @@ def _quantize(weight: torch.Tensor, method: str, dtype: torch.dtype, group_size:
     return Int4Linear(weight, dtype, group_size, name)
 
 
-def _int8_stacks(moe, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-    """(w13 int8 [E, 2I, H], s13 [E, 2I], w2 int8 [E, H, I], s2 [E, H]), one expert at a time."""
-    out = []
-    for w in (moe.w13, moe.w2):
-        q = torch.empty(w.shape, dtype=torch.int8)
-        s = torch.empty(w.shape[:2], dtype=dtype)
-        for e in range(w.shape[0]):
-            q[e], s[e] = int8_rows(w[e], dtype)
-        out += [q, s]
-    return tuple(out)
+def _stack_experts(moe, method: str, dtype: torch.dtype, group_size: int, layer: int) -> tuple:
+    """("int8", w13 [E, 2I, H], s13 [E, 2I], w2 [E, H, I], s2 [E, H]) or ("int4", packed13, scale_zeros13,
+    packed2, scale_zeros2, group_size), quantised one expert at a time."""
+    out: list = [method]
+    for name, w in (("w13", moe.w13), ("w2", moe.w2)):
+        parts = [_quantize(w[e], method, dtype, group_size, f"layers.{layer}.experts.{e}.{name}") for e in range(len(w))]
+        for attr in (("weight", "scale") if method == "int8" else ("packed", "scale_zeros")):
+            out.append(torch.stack([getattr(q, attr) for q in parts]))
+        del parts
+    return tuple(out) + ((group_size,) if method == "int4" else ())
 
 
 def quantize_model(model: MiniMaxM2, method: str, group_size: int = 128) -> MiniMaxM2:
@@ -97,18 +103,14 @@ def quantize_model(model: MiniMaxM2, method: str, group_size: int = 128) -> Mini
             a.qkv_proj = _quantize(a.qkv_proj.weight, method, dtype, group_size, f"layers.{i}.qkv_proj")
             a.o_proj = _quantize(a.o_proj.weight, method, dtype, group_size, f"layers.{i}.o_proj")
             moe = layer.moe
-            if method == "int8":  # stacked per layer, so the native expert block reads them in place
-                moe.int8_stacks = _int8_stacks(moe, dtype)
-                w13, s13, w2, s2 = moe.int8_stacks
-                moe.q13 = nn.ModuleList(Int8Linear(None, dtype, (w13[e], s13[e])) for e in range(len(w13)))
-                moe.q2 = nn.ModuleList(Int8Linear(None, dtype, (w2[e], s2[e])) for e in range(len(w2)))
-                del moe.w13, moe.w2
-                moe.w13 = moe.w2 = None
-                continue
-            moe.q13 = nn.ModuleList(_quantize(w, method, dtype, group_size, f"layers.{i}.experts.{e}.w13")
-                                    for e, w in enumerate(moe.w13))
-            moe.q2 = nn.ModuleList(_quantize(w, method, dtype, group_size, f"layers.{i}.experts.{e}.w2")
-                                   for e, w in enumerate(moe.w2))
+            # experts stacked per layer (the native decode block reads them in place); the per-expert
+            # modules the torch path calls are views into the stacks
+            moe.packed_experts = _stack_experts(moe, method, dtype, group_size, i)
+            _, w13, s13, w2, s2, *_ = moe.packed_experts
+            make = ((lambda q, s: Int8Linear(None, dtype, (q, s))) if method == "int8" else
+                    (lambda q, s: Int4Linear(None, dtype, group_size, quantized=(q, s))))
+            moe.q13 = nn.ModuleList(make(w13[e], s13[e]) for e in range(len(w13)))
+            moe.q2 = nn.ModuleList(make(w2[e], s2[e]) for e in range(len(w2)))
             del moe.w13, moe.w2
             moe.w13 = moe.w2 = None
     model.quantization = method

@@ -250,10 +250,13 @@ torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13,
 
 }  // namespace
 
-namespace minimax2 {  // experts_int8.cpp, moe_route.cpp, attention_prep.cpp
+namespace minimax2 {  // experts_int8.cpp, experts_int4.cpp, moe_route.cpp, attention_prep.cpp
 torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& s13,
                                const torch::Tensor& w2, const torch::Tensor& s2, const torch::Tensor& idx,
                                const torch::Tensor& weights);
+torch::Tensor moe_experts_int4(const torch::Tensor& x, const torch::Tensor& p13, const torch::Tensor& sz13,
+                               const torch::Tensor& p2, const torch::Tensor& sz2, int64_t group,
+                               const torch::Tensor& idx, const torch::Tensor& weights);
 std::tuple<torch::Tensor, torch::Tensor> moe_route(const torch::Tensor& logits, const torch::Tensor& bias, int64_t k);
 torch::Tensor attention_prep_bf16(const torch::Tensor& qkv, const torch::Tensor& qw, const torch::Tensor& kw,
                                   const torch::Tensor& cos, const torch::Tensor& sin, double eps, int64_t Hq,
@@ -263,6 +266,7 @@ torch::Tensor attention_prep_bf16(const torch::Tensor& qkv, const torch::Tensor&
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("attention_prep_bf16", &minimax2::attention_prep_bf16, "decode qkv split, QK-norm, RoPE and cache write");
   m.def("moe_route", &minimax2::moe_route, "sigmoid top-k routing with the selection bias -> (idx, weights)");
+  m.def("moe_experts_int4", &minimax2::moe_experts_int4, "a few tokens through their top-k int4 SwiGLU experts, weighted -> [M, H]");
   m.def("moe_experts_int8", &minimax2::moe_experts_int8, "a few tokens through their top-k int8 SwiGLU experts, weighted -> [M, H]");
   m.def("moe_experts_bf16", &moe_experts_bf16, "a few tokens through their top-k bf16 SwiGLU experts, weighted -> [M, H]");
   m.def("decode_attention_bf16", &decode_attention_bf16, "one-query-per-sequence attention over the paged bf16 cache");
