@@ -49,8 +49,9 @@ def write_model_card(ckpt: Path, recipe, summary: dict, scores: dict, log_file: 
         "small talk. It is not a general assistant.", "",
         "## Files", "",
         f"HF layout, {size_mb:.1f} MB: `config.json` (M2 keys, `model_type: minimax_m2`), `model.safetensors` "
-        "(bfloat16; routing biases float32), `tokenizer.json` + `tokenizer_config.json` (byte-level BPE trained on the "
-        "synthetic corpus, digits split, M2's markers as single tokens), `generation_config.json`. There is no "
+        "(bfloat16; routing biases float32), `tokenizer.json` + `tokenizer_config.json` (byte-level BPE: the 256 bytes, M2's "
+        "markers and the synthetic corpus's most frequent words as single tokens; digits, names and other values "
+        "spelled one byte per token), `generation_config.json`. There is no "
         "`chat_template`: minimax2 renders M2 prompts natively (byte-identical to the official template) when a "
         "checkpoint has none; other runtimes need the official template passed explicitly.", "",
         "## Architecture", "", "| key | value |", "|---|---|",
