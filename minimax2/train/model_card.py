@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .evaluate import THRESHOLDS
+from .synthetic import TRAIN_MIX
 
 LABEL = "M2 architecture and format, trained here on synthetic data, not MiniMax's weights"
 
@@ -37,6 +38,7 @@ def write_model_card(ckpt: Path, recipe, summary: dict, scores: dict, log_file: 
                                 "head_dim", "rotary_dim", "num_local_experts", "num_experts_per_tok",
                                 "intermediate_size", "vocab_size", "max_position_embeddings")}
     t = recipe.train
+    mix = TRAIN_MIX
     lines = [
         f"# minimax2 demo model (`{recipe.name}` recipe)", "",
         f"**{LABEL}.**", "",
@@ -71,8 +73,9 @@ def write_model_card(ckpt: Path, recipe, summary: dict, scores: dict, log_file: 
         "tokens (reasoning, `</think>`, content, tool calls, `[e~[`). Experts balanced without an auxiliary loss: "
         f"after each step each layer's routing bias moves by {t.bias_rate} toward equal load.", "",
         "Data: synthetic conversations rendered with the M2 prompt renderer: arithmetic with step-by-step reasoning "
-        "(37%), single tool calls with the tool result and a final answer (30%), two parallel calls (15%), tools "
-        "offered but not needed (12%), persona small talk (6%).", "",
+        f"({mix['arithmetic']:.0%}), single tool calls with the tool result and a final answer ({mix['tool']:.0%}), two "
+        f"parallel calls ({mix['parallel']:.0%}), tools offered but not needed ({mix['no_tool']:.0%}), persona small "
+        f"talk ({mix['chat']:.0%}), repeat-after-me drills ({mix['echo']:.0%}).", "",
         "Run summary (`train_summary.json`):", "", "```json", json.dumps(summary, indent=2), "```", "",
         "Loss (mean over the step's loss tokens) and per-layer expert load spread ((max-min)/mean):", "",
         "| step | loss | lr | tokens/s | load spread per layer |", "|---|---|---|---|---|",

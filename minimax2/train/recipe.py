@@ -49,15 +49,21 @@ RECIPES = {
                           "rotary dims, M2's theta leaves about two rotating frequency pairs",
                           "2 layers at lr 1e-3: on a variable-offset copy task this model code formed copying (induction) "
                           "heads in ~500-1,000 steps at 2 layers and lr 1e-3, later at 3e-3, and not within 1,500 steps at "
-                          "3-4 layers; a 4-layer model trained on this data for 1,100 steps never learned to copy values",
-                          "The tokenizer keeps spaces, punctuation and digits as their own pre-tokens, so a value is spelled "
-                          "with the same tokens in a request, in the reasoning and in a tool call; half of the training names "
-                          "are made up and 10% of conversations are repeat-after-me drills, so values must be read from the "
-                          "context rather than recalled",
-                          "**Status: below the issue-5 targets for arithmetic (88.5%), tool arguments (16.5%) and parallel "
-                          "calls (4%)**; answers after tool results, no-tool turns and format meet them. Tool failures are "
-                          "mostly a held-out string argument replaced by a trained one: copying works for numbers and tool "
-                          "results, not yet for names. Next: more tokens per step (GPU), more copy signal for names"]),
+                          "3-4 layers. In this run copying formed between steps 1,000 and 2,600 (held-out repeat-after-me "
+                          "0% at step 1,100, 78% at 2,600; held-out tool calls 17% -> 93%)",
+                          "The tokenizer spells every value (names, cities, words, enum members, digits) one byte per "
+                          "token and keeps the corpus's frequent words whole. With a trained BPE, names were cut into "
+                          "hundreds of rare pieces and the model learned to copy only digits (0/40 on repeat-after-me, "
+                          "held-out tool arguments 16.5% after 2,600 steps); spelled out, copying a name is the same "
+                          "skill as copying a number. Half of the training names are made up and 10% of conversations "
+                          "are repeat-after-me drills, so values must be read from the context rather than recalled",
+                          "**Status: below the issue-5 targets for tool calls (94.0%, target 95%) and parallel calls "
+                          "(80.0%, target 90%)**; arithmetic, answers after tool results, no-tool turns and format meet "
+                          "them. Most remaining tool and parallel failures drop a letter that the made-up training names "
+                          "never contain (x) or never end with (k): benchmark -> benchmar, index -> inde, xena -> ena, "
+                          "Bordeaux -> Bordeau; some parallel calls drop an item of a list. Next: made-up names over the "
+                          "whole alphabet and all word endings. "
+                          "Arithmetic errors are mostly the first step of a subtraction (deciding which number is larger)"]),
     "tiny": Recipe("tiny", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                 head_dim=16, rotary_dim=8, num_local_experts=4, num_experts_per_tok=2,
                                 intermediate_size=64),
