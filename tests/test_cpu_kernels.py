@@ -47,7 +47,7 @@ def test_linear_uses_the_kernel_only_where_it_applies(ext):
     w = torch.randn(48, 64).bfloat16()
     x1 = torch.randn(1, 64).bfloat16()
     assert torch.equal(cpu_kernels.linear(x1, w), ext.gemv_bf16(x1, w))
-    for x, weight in [(torch.randn(9, 64).bfloat16(), w),  # prefill-sized batch: torch's GEMM
+    for x, weight in [(torch.randn(cpu_kernels.MAX_ROWS + 1, 64).bfloat16(), w),  # prefill-sized batch: torch's GEMM
                       (torch.randn(0, 64).bfloat16(), w),  # a step where no sequence samples
                       (torch.randn(1, 64), w.float()),  # float32 (training, parity tests)
                       (torch.randn(1, 32).bfloat16(), w[:, :32])]:  # strided weight view

@@ -1,0 +1,95 @@
+"""Decode kernels alone: the native CPU kernels against the torch ops they replace, on m2-small's
+shapes, in GB/s of weights read and as a share of the machine's read bandwidth measured in the same run.
+
+    python benchmarks/bench_kernels.py [--threads 2] [--runs 7]
+
+Medians of --runs timings, each the mean of enough calls to take ~50 ms. The weights are larger
+than the last-level cache, so every call streams them from memory, as a decode step does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from minimax2.engine.benchmark import read_bandwidth
+from minimax2.model import cpu_kernels
+from minimax2.model.quant import int8_rows
+
+
+def timed(fn, runs: int) -> float:
+    fn()
+    n = max(1, int(0.05 / max(1e-6, _once(fn))))
+    return statistics.median(_once(fn, n) for _ in range(runs))
+
+
+def _once(fn, n: int = 1) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if cpu_kernels.load() is None:
+        raise SystemExit("native kernels unavailable on this machine (see the log line above)")
+    bw = read_bandwidth()
+    print(f"read bandwidth {bw / 1e9:.1f} GB/s, {args.threads} threads")
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for name, n, k, copies in (("qkv 1536x1024", 1536, 1024, 40), ("o 1024x1024", 1024, 1024, 60),
+                               ("lm_head 16384x1024", 16384, 1024, 2)):
+        ws = [(torch.randn(n, k, generator=g) / 32).bfloat16() for _ in range(copies)]  # > LLC: streamed
+        x = torch.randn(1, k, generator=g).bfloat16()
+        it = iter(range(10 ** 9))
+        nat = timed(lambda: cpu_kernels.linear(x, ws[next(it) % copies]), args.runs)
+        ref = timed(lambda: F.linear(x, ws[next(it) % copies]), args.runs)
+        rows.append((name, n * k * 2, nat, ref))
+    e, h, i, top = 32, 1024, 512, 4
+    layers = 8  # distinct layers' experts, so the chosen ones are not cached between calls
+    w13 = [(torch.randn(e, 2 * i, h, generator=g) / 32).bfloat16() for _ in range(layers)]
+    w2 = [(torch.randn(e, h, i, generator=g) / 22).bfloat16() for _ in range(layers)]
+    x = torch.randn(1, h, generator=g).bfloat16()
+    idx, wts = torch.randperm(e, generator=g)[:top][None], torch.full((1, top), 1 / top)
+    it = iter(range(10 ** 9))
+
+    def torch_experts(j):
+        ys = []
+        for ex in idx[0].tolist():
+            gate, up = F.linear(x, w13[j][ex]).chunk(2, dim=-1)
+            ys.append(F.linear(F.silu(gate) * up, w2[j][ex]))
+        return (wts[0, :, None] * torch.cat(ys)).sum(0)
+
+    nat = timed(lambda: cpu_kernels.experts(x, w13[next(it) % layers], w2[next(it) % layers], idx, wts), args.runs)
+    ref = timed(lambda: torch_experts(next(it) % layers), args.runs)
+    rows.append(("experts bf16 (4 of 32)", top * 3 * h * i * 2, nat, ref))
+    q = [int8_rows(w13[j].float(), torch.bfloat16) + int8_rows(w2[j].float(), torch.bfloat16) for j in range(layers)]
+    packed = [("int8", *t) for t in q]
+    def torch_int8(j):
+        _, q13, s13, q2, s2 = packed[j]
+        ys = []
+        for ex in idx[0].tolist():
+            gate, up = torch.ops.aten._weight_int8pack_mm(x, q13[ex], s13[ex]).chunk(2, dim=-1)
+            ys.append(torch.ops.aten._weight_int8pack_mm(F.silu(gate) * up, q2[ex], s2[ex]))
+        return (wts[0, :, None] * torch.cat(ys)).sum(0)
+
+    nat = timed(lambda: cpu_kernels.packed_experts(x, packed[next(it) % layers], idx, wts), args.runs)
+    ref = timed(lambda: torch_int8(next(it) % layers), args.runs)
+    rows.append(("experts int8 (4 of 32)", top * 3 * h * i, nat, ref))
+    print(f"{'kernel':26} {'native GB/s':>12} {'share of bw':>12} {'torch GB/s':>11} {'speed-up':>9}")
+    for name, nbytes, nat, ref in rows:
+        ref_s = f"{nbytes / ref / 1e9:11.1f} {ref / nat:8.2f}x" if ref else f"{'':>11} {'':>9}"
+        print(f"{name:26} {nbytes / nat / 1e9:12.1f} {nbytes / nat / bw:11.0%} {ref_s}")
+
+
+if __name__ == "__main__":
+    main()
