@@ -267,7 +267,11 @@ def test_bf16_engine_with_kernels_serves_mixed_steps(ext):
     while engine.has_unfinished():
         for o in engine.step():
             done.setdefault(o.request_id, []).extend(o.new_token_ids)
-    assert {k: len(v) for k, v in done.items()} == {"r0": 12, "r1": 12, "r2": 12}
+    engine.add_request("one", [7], sp)  # alone: a one-token prompt's prefill is shaped like a decode step
+    while engine.has_unfinished():
+        for o in engine.step():
+            done.setdefault(o.request_id, []).extend(o.new_token_ids)
+    assert {k: len(v) for k, v in done.items()} == {"r0": 12, "r1": 12, "r2": 12, "one": 12}
 
 
 def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):

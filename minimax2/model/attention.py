@@ -121,9 +121,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMet
     [slots, Hkv, D]. Returns [T, Hq, D]."""
     cu, ctx_lens = meta.cu_seqlens_q, meta.context_lens
     use_cache = meta.slot_mapping is not None
-    if use_cache and k is not None:  # None: the native decode prologue already wrote them
-        k_cache.index_copy_(0, meta.slot_mapping, k)
-        v_cache.index_copy_(0, meta.slot_mapping, v)
+    if use_cache:
+        if k is not None:  # None: the native decode prologue already wrote them
+            k_cache.index_copy_(0, meta.slot_mapping, k)
+            v_cache.index_copy_(0, meta.slot_mapping, v)
     elif len(set(ctx_lens)) == 1 and cu[-1] == ctx_lens[0] * len(ctx_lens):
         # Equal-length, cache-free batch (training): one fused call.
         b, n = len(ctx_lens), ctx_lens[0]
