@@ -129,6 +129,8 @@ def test_int8_expert_block_equals_the_int8pack_ops(ext, tokens):
     _close_to_weighted_sum(cpu_kernels.packed_experts(x, packed, idx, weights), want, weights)
     with pytest.raises(RuntimeError, match="expert index"):
         ext.moe_experts_int8(x, *packed[1:], torch.full((tokens, 1), 6), weights[:, :1])
+    odd = ("int8", w13[:, :, :40], s13, w2, s2)  # hidden 40: not a multiple of 16, so the torch path runs
+    assert not cpu_kernels.packed_experts_usable(torch.randn(tokens, 40).bfloat16(), odd)
 
 
 @pytest.mark.parametrize("tokens, experts, k", [(1, 8, 2), (5, 32, 4), (16, 256, 8)])

@@ -33,7 +33,8 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / "gemv_bf16.cpp", CSRC / "experts_int8.cpp", CSRC / "experts_int4.cpp", CSRC / "attention_prep.cpp", CSRC / "moe_route.cpp"]
+SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "experts_int8.cpp", "experts_int4.cpp", "attention_prep.cpp",
+                              "moe_route.cpp")]
 MAX_ROWS = 16  # rows of x (sequences in a decode step); 1.04-1.6x torch's bf16 GEMM at 8-16 rows (measured)
 _ext = None
 _tried = False
@@ -113,7 +114,8 @@ def packed_experts_usable(x: torch.Tensor, packed) -> bool:
     """A decode-sized bf16 batch against quantised experts stacked by quant.py: ("int8", w13, s13, w2, s2)
     or ("int4", p13, sz13, p2, sz2, group_size)."""
     return (_ext is not None and packed is not None and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS
-            and x.dtype == torch.bfloat16 and x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad))
+            and x.dtype == torch.bfloat16 and x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad)
+            and (packed[0] == "int4" or (packed[1].shape[-1] % 16 == 0 and packed[3].shape[-1] % 16 == 0)))
 
 
 def packed_experts(x: torch.Tensor, packed, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
