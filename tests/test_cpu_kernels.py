@@ -1,4 +1,4 @@
-"""The native bf16 decode kernel: same products as torch's linear, used only where it applies."""
+"""The native decode kernels: same results as the torch ops they replace, used only where they apply."""
 
 from __future__ import annotations
 
@@ -19,8 +19,19 @@ from minimax2.model.loader import load_model
 def ext():
     e = cpu_kernels.load()
     if e is None:
-        pytest.skip("bf16 decode kernel unavailable here (no AVX512-BF16, no compiler, or disabled)")
+        pytest.skip("native decode kernels unavailable here (no AVX512-BF16, no compiler, or disabled)")
     return e
+
+
+def test_a_build_killed_midway_does_not_hang_later_loads(ext):
+    """torch's build lock is a plain file; one left by a killed build (Ctrl-C during the first
+    `make serve`) made every later start wait forever. A fresh process must load at once."""
+    stale = cpu_kernels.build_directory() / "lock"
+    stale.touch()
+    code = "from minimax2.model import cpu_kernels; print(cpu_kernels.load(verbose=False) is not None)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+    assert not stale.exists()
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 7, 16])

@@ -20,6 +20,7 @@ torch ops and one log line. `MINIMAX2_CPU_KERNELS=0` turns the kernels off.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "experts_int8.cpp", "experts_int4.cpp", "attention_prep.cpp",
                               "moe_route.cpp")]
+FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fopenmp"]
 MAX_ROWS = 16  # rows of x (sequences in a decode step); 1.04-1.6x torch's bf16 GEMM at 8-16 rows (measured)
 _ext = None
 _tried = False
@@ -60,22 +62,43 @@ def load(verbose: bool = True):
     if not _cpu_has_avx512_bf16():
         log.info("CPU without AVX512-BF16: bf16 decode uses torch's linear")
         return None
-    from torch.utils.cpp_extension import load as build
-
     t = time.time()
     if verbose:
-        print("minimax2: loading the bf16 decode kernel (compiled once, then cached) ...", file=sys.stderr, flush=True)
-    flags = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fopenmp"]
+        print("minimax2: loading the native decode kernels (compiled once, then cached) ...", file=sys.stderr, flush=True)
     try:
-        _ext = build("minimax2_cpu_kernels", [str(p) for p in SOURCES], extra_cflags=flags,
-                     extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)])
+        _ext = _build()
     except (RuntimeError, OSError, ImportError) as e:  # no compiler, no ninja, build error
-        print(f"minimax2: bf16 decode kernel unavailable ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-              "using torch's linear", file=sys.stderr)
+        print(f"minimax2: native decode kernels unavailable ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+              "using torch's ops", file=sys.stderr)
         return None
     if verbose:
-        print(f"minimax2: bf16 decode kernel ready ({time.time() - t:.1f} s)", file=sys.stderr, flush=True)
+        print(f"minimax2: native decode kernels ready ({time.time() - t:.1f} s)", file=sys.stderr, flush=True)
     return _ext
+
+
+def build_directory() -> Path:
+    """Where the extension is built and cached: one directory per source text, flags and torch version."""
+    key = hashlib.sha1("\0".join([torch.__version__, *FLAGS, *(p.read_text() for p in SOURCES),
+                                   (CSRC / "moe_groups.h").read_text()]).encode()).hexdigest()[:12]
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
+    return root / f"minimax2_cpu_kernels_{key}"
+
+
+def _build():
+    """Compile (or load the cached build) under an OS file lock. torch's own build lock is a plain file
+    that a killed build leaves behind, after which every later load waits for it forever; holding the
+    flock (released by the OS when its holder dies) proves no build is running, so such a file is stale."""
+    import fcntl
+
+    from torch.utils.cpp_extension import load as build
+
+    d = build_directory()
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "minimax2.flock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        (d / "lock").unlink(missing_ok=True)
+        return build("minimax2_cpu_kernels", [str(p) for p in SOURCES], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
+                     extra_include_paths=[str(CSRC)], build_directory=str(d))
 
 
 def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
