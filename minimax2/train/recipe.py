@@ -1,7 +1,8 @@
 """Recipes: everything needed to reproduce a trained checkpoint from a fixed seed with one command.
 
 `demo` is the bundled model (minimax2/assets/demo): M2's architecture scaled down, trained on the
-synthetic conversations of synthetic.py with a byte-level BPE tokenizer trained on the same data.
+synthetic conversations of synthetic.py with a byte-level tokenizer whose words come from the same data
+(values spelled per byte, see tokenizer.train_word_tokenizer).
 `tiny` is the same pipeline at toy size, for tests. Steps and batch can be overridden.
 """
 

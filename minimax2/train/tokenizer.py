@@ -7,8 +7,8 @@ tool-call markers are added tokens that decoding keeps, as in M2's own tokenizer
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from typing import Collection, Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -44,14 +44,10 @@ def _finish(tok: Tokenizer) -> Tokenizer:
     return tok
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, min_frequency: int = 1,
-                    words_apart: bool = False) -> Tokenizer:
-    """A byte-level BPE trained with `tokenizers`' BPE trainer.
-
-    `words_apart`: every space, punctuation mark and digit is its own pre-token, so merges stay
-    inside letter runs and a word is spelled with the same tokens wherever it stands."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, min_frequency: int = 1) -> Tokenizer:
+    """A byte-level BPE trained with `tokenizers`' BPE trainer (random test and benchmark checkpoints)."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = _words_apart() if words_apart else pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
