@@ -54,6 +54,13 @@ def main() -> None:
         nat = timed(lambda: cpu_kernels.linear(x, ws[next(it) % copies]), args.runs)
         ref = timed(lambda: F.linear(x, ws[next(it) % copies]), args.runs)
         rows.append((name, n * k * 2, nat, ref))
+    for name, n, k, copies in (("qkv int8 1536x1024", 1536, 1024, 80),):
+        qs = [int8_rows(torch.randn(n, k, generator=g), torch.bfloat16) for _ in range(copies)]
+        x = torch.randn(1, k, generator=g).bfloat16()
+        it = iter(range(10 ** 9))
+        nat = timed(lambda: cpu_kernels.linear_int8(x, *qs[next(it) % copies]), args.runs)
+        ref = timed(lambda: torch.ops.aten._weight_int8pack_mm(x, *qs[next(it) % copies]), args.runs)
+        rows.append((name, n * k, nat, ref))
     e, h, i, top = 32, 1024, 512, 4
     layers = 8  # distinct layers' experts, so the chosen ones are not cached between calls
     w13 = [(torch.randn(e, 2 * i, h, generator=g) / 32).bfloat16() for _ in range(layers)]

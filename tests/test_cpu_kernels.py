@@ -54,6 +54,41 @@ def test_gemv_rejects_what_it_cannot_do(ext):
         ext.gemv_bf16(torch.randn(1, 64), torch.randn(8, 64))
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 16])
+@pytest.mark.parametrize("n, k", [(1, 32), (7, 96), (1531, 1024)])
+@pytest.mark.parametrize("outlier", [False, True])
+def test_int8_gemv_is_as_close_to_the_exact_product_as_the_int8pack_op(ext, m, n, k, outlier):
+    from minimax2.model.quant import int8_rows
+
+    g = torch.Generator().manual_seed(m * 1000 + n + outlier)
+    w, s = int8_rows(torch.randn(n, k, generator=g), torch.bfloat16)
+    x = torch.randn(m, k, generator=g).bfloat16()
+    if outlier:  # one large activation: the int16 scale of its block is set by it
+        x[:, k // 3] = 60.0
+    got, torch_out = ext.gemv_int8(x, w, s), torch.ops.aten._weight_int8pack_mm(x, w, s)
+    exact = x.double() @ (w.double() * s.double()[:, None]).T
+    err, torch_err = (got.double() - exact).abs(), (torch_out.double() - exact).abs()
+    # the int16 activations add at most 2^-16 of a block's largest value per term: well under the
+    # one bf16 rounding of the result that both kernels make
+    assert (err <= exact.abs() * 2 ** -8 + x.float().abs().amax() * k * 2 ** -15).all()
+    if n * m > 1000:  # enough outputs for a mean: on average as close as torch's kernel
+        assert err.mean() <= torch_err.mean() * 1.1
+        assert (got == torch_out).float().mean() > 0.9
+
+
+def test_int8_linear_uses_the_kernel_for_decode_rows_only(ext):
+    from minimax2.model.quant import Int8Linear
+
+    lin = Int8Linear(torch.randn(64, 96), torch.bfloat16)
+    x1, x32 = torch.randn(1, 96).bfloat16(), torch.randn(32, 96).bfloat16()
+    assert torch.equal(lin(x1), ext.gemv_int8(x1, lin.weight, lin.scale))
+    assert torch.equal(lin(x32), torch.ops.aten._weight_int8pack_mm(x32, lin.weight, lin.scale))  # prefill
+    assert cpu_kernels.linear_int8(torch.randn(1, 40).bfloat16(), torch.zeros(8, 40, dtype=torch.int8),
+                                   torch.ones(8).bfloat16()) is None  # K not a multiple of 32: torch's op
+    with pytest.raises(RuntimeError, match="K % 32"):
+        ext.gemv_int8(torch.randn(1, 40).bfloat16(), torch.zeros(8, 40, dtype=torch.int8), torch.ones(8).bfloat16())
+
+
 def test_linear_uses_the_kernel_only_where_it_applies(ext):
     w = torch.randn(48, 64).bfloat16()
     x1 = torch.randn(1, 64).bfloat16()
@@ -140,7 +175,7 @@ def test_int8_expert_block_equals_the_int8pack_ops(ext, tokens):
     _close_to_weighted_sum(cpu_kernels.packed_experts(x, packed, idx, weights), want, weights)
     with pytest.raises(RuntimeError, match="expert index"):
         ext.moe_experts_int8(x, *packed[1:], torch.full((tokens, 1), 6), weights[:, :1])
-    odd = ("int8", w13[:, :, :40], s13, w2, s2)  # hidden 40: not a multiple of 16, so the torch path runs
+    odd = ("int8", w13[:, :, :40], s13, w2, s2)  # hidden 40: not a multiple of 32, so the torch path runs
     assert not cpu_kernels.packed_experts_usable(torch.randn(tokens, 40).bfloat16(), odd)
 
 

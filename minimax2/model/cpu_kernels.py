@@ -4,7 +4,8 @@ In a decode step (a few rows per layer) PyTorch's cost is dispatch, not arithmet
 ops per layer. The `csrc/` kernels do a layer's work in five calls on CPUs with AVX512-BF16:
 
 * `linear`: bf16 matrix-vector products that read weights at about twice the speed of torch's
-  bf16 linear (35 vs 14 GB/s per core measured on Zen 4);
+  bf16 linear (35 vs 14 GB/s per core measured on Zen 4); `linear_int8` the same for int8 weights
+  (int16-quantised activations, integer products with AVX512-VNNI: csrc/int8_dot.h);
 * `attention_prep`: qkv split, QK-norm, partial RoPE and the k / v cache write;
 * `decode_attention`: one query per sequence, reading the paged cache in place;
 * `route` + `experts` (bf16) / `packed_experts` (int8, int4): the sigmoid router, then the
@@ -34,21 +35,23 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "experts_int8.cpp", "experts_int4.cpp", "attention_prep.cpp",
+SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "gemv_int8.cpp", "experts_int8.cpp", "experts_int4.cpp", "attention_prep.cpp",
                               "moe_route.cpp")]
-FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fopenmp"]
+FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mavx512vnni", "-fopenmp"]
 MAX_ROWS = 16  # rows of x (sequences in a decode step); 1.04-1.6x torch's bf16 GEMM at 8-16 rows (measured)
 _ext = None
 _tried = False
 
 
 def _cpu_has_avx512_bf16() -> bool:
+    """AVX512-BF16 and AVX512-VNNI (Zen 4 and later, Sapphire Rapids and later have both)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     try:
-        return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
+    return "avx512_bf16" in flags and "avx512_vnni" in flags
 
 
 def load(verbose: bool = True):
@@ -60,7 +63,7 @@ def load(verbose: bool = True):
     if os.environ.get("MINIMAX2_CPU_KERNELS", "1") == "0":
         return None
     if not _cpu_has_avx512_bf16():
-        log.info("CPU without AVX512-BF16: bf16 decode uses torch's linear")
+        log.info("CPU without AVX512-BF16 and AVX512-VNNI: decode uses torch's ops")
         return None
     t = time.time()
     if verbose:
@@ -78,8 +81,8 @@ def load(verbose: bool = True):
 
 def build_directory() -> Path:
     """Where the extension is built and cached: one directory per source text, flags and torch version."""
-    key = hashlib.sha1("\0".join([torch.__version__, *FLAGS, *(p.read_text() for p in SOURCES),
-                                   (CSRC / "moe_groups.h").read_text()]).encode()).hexdigest()[:12]
+    texts = (p.read_text() for p in sorted(CSRC.iterdir()) if p.suffix in (".cpp", ".h"))
+    key = hashlib.sha1("\0".join([torch.__version__, *FLAGS, *texts]).encode()).hexdigest()[:12]
     root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
     return root / f"minimax2_cpu_kernels_{key}"
 
@@ -114,6 +117,16 @@ def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w)
 
 
+def linear_int8(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor | None:
+    """(x @ w.T) * scale for a few bf16 rows x [M, K] and int8 rows w [N, K], or None where torch's
+    `_weight_int8pack_mm` must run (no kernels, too many rows, K not a multiple of 32, autograd)."""
+    if (_ext is not None and x.dtype == torch.bfloat16 and x.dim() == 2 and 1 <= x.shape[0] <= MAX_ROWS
+            and x.shape[1] % 32 == 0 and x.device.type == "cpu" and w.is_contiguous()
+            and not (torch.is_grad_enabled() and x.requires_grad)):
+        return _ext.gemv_int8(x.contiguous(), w, scale)
+    return None
+
+
 MAX_EXPERT_TOKENS = 16  # tokens per step up to which the native expert block runs (decode batches)
 
 
@@ -138,12 +151,12 @@ def packed_experts_usable(x: torch.Tensor, packed) -> bool:
     or ("int4", p13, sz13, p2, sz2, group_size)."""
     return (_ext is not None and packed is not None and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS
             and x.dtype == torch.bfloat16 and x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad)
-            and (packed[0] == "int4" or (packed[1].shape[-1] % 16 == 0 and packed[3].shape[-1] % 16 == 0)))
+            and (packed[0] == "int4" or (packed[1].shape[-1] % 32 == 0 and packed[3].shape[-1] % 32 == 0)))
 
 
 def packed_experts(x: torch.Tensor, packed, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The quantised twins of `experts`. int8: native products, as `aten._weight_int8pack_mm` computes
-    them; int4: `aten._weight_int4pack_mm_for_cpu` per chosen expert, looped in C++."""
+    """The quantised twins of `experts`. int8: integer products of int8 weights and int16-quantised
+    activations (csrc/int8_dot.h); int4: `aten._weight_int4pack_mm_for_cpu` per chosen expert, looped in C++."""
     method, *tensors = packed
     fn = _ext.moe_experts_int8 if method == "int8" else _ext.moe_experts_int4
     return fn(x.contiguous(), *tensors, idx, weights)

@@ -1,6 +1,7 @@
 """Weight-only int8 / int4 quantisation with PyTorch's CPU kernels.
 
-* int8: symmetric, one scale per output channel, `aten._weight_int8pack_mm`.
+* int8: symmetric, one scale per output channel, `aten._weight_int8pack_mm`; decode-sized batches
+  run the native int8 kernels of cpu_kernels (int16-quantised activations, exact integer products).
 * int4: asymmetric, one (scale, zero) pair per group of `group_size` input channels,
   `aten._weight_int4pack_mm_for_cpu`.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import cpu_kernels
 from .minimax_m2 import MiniMaxM2
 
 METHODS = ("int8", "int4")
@@ -36,7 +38,10 @@ class Int8Linear(nn.Module):
         self.out_features = q.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, x.shape[-1]), self.weight, self.scale)
+        x2 = x.reshape(-1, x.shape[-1])
+        y = cpu_kernels.linear_int8(x2, self.weight, self.scale)
+        if y is None:
+            y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale)
         return y.view(*x.shape[:-1], self.out_features)
 
 

@@ -1,8 +1,8 @@
 // Decode-sized MoE expert block on int8 weights (weight-only, one scale per output channel), the
 // int8 twin of moe_experts_bf16: a few tokens through their top-k SwiGLU experts in one call, each
-// chosen expert's weights read once per step. Products follow aten._weight_int8pack_mm: bf16
-// activations and int8 weights multiplied in float32, the sum times the channel's scale rounded to
-// bf16 once; silu and the gate * up product round to bf16 as the torch ops do.
+// chosen expert's weights read once per step. Products as int8_dot.h computes them (int16-quantised
+// activations, exact integer sums); each sum times the channel's scale is rounded to bf16 once, and
+// silu and the gate * up product round to bf16 as the torch ops do.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -10,47 +10,10 @@
 #include <cmath>
 #include <vector>
 
+#include "int8_dot.h"
 #include "moe_groups.h"
 
 namespace minimax2 {
-namespace {
-
-constexpr int64_t kRows = 4;  // weight rows per block
-
-template <int M>
-inline void block_i8(const float* x, const int8_t* w, const at::BFloat16* s, at::BFloat16* y, int64_t K, int64_t N,
-                     int64_t n) {
-  __m512 acc[M][kRows];
-  for (int m = 0; m < M; ++m)
-    for (int r = 0; r < kRows; ++r) acc[m][r] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < K; k += 16) {
-    __m512 wv[kRows];
-    for (int r = 0; r < kRows; ++r)
-      wv[r] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (n + r) * K + k))));
-    for (int m = 0; m < M; ++m) {
-      const __m512 xv = _mm512_loadu_ps(x + m * K + k);
-      for (int r = 0; r < kRows; ++r) acc[m][r] = _mm512_fmadd_ps(wv[r], xv, acc[m][r]);
-    }
-  }
-  for (int m = 0; m < M; ++m)
-    for (int r = 0; r < kRows; ++r)
-      y[m * N + n + r] = at::BFloat16(_mm512_reduce_add_ps(acc[m][r]) * static_cast<float>(s[n + r]));
-}
-
-// Rows [n, n + kRows) of y (row stride N) for `cnt` rows of x (float32, row stride K), four at a time.
-inline void rows_i8(const float* x, const int8_t* w, const at::BFloat16* s, at::BFloat16* y, int64_t K, int64_t N,
-                    int64_t n, int64_t cnt) {
-  for (int64_t m = 0; m < cnt; m += 4) {
-    switch (std::min<int64_t>(4, cnt - m)) {
-      case 1: block_i8<1>(x + m * K, w, s, y + m * N, K, N, n); break;
-      case 2: block_i8<2>(x + m * K, w, s, y + m * N, K, N, n); break;
-      case 3: block_i8<3>(x + m * K, w, s, y + m * N, K, N, n); break;
-      default: block_i8<4>(x + m * K, w, s, y + m * N, K, N, n); break;
-    }
-  }
-}
-
-}  // namespace
 
 // x [M, H] bf16; w13 [E, 2I, H] int8 with s13 [E, 2I]; w2 [E, H, I] int8 with s2 [E, H]; idx [M, k].
 // weights [M, k] float32. Returns [M, H] bf16: sum_j weights[m, j] * (expert idx[m, j] applied to x[m]).
@@ -67,13 +30,14 @@ torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13,
   const int64_t M = x.size(0), E = w13.size(0), H = w13.size(2), I2 = w13.size(1), I = w2.size(2);
   TORCH_CHECK(x.size(1) == H && w2.size(0) == E && w2.size(1) == H && I2 == 2 * I && s13.size(0) == E &&
               s13.size(1) == I2 && s2.size(0) == E && s2.size(1) == H, "moe_experts_int8: shapes disagree");
-  TORCH_CHECK(H % 16 == 0 && I % 16 == 0 && H % kRows == 0, "moe_experts_int8: H % 16 == 0 and I % 16 == 0");
+  TORCH_CHECK(H % 32 == 0 && I % 32 == 0, "moe_experts_int8: H % 32 == 0 and I % 32 == 0");
   const ExpertGroups grp(idx, E, "moe_experts_int8");
   const int64_t P = grp.pairs, G = grp.groups();
-  std::vector<float> xs(P * H), hs(P * I);
+  const int64_t nbH = qblocks(H), nbI = qblocks(I);
+  std::vector<int16_t> xq(P * H), hq(P * I);
+  std::vector<float> xs(P * nbH), hsc(P * nbI), hs(P * I);
   const auto* xp = x.data_ptr<at::BFloat16>();
-  for (int64_t q = 0; q < P; ++q)
-    for (int64_t c = 0; c < H; ++c) xs[q * H + c] = static_cast<float>(xp[grp.token(q) * H + c]);
+  for (int64_t q = 0; q < P; ++q) quantize_i16(xp + grp.token(q) * H, 1, H, xq.data() + q * H, xs.data() + q * nbH);
   auto gu = torch::empty({P, I2}, x.options());
   auto ysorted = torch::empty({P, H}, x.options());
   auto* gup = gu.data_ptr<at::BFloat16>();
@@ -82,11 +46,12 @@ torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13,
   const auto* w2p = w2.data_ptr<int8_t>();
   const auto* s13p = s13.data_ptr<at::BFloat16>();
   const auto* s2p = s2.data_ptr<at::BFloat16>();
-  const int64_t up_blocks = I2 / kRows, down_blocks = H / kRows;
+  const int64_t up_blocks = I2 / kI8Rows, down_blocks = H / kI8Rows;
   at::parallel_for(0, G * up_blocks, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t g = b / up_blocks, n = (b % up_blocks) * kRows, q0 = grp.start[g], e = grp.gexp[g];
-      rows_i8(xs.data() + q0 * H, w13p + e * I2 * H, s13p + e * I2, gup + q0 * I2, H, I2, n, grp.start[g + 1] - q0);
+      const int64_t g = b / up_blocks, n = (b % up_blocks) * kI8Rows, q0 = grp.start[g], e = grp.gexp[g];
+      rows_i8(xq.data() + q0 * H, xs.data() + q0 * nbH, w13p + e * I2 * H, s13p + e * I2, gup + q0 * I2, H, I2, n,
+              kI8Rows, grp.start[g + 1] - q0);
     }
   });
   for (int64_t q = 0; q < P; ++q)
@@ -95,10 +60,12 @@ torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13,
       const float silu = static_cast<float>(at::BFloat16(g / (1.0f + std::exp(-g))));
       hs[q * I + i] = static_cast<float>(at::BFloat16(silu * static_cast<float>(gup[q * I2 + I + i])));
     }
+  quantize_i16(hs.data(), P, I, hq.data(), hsc.data());
   at::parallel_for(0, G * down_blocks, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t g = b / down_blocks, n = (b % down_blocks) * kRows, q0 = grp.start[g], e = grp.gexp[g];
-      rows_i8(hs.data() + q0 * I, w2p + e * H * I, s2p + e * H, yp + q0 * H, I, H, n, grp.start[g + 1] - q0);
+      const int64_t g = b / down_blocks, n = (b % down_blocks) * kI8Rows, q0 = grp.start[g], e = grp.gexp[g];
+      rows_i8(hq.data() + q0 * I, hsc.data() + q0 * nbI, w2p + e * H * I, s2p + e * H, yp + q0 * H, I, H, n,
+              kI8Rows, grp.start[g + 1] - q0);
     }
   });
   return grp.combine(yp, weights, M, H);
