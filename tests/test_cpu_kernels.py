@@ -89,6 +89,42 @@ def test_int8_linear_uses_the_kernel_for_decode_rows_only(ext):
         ext.gemv_int8(torch.randn(1, 40).bfloat16(), torch.zeros(8, 40, dtype=torch.int8), torch.ones(8).bfloat16())
 
 
+def test_int4pack_layout_is_the_one_the_native_kernels_read():
+    """int4_dot.h reads torch's packed weights in place: blocks of 64 rows, 32 bytes per column,
+    byte j holding row j (low nibble) and row 32 + j (high nibble). A torch upgrade that changes
+    this must fail here, not give wrong tokens."""
+    n, k = 192, 256
+    q = torch.randint(0, 16, (n, k), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+    assert packed.dtype == torch.uint8 and packed.shape == (n, k // 2)
+    rows, cols = torch.arange(n)[:, None].expand(n, k), torch.arange(k)[None, :].expand(n, k)
+    byte = packed.flatten()[((rows // 64) * k * 32 + cols * 32 + rows % 32).flatten()].view(n, k).int()
+    assert torch.equal(torch.where(rows % 64 < 32, byte & 15, byte >> 4), q)
+
+
+@pytest.mark.parametrize("m", [1, 3, 16])
+@pytest.mark.parametrize("n, k, group", [(64, 64, 32), (192, 256, 64), (1536, 1024, 128), (128, 512, 256)])
+def test_int4_gemv_is_as_close_to_the_exact_product_as_the_int4pack_op(ext, m, n, k, group):
+    from minimax2.model.quant import Int4Linear
+
+    g = torch.Generator().manual_seed(m * 1000 + n + group)
+    lin = Int4Linear(torch.randn(n, k, generator=g), torch.bfloat16, group)
+    x = torch.randn(m, k, generator=g).bfloat16()
+    got = ext.gemv_int4(x, lin.packed, group, lin.scale_zeros)
+    torch_out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, lin.packed, group, lin.scale_zeros)
+    deq = torch.ops.aten._weight_int4pack_mm_for_cpu(torch.eye(k, dtype=torch.float32), lin.packed, group,
+                                                     lin.scale_zeros.float()).double().T  # [n, k] weights
+    exact = x.double() @ deq.T
+    err, torch_err = (got.double() - exact).abs(), (torch_out.double() - exact).abs()
+    assert (err <= exact.abs() * 2 ** -8 + x.float().abs().amax() * k * 2 ** -14).all()
+    if n * m > 1000:
+        assert err.mean() <= torch_err.mean() * 1.1
+        assert (got == torch_out).float().mean() > 0.9
+    assert torch.equal(lin(x), got)  # Int4Linear takes the kernel for decode rows
+    with pytest.raises(RuntimeError, match="N % 64"):
+        ext.gemv_int4(x, lin.packed[:32], group, lin.scale_zeros[:, :32].contiguous())
+
+
 def test_linear_uses_the_kernel_only_where_it_applies(ext):
     w = torch.randn(48, 64).bfloat16()
     x1 = torch.randn(1, 64).bfloat16()
@@ -195,9 +231,9 @@ def test_native_router_chooses_and_weighs_like_torch(ext, tokens, experts, k):
         ext.moe_route(logits, bias, experts + 1)
 
 
-@pytest.mark.parametrize("method, exact", [("int8", False), ("int4", True)])
+@pytest.mark.parametrize("method", ["int8", "int4"])
 @pytest.mark.parametrize("tokens", [1, 4])
-def test_quantised_model_runs_decode_experts_natively_with_the_torch_result(ext, tiny_ckpt, method, exact, tokens):
+def test_quantised_model_runs_decode_experts_natively_with_the_torch_result(ext, tiny_ckpt, method, tokens):
     from minimax2.model.quant import quantize_model
 
     model = quantize_model(load_model(tiny_ckpt, torch.bfloat16), method, group_size=32)
@@ -208,9 +244,9 @@ def test_quantised_model_runs_decode_experts_natively_with_the_torch_result(ext,
         native = moe(x)
         moe.packed_experts = None  # the per-expert torch path, through views of the same weights
         ref = moe(x)
-    if exact and tokens == 1:  # int4 runs torch's own kernel per expert, and one token's torch path also
-        assert (native == ref).float().mean() > 0.98  # sums in float32 (the grouped one rounds each term)
     assert (native.float() - ref.float()).abs().max() <= ref.abs().max() * 2 ** -6
+    if tokens == 1:  # one token's torch path also sums in float32 (the grouped one rounds each term)
+        assert (native == ref).float().mean() > 0.8  # the rest differ by a bf16 rounding of an expert output
 
 
 @pytest.mark.parametrize("tokens", [1, 5])

@@ -5,7 +5,8 @@ ops per layer. The `csrc/` kernels do a layer's work in five calls on CPUs with 
 
 * `linear`: bf16 matrix-vector products that read weights at about twice the speed of torch's
   bf16 linear (35 vs 14 GB/s per core measured on Zen 4); `linear_int8` the same for int8 weights
-  (int16-quantised activations, integer products with AVX512-VNNI: csrc/int8_dot.h);
+  (int16-quantised activations, integer products with AVX512-VNNI: csrc/int8_dot.h) and
+  `linear_int4` for torch's int4pack layout (csrc/int4_dot.h);
 * `attention_prep`: qkv split, QK-norm, partial RoPE and the k / v cache write;
 * `decode_attention`: one query per sequence, reading the paged cache in place;
 * `route` + `experts` (bf16) / `packed_experts` (int8, int4): the sigmoid router, then the
@@ -35,23 +36,23 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "gemv_int8.cpp", "experts_int8.cpp", "experts_int4.cpp", "attention_prep.cpp",
+SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "gemv_int8.cpp", "gemv_int4.cpp", "experts_int8.cpp", "experts_int4.cpp", "attention_prep.cpp",
                               "moe_route.cpp")]
-FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mavx512vnni", "-fopenmp"]
+FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mavx512vnni", "-mavx512vbmi", "-fopenmp"]
 MAX_ROWS = 16  # rows of x (sequences in a decode step); 1.04-1.6x torch's bf16 GEMM at 8-16 rows (measured)
 _ext = None
 _tried = False
 
 
 def _cpu_has_avx512_bf16() -> bool:
-    """AVX512-BF16 and AVX512-VNNI (Zen 4 and later, Sapphire Rapids and later have both)."""
+    """AVX512-BF16, -VNNI and -VBMI (Zen 4 and later, Sapphire Rapids and later have all three)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return "avx512_bf16" in flags and "avx512_vnni" in flags
+    return all(f in flags for f in ("avx512_bf16", "avx512_vnni", "avx512vbmi"))
 
 
 def load(verbose: bool = True):
@@ -63,7 +64,7 @@ def load(verbose: bool = True):
     if os.environ.get("MINIMAX2_CPU_KERNELS", "1") == "0":
         return None
     if not _cpu_has_avx512_bf16():
-        log.info("CPU without AVX512-BF16 and AVX512-VNNI: decode uses torch's ops")
+        log.info("CPU without AVX512-BF16, -VNNI and -VBMI: decode uses torch's ops")
         return None
     t = time.time()
     if verbose:
@@ -127,6 +128,17 @@ def linear_int8(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor) -> torch.
     return None
 
 
+def linear_int4(x: torch.Tensor, packed: torch.Tensor, group: int, scale_zeros: torch.Tensor) -> torch.Tensor | None:
+    """x @ w.T for a few bf16 rows x [M, K] and w in torch's int4pack layout ([N, K / 2], scales and
+    zeros [K / group, N, 2]), or None where torch's `_weight_int4pack_mm_for_cpu` must run."""
+    if (_ext is not None and x.dtype == torch.bfloat16 and x.dim() == 2 and 1 <= x.shape[0] <= MAX_ROWS
+            and packed.shape[0] % 64 == 0 and group % 2 == 0 and x.shape[1] % group == 0 and x.device.type == "cpu"
+            and scale_zeros.dtype == torch.bfloat16
+            and not (torch.is_grad_enabled() and x.requires_grad)):
+        return _ext.gemv_int4(x.contiguous(), packed, group, scale_zeros)
+    return None
+
+
 MAX_EXPERT_TOKENS = 16  # tokens per step up to which the native expert block runs (decode batches)
 
 
@@ -151,12 +163,13 @@ def packed_experts_usable(x: torch.Tensor, packed) -> bool:
     or ("int4", p13, sz13, p2, sz2, group_size)."""
     return (_ext is not None and packed is not None and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS
             and x.dtype == torch.bfloat16 and x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad)
-            and (packed[0] == "int4" or (packed[1].shape[-1] % 32 == 0 and packed[3].shape[-1] % 32 == 0)))
+            and (packed[1].shape[-1] % 32 == 0 and packed[3].shape[-1] % 32 == 0 if packed[0] == "int8"
+                 else packed[1].shape[1] % 64 == 0 and packed[3].shape[1] % 64 == 0 and packed[2].dtype == torch.bfloat16))
 
 
 def packed_experts(x: torch.Tensor, packed, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """The quantised twins of `experts`. int8: integer products of int8 weights and int16-quantised
-    activations (csrc/int8_dot.h); int4: `aten._weight_int4pack_mm_for_cpu` per chosen expert, looped in C++."""
+    activations (csrc/int8_dot.h); int4: the same with torch's int4pack layout read in place (csrc/int4_dot.h)."""
     method, *tensors = packed
     fn = _ext.moe_experts_int8 if method == "int8" else _ext.moe_experts_int4
     return fn(x.contiguous(), *tensors, idx, weights)

@@ -3,7 +3,8 @@
 * int8: symmetric, one scale per output channel, `aten._weight_int8pack_mm`; decode-sized batches
   run the native int8 kernels of cpu_kernels (int16-quantised activations, exact integer products).
 * int4: asymmetric, one (scale, zero) pair per group of `group_size` input channels,
-  `aten._weight_int4pack_mm_for_cpu`.
+  `aten._weight_int4pack_mm_for_cpu`; decode-sized batches read the same packed weights with the
+  native int4 kernels.
 
 Applied to the attention projections (fused qkv, o) and to every expert's gate/up and down
 matrices. The router, the routing bias, norms, embeddings and lm_head stay in float, as in M2's
@@ -69,8 +70,10 @@ class Int4Linear(nn.Module):
         self.group_size, self.out_features = group_size, n
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.reshape(-1, x.shape[-1]), self.packed, self.group_size,
-                                                       self.scale_zeros)
+        x2 = x.reshape(-1, x.shape[-1])
+        y = cpu_kernels.linear_int4(x2, self.packed, self.group_size, self.scale_zeros)
+        if y is None:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scale_zeros)
         return y.view(*x.shape[:-1], self.out_features)
 
 

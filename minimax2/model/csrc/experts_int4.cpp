@@ -1,10 +1,15 @@
-// Decode-sized MoE expert block on int4 weights: the per-expert torch code (gate/up product, silu,
-// multiply, down product, all through aten::_weight_int4pack_mm_for_cpu) driven from C++ over the
-// experts a batch routes to, then the weighted sum. The arithmetic is PyTorch's own, op for op, so
-// results equal the Python loop's; what goes away is that loop's interpreter and module overhead,
-// about 30 us per expert, most of a batch-1 int4 decode step's time beyond the weights.
+// Decode-sized MoE expert block on int4 weights (group-wise scale and zero, PyTorch's int4pack
+// layout), the int4 twin of moe_experts_bf16: a few tokens through their top-k SwiGLU experts in one
+// call, each chosen expert's weights read once per step, with the products of int4_dot.h. Each
+// product is rounded to bf16 once, and silu and the gate * up product round to bf16 as the torch
+// ops do.
 #include <torch/extension.h>
+#include <ATen/Parallel.h>
 
+#include <cmath>
+#include <vector>
+
+#include "int4_dot.h"
 #include "moe_groups.h"
 
 namespace minimax2 {
@@ -14,23 +19,59 @@ namespace minimax2 {
 torch::Tensor moe_experts_int4(const torch::Tensor& x, const torch::Tensor& p13, const torch::Tensor& sz13,
                                const torch::Tensor& p2, const torch::Tensor& sz2, int64_t group,
                                const torch::Tensor& idx, const torch::Tensor& weights) {
-  TORCH_CHECK(x.dim() == 2 && p13.dim() == 3 && p2.dim() == 3 && idx.dim() == 2 && idx.size(0) == x.size(0),
-              "moe_experts_int4: x [M, H], p13 [E, 2I, H / 2], p2 [E, H, I / 2], idx [M, k]");
-  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "moe_experts_int4: bf16 activations");
-  const int64_t M = x.size(0), E = p13.size(0), H = x.size(1), I = p2.size(2) * 2;
-  TORCH_CHECK(p2.size(0) == E && p2.size(1) == H && p13.size(1) == 2 * I && sz13.size(0) == E && sz2.size(0) == E,
-              "moe_experts_int4: shapes disagree");
+  TORCH_CHECK(x.dim() == 2 && p13.dim() == 3 && p2.dim() == 3 && sz13.dim() == 4 && sz2.dim() == 4 && idx.dim() == 2 &&
+              idx.size(0) == x.size(0), "moe_experts_int4: x [M, H], p13 [E, 2I, H / 2], p2 [E, H, I / 2], idx [M, k]");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && p13.scalar_type() == at::kByte && p2.scalar_type() == at::kByte &&
+              sz13.scalar_type() == at::kBFloat16 && sz2.scalar_type() == at::kBFloat16,
+              "moe_experts_int4: bf16 activations, scales and zeros; uint8 packed weights");
+  TORCH_CHECK(x.is_contiguous() && p13.is_contiguous() && p2.is_contiguous() && sz13.is_contiguous() && sz2.is_contiguous(),
+              "moe_experts_int4: contiguous only");
+  const int64_t M = x.size(0), E = p13.size(0), H = x.size(1), I = p2.size(2) * 2, I2 = 2 * I;
+  TORCH_CHECK(p13.size(1) == I2 && p13.size(2) * 2 == H && p2.size(0) == E && p2.size(1) == H, "moe_experts_int4: shapes disagree");
+  TORCH_CHECK(group % 2 == 0 && H % group == 0 && I % group == 0 && H % kI4Rows == 0 && I2 % kI4Rows == 0,
+              "moe_experts_int4: H and 2I multiples of 64, H and I multiples of an even group");
+  const int64_t G1 = H / group, G2 = I / group;
+  TORCH_CHECK(sz13.size(0) == E && sz13.size(1) == G1 && sz13.size(2) == I2 && sz13.size(3) == 2 && sz2.size(0) == E &&
+              sz2.size(1) == G2 && sz2.size(2) == H && sz2.size(3) == 2, "moe_experts_int4: scales and zeros disagree");
   const ExpertGroups grp(idx, E, "moe_experts_int4");
-  const auto rows = torch::tensor(std::vector<int64_t>(grp.order.begin(), grp.order.end())).div(grp.k, "floor");
-  const auto xs = x.index_select(0, rows);  // token rows in expert order
-  auto ysorted = torch::empty({grp.pairs, H}, x.options());
-  for (int64_t g = 0; g < grp.groups(); ++g) {
-    const int64_t e = grp.gexp[g], q0 = grp.start[g], q1 = grp.start[g + 1];
-    const auto gu = at::_weight_int4pack_mm_for_cpu(xs.slice(0, q0, q1), p13[e], group, sz13[e]);
-    const auto h = at::silu(gu.slice(1, 0, I)) * gu.slice(1, I, 2 * I);
-    ysorted.slice(0, q0, q1).copy_(at::_weight_int4pack_mm_for_cpu(h, p2[e], group, sz2[e]));
-  }
-  return grp.combine(ysorted.data_ptr<at::BFloat16>(), weights, M, H);
+  const int64_t P = grp.pairs, NG = grp.groups();
+  std::vector<int16_t> xq(P * H), hq(P * I);
+  std::vector<float> xs(P * G1), hsc(P * G2), hs(P * I);
+  std::vector<int32_t> xsum(P * G1), hsum(P * G2);
+  const auto* xp = x.data_ptr<at::BFloat16>();
+  for (int64_t q = 0; q < P; ++q)
+    quantize_i16(xp + grp.token(q) * H, 1, H, xq.data() + q * H, xs.data() + q * G1, group, xsum.data() + q * G1);
+  auto gu = torch::empty({P, I2}, x.options());
+  auto ysorted = torch::empty({P, H}, x.options());
+  auto* gup = gu.data_ptr<at::BFloat16>();
+  auto* yp = ysorted.data_ptr<at::BFloat16>();
+  const auto* p13p = p13.data_ptr<uint8_t>();
+  const auto* p2p = p2.data_ptr<uint8_t>();
+  const auto* sz13p = sz13.data_ptr<at::BFloat16>();
+  const auto* sz2p = sz2.data_ptr<at::BFloat16>();
+  const Int4Acts ax{xq.data(), xs.data(), xsum.data(), H, G1};
+  const int64_t up_blocks = I2 / kI4Rows, down_blocks = H / kI4Rows;
+  at::parallel_for(0, NG * up_blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t g = b / up_blocks, n0 = (b % up_blocks) * kI4Rows, q0 = grp.start[g], e = grp.gexp[g];
+      rows_i4(ax, q0, grp.start[g + 1] - q0, p13p + e * I2 * H / 2, sz13p + e * G1 * I2 * 2, gup, I2, n0, group);
+    }
+  });
+  for (int64_t q = 0; q < P; ++q)
+    for (int64_t i = 0; i < I; ++i) {
+      const float g = static_cast<float>(gup[q * I2 + i]);
+      const float silu = static_cast<float>(at::BFloat16(g / (1.0f + std::exp(-g))));
+      hs[q * I + i] = static_cast<float>(at::BFloat16(silu * static_cast<float>(gup[q * I2 + I + i])));
+    }
+  quantize_i16(hs.data(), P, I, hq.data(), hsc.data(), group, hsum.data());
+  const Int4Acts ah{hq.data(), hsc.data(), hsum.data(), I, G2};
+  at::parallel_for(0, NG * down_blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t g = b / down_blocks, n0 = (b % down_blocks) * kI4Rows, q0 = grp.start[g], e = grp.gexp[g];
+      rows_i4(ah, q0, grp.start[g + 1] - q0, p2p + e * H * I / 2, sz2p + e * G2 * H * 2, yp, H, n0, group);
+    }
+  });
+  return grp.combine(yp, weights, M, H);
 }
 
 }  // namespace minimax2

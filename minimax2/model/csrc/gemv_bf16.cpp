@@ -259,8 +259,9 @@ torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13,
 
 }  // namespace
 
-namespace minimax2 {  // gemv_int8.cpp, experts_int8.cpp, experts_int4.cpp, moe_route.cpp, attention_prep.cpp
+namespace minimax2 {  // gemv_int8.cpp, gemv_int4.cpp, experts_int8.cpp, experts_int4.cpp, moe_route.cpp, attention_prep.cpp
 torch::Tensor gemv_int8(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& scale);
+torch::Tensor gemv_int4(const torch::Tensor& x, const torch::Tensor& packed, int64_t group, const torch::Tensor& sz);
 torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& s13,
                                const torch::Tensor& w2, const torch::Tensor& s2, const torch::Tensor& idx,
                                const torch::Tensor& weights);
@@ -282,5 +283,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("decode_attention_bf16", &decode_attention_bf16, "one-query-per-sequence attention over the paged bf16 cache");
   m.def("rms_norm_bf16", &rms_norm_bf16, "RMSNorm of bf16 rows with a bf16 weight");
   m.def("gemv_int8", &minimax2::gemv_int8, "y = (x @ w.T) * scale for bf16 x [M <= 16, K], int8 w [N, K] (AVX512-VNNI)");
+  m.def("gemv_int4", &minimax2::gemv_int4, "y = x @ w.T for bf16 x [M <= 16, K], int4pack w [N, K / 2] (AVX512-VNNI)");
   m.def("gemv_bf16", &gemv_bf16, "y = x @ w.T for bf16 x [M <= 16, K], w [N, K] (AVX512-BF16)");
 }

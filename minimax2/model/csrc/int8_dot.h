@@ -27,21 +27,27 @@ constexpr int64_t kI8Rows = 4;    // weight rows per block
 constexpr int64_t kPrefetch = 8192;
 constexpr int64_t kQBlock = 128;  // activation columns per int16 scale; 128 * 32767 * 128 < 2^31
 
-inline int64_t qblocks(int64_t K) { return (K + kQBlock - 1) / kQBlock; }
+inline int64_t qblocks(int64_t K, int64_t block = kQBlock) { return (K + block - 1) / block; }
 
-// Rows of x (float values, row stride K) to int16 q [rows, K] and scales s [rows, qblocks(K)].
+// Rows of x (float values, row stride K) to int16 q [rows, K] and scales s [rows, qblocks(K, block)]:
+// x ~= q * s per block. With `sums`, also each block's integer sum of q (int4_dot.h needs it).
 template <typename T>
-inline void quantize_i16(const T* x, int64_t rows, int64_t K, int16_t* q, float* s) {
-  const int64_t nb = qblocks(K);
+inline void quantize_i16(const T* x, int64_t rows, int64_t K, int16_t* q, float* s, int64_t block = kQBlock,
+                         int32_t* sums = nullptr) {
+  const int64_t nb = qblocks(K, block);
   for (int64_t m = 0; m < rows; ++m)
     for (int64_t b = 0; b < nb; ++b) {
-      const int64_t k0 = b * kQBlock, k1 = std::min(K, k0 + kQBlock);
+      const int64_t k0 = b * block, k1 = std::min(K, k0 + block);
       float amax = 0.0f;
       for (int64_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(static_cast<float>(x[m * K + k])));
       const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
       s[m * nb + b] = amax / 32767.0f;
-      for (int64_t k = k0; k < k1; ++k)
+      int32_t sum = 0;
+      for (int64_t k = k0; k < k1; ++k) {
         q[m * K + k] = static_cast<int16_t>(std::nearbyint(static_cast<float>(x[m * K + k]) * inv));
+        sum += q[m * K + k];
+      }
+      if (sums != nullptr) sums[m * nb + b] = sum;
     }
 }
 
