@@ -92,14 +92,16 @@ class ArchSpec:
         return dense + self.layers * attn
 
     def weight_bytes(self, precision: str) -> float:
-        """Weights at a precision; embeddings, lm_head, routers and norms stay bf16 below 16 bits."""
+        """Weights at a precision. Below 16 bits embeddings, routers and norms stay bf16; lm_head stays
+        bf16 in fp8 (M2's own release) and is int8 under minimax2's int8 / int4 (quant.py)."""
         p = self.params()
         bits = {"bf16": 16, "fp8": 8, "int8": 8, "int4": 4}[precision]
         if bits == 16:
             return 2 * p["total"]
         moe_layers = self.layers - self.dense_layers
-        keep16 = 2 * p["embedding"] + moe_layers * (self.experts * self.hidden + self.experts)
-        return 2 * keep16 + (p["total"] - keep16) * bits / 8
+        keep16 = p["embedding"] + moe_layers * (self.experts * self.hidden + self.experts)
+        head = p["embedding"] * (2 if precision == "fp8" else 1)
+        return 2 * keep16 + head + (p["total"] - keep16 - p["embedding"]) * bits / 8
 
     def memory_bytes(self, precision: str, context: int, kv_bytes_per_value: float = 2) -> float:
         return self.weight_bytes(precision) + self.kv_bytes_per_token(kv_bytes_per_value) * context

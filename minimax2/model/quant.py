@@ -7,9 +7,11 @@
   native int4 kernels.
 
 Applied to the attention projections (fused qkv, o) and to every expert's gate/up and down
-matrices. The router, the routing bias, norms, embeddings and lm_head stay in float, as in M2's
-own FP8 release. Activations stay in the model dtype; only weights are compressed, which is what
-decode (bandwidth-bound) needs.
+matrices; lm_head becomes int8 under both methods (as llama.cpp keeps its output matrix at 6-8 bits
+in Q4 files): at batch 1 it is a vocab x hidden read every step, a third of an int4 step's bytes in
+bf16. The router, the routing bias, norms and embeddings stay in float, as in M2's own FP8 release.
+Activations stay in the model dtype; only weights are compressed, which is what decode
+(bandwidth-bound) needs.
 """
 
 from __future__ import annotations
@@ -121,5 +123,6 @@ def quantize_model(model: MiniMaxM2, method: str, group_size: int = 128) -> Mini
             moe.q2 = nn.ModuleList(make(w2[e], s2[e]) for e in range(len(w2)))
             del moe.w13, moe.w2
             moe.w13 = moe.w2 = None
+        model.lm_head = Int8Linear(model.lm_head.weight, dtype)
     model.quantization = method
     return model
