@@ -20,10 +20,9 @@
 namespace minimax2 {
 
 constexpr int64_t kI8Rows = 4;    // weight rows per block
-// Software prefetch this many bytes ahead along the weights (rows are contiguous: two blocks of four
-// 1 KiB rows ahead at K = 1024). One core read 16 GB/s without it and 36 GB/s with it (measured;
-// 4 KiB ahead: 30, 16-32 KiB: 33-35), as four interleaved 1 KiB row streams outrun the hardware
-// prefetcher.
+// Software prefetch this many bytes ahead along the weights (rows are contiguous). With four
+// interleaved 1 KiB rows one core read 16 GB/s without it and 36 GB/s with it (measured; 4 KiB
+// ahead: 30, 16-32 KiB: 33-35).
 constexpr int64_t kPrefetch = 8192;
 constexpr int64_t kQBlock = 128;  // activation columns per int16 scale; 128 * 32767 * 128 < 2^31
 
@@ -52,67 +51,59 @@ inline void quantize_i16(const T* x, int64_t rows, int64_t K, int16_t* q, float*
 }
 
 // y[m, n + r] for r < rows, m < M, over quantised x rows (q, s) and int8 weights w [N, K] with row
-// scales ws. K % 32 == 0.
+// scales ws. K % 32 == 0. Each weight row is read start to end (one sequential stream, which the
+// memory system serves faster than interleaved rows), two integer chains per row of x.
 template <int M>
 inline void block_i8(const int16_t* q, const float* s, const int8_t* w, const at::BFloat16* ws, at::BFloat16* y,
                      int64_t K, int64_t N, int64_t n, int64_t rows) {
   const int64_t nb = qblocks(K);
   const int8_t* end = w + N * K;
-  __m512 acc[M][kI8Rows];
-  for (int m = 0; m < M; ++m)
-    for (int r = 0; r < kI8Rows; ++r) acc[m][r] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t k0 = b * kQBlock, k1 = std::min(K, k0 + kQBlock);
-    __m512i isum[M][kI8Rows];
-    for (int m = 0; m < M; ++m)
-      for (int r = 0; r < kI8Rows; ++r) isum[m][r] = _mm512_setzero_si512();
-    int64_t k = k0;
-    for (; k + 64 <= k1; k += 64) {  // a whole cache line of each weight row per step
-      __m512i wlo[kI8Rows], whi[kI8Rows];
-      for (int r = 0; r < kI8Rows; ++r) {
-        const int8_t* row = w + (n + (r < rows ? r : 0)) * K;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int8_t* row = w + (n + r) * K;
+    __m512 acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t k0 = b * kQBlock, k1 = std::min(K, k0 + kQBlock);
+      __m512i isum[M][2];
+      for (int m = 0; m < M; ++m) isum[m][0] = isum[m][1] = _mm512_setzero_si512();
+      int64_t k = k0;
+      for (; k + 64 <= k1; k += 64) {  // a whole cache line of the row per step
         if (row + k + kPrefetch < end) _mm_prefetch(reinterpret_cast<const char*>(row + k + kPrefetch), _MM_HINT_T0);
         const __m512i v = _mm512_loadu_si512(row + k);
-        wlo[r] = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(v));
-        whi[r] = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(v, 1));
-      }
-      for (int m = 0; m < M; ++m) {
-        const __m512i xlo = _mm512_loadu_si512(q + m * K + k), xhi = _mm512_loadu_si512(q + m * K + k + 32);
-        for (int r = 0; r < kI8Rows; ++r) {
-          isum[m][r] = _mm512_dpwssd_epi32(isum[m][r], xlo, wlo[r]);
-          isum[m][r] = _mm512_dpwssd_epi32(isum[m][r], xhi, whi[r]);
+        const __m512i wlo = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(v));
+        const __m512i whi = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(v, 1));
+        for (int m = 0; m < M; ++m) {
+          isum[m][0] = _mm512_dpwssd_epi32(isum[m][0], _mm512_loadu_si512(q + m * K + k), wlo);
+          isum[m][1] = _mm512_dpwssd_epi32(isum[m][1], _mm512_loadu_si512(q + m * K + k + 32), whi);
         }
       }
-    }
-    for (; k < k1; k += 32) {
-      __m512i wv[kI8Rows];
-      for (int r = 0; r < kI8Rows; ++r)
-        wv[r] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + (n + (r < rows ? r : 0)) * K + k)));
-      for (int m = 0; m < M; ++m) {
-        const __m512i xv = _mm512_loadu_si512(q + m * K + k);
-        for (int r = 0; r < kI8Rows; ++r) isum[m][r] = _mm512_dpwssd_epi32(isum[m][r], xv, wv[r]);
+      for (; k < k1; k += 32) {
+        const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k)));
+        for (int m = 0; m < M; ++m) isum[m][0] = _mm512_dpwssd_epi32(isum[m][0], _mm512_loadu_si512(q + m * K + k), wv);
       }
+      for (int m = 0; m < M; ++m)
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(isum[m][0], isum[m][1])),
+                                 _mm512_set1_ps(s[m * nb + b]), acc[m]);
     }
-    for (int m = 0; m < M; ++m) {
-      const __m512 sc = _mm512_set1_ps(s[m * nb + b]);
-      for (int r = 0; r < kI8Rows; ++r) acc[m][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[m][r]), sc, acc[m][r]);
-    }
+    for (int m = 0; m < M; ++m) y[m * N + n + r] = at::BFloat16(_mm512_reduce_add_ps(acc[m]) * static_cast<float>(ws[n + r]));
   }
-  for (int m = 0; m < M; ++m)
-    for (int r = 0; r < rows; ++r)
-      y[m * N + n + r] = at::BFloat16(_mm512_reduce_add_ps(acc[m][r]) * static_cast<float>(ws[n + r]));
 }
 
-// Weight rows [n, n + rows) against `cnt` quantised rows of x, two at a time (two rows keep the
-// 8 integer and 8 float accumulators in registers; the 4 weight rows come from L1 the second time).
+// Weight rows [n, n + rows) against `cnt` quantised rows of x, four at a time (the weight rows come
+// from L1 after the first four).
 inline void rows_i8(const int16_t* q, const float* s, const int8_t* w, const at::BFloat16* ws, at::BFloat16* y,
                     int64_t K, int64_t N, int64_t n, int64_t rows, int64_t cnt) {
   const int64_t nb = qblocks(K);
-  for (int64_t m = 0; m < cnt; m += 2) {
-    if (cnt - m == 1)
-      block_i8<1>(q + m * K, s + m * nb, w, ws, y + m * N, K, N, n, rows);
-    else
-      block_i8<2>(q + m * K, s + m * nb, w, ws, y + m * N, K, N, n, rows);
+  for (int64_t m = 0; m < cnt; m += 4) {
+    const int16_t* qm = q + m * K;
+    const float* sm = s + m * nb;
+    at::BFloat16* ym = y + m * N;
+    switch (std::min<int64_t>(4, cnt - m)) {
+      case 1: block_i8<1>(qm, sm, w, ws, ym, K, N, n, rows); break;
+      case 2: block_i8<2>(qm, sm, w, ws, ym, K, N, n, rows); break;
+      case 3: block_i8<3>(qm, sm, w, ws, ym, K, N, n, rows); break;
+      default: block_i8<4>(qm, sm, w, ws, ym, K, N, n, rows); break;
+    }
   }
 }
 
