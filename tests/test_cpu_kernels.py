@@ -18,8 +18,10 @@ from minimax2.model.loader import load_model
 @pytest.fixture(scope="module")
 def ext():
     e = cpu_kernels.load()
+    if e is None and cpu_kernels._cpu_has_avx512_bf16() and os.environ.get("MINIMAX2_CPU_KERNELS", "1") != "0":
+        pytest.fail("this CPU has the instructions but the native kernels did not build (see the log above)")
     if e is None:
-        pytest.skip("native decode kernels unavailable here (no AVX512-BF16, no compiler, or disabled)")
+        pytest.skip("native decode kernels unavailable here (no AVX512-BF16/VNNI/VBMI, or disabled)")
     return e
 
 

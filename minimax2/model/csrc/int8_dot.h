@@ -28,8 +28,15 @@ constexpr int64_t kQBlock = 128;  // activation columns per int16 scale; 128 * 3
 
 inline int64_t qblocks(int64_t K, int64_t block = kQBlock) { return (K + block - 1) / block; }
 
-// Rows of x (float values, row stride K) to int16 q [rows, K] and scales s [rows, qblocks(K, block)]:
-// x ~= q * s per block. With `sums`, also each block's integer sum of q (int4_dot.h needs it).
+inline __m512 load16_as_float(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16_as_float(const at::BFloat16* p) {  // bf16 -> float32 is exact: a 16-bit shift
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Rows of x (float or bf16, row stride K) to int16 q [rows, K] and scales s [rows, qblocks(K, block)]:
+// x ~= q * s per block, rounded to nearest even. With `sums`, also each block's integer sum of q
+// (int4_dot.h needs it). K and block are multiples of 16.
 template <typename T>
 inline void quantize_i16(const T* x, int64_t rows, int64_t K, int16_t* q, float* s, int64_t block = kQBlock,
                          int32_t* sums = nullptr) {
@@ -37,16 +44,18 @@ inline void quantize_i16(const T* x, int64_t rows, int64_t K, int16_t* q, float*
   for (int64_t m = 0; m < rows; ++m)
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t k0 = b * block, k1 = std::min(K, k0 + block);
-      float amax = 0.0f;
-      for (int64_t k = k0; k < k1; ++k) amax = std::max(amax, std::fabs(static_cast<float>(x[m * K + k])));
-      const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+      __m512 vmax = _mm512_setzero_ps();
+      for (int64_t k = k0; k < k1; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(load16_as_float(x + m * K + k)));
+      const float amax = _mm512_reduce_max_ps(vmax);
+      const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 32767.0f / amax : 0.0f);
       s[m * nb + b] = amax / 32767.0f;
-      int32_t sum = 0;
-      for (int64_t k = k0; k < k1; ++k) {
-        q[m * K + k] = static_cast<int16_t>(std::nearbyint(static_cast<float>(x[m * K + k]) * inv));
-        sum += q[m * K + k];
+      __m512i sum = _mm512_setzero_si512();
+      for (int64_t k = k0; k < k1; k += 16) {
+        const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(load16_as_float(x + m * K + k), inv));
+        sum = _mm512_add_epi32(sum, v);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + m * K + k), _mm512_cvtsepi32_epi16(v));
       }
-      if (sums != nullptr) sums[m * nb + b] = sum;
+      if (sums != nullptr) sums[m * nb + b] = _mm512_reduce_add_epi32(sum);
     }
 }
 
