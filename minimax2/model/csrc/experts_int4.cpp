@@ -11,6 +11,7 @@
 
 #include "int4_dot.h"
 #include "moe_groups.h"
+#include "swiglu.h"
 
 namespace minimax2 {
 
@@ -57,12 +58,7 @@ torch::Tensor moe_experts_int4(const torch::Tensor& x, const torch::Tensor& p13,
       rows_i4(ax, q0, grp.start[g + 1] - q0, p13p + e * I2 * H / 2, sz13p + e * G1 * I2 * 2, gup, I2, n0, group);
     }
   });
-  for (int64_t q = 0; q < P; ++q)
-    for (int64_t i = 0; i < I; ++i) {
-      const float g = static_cast<float>(gup[q * I2 + i]);
-      const float silu = static_cast<float>(at::BFloat16(g / (1.0f + std::exp(-g))));
-      hs[q * I + i] = static_cast<float>(at::BFloat16(silu * static_cast<float>(gup[q * I2 + I + i])));
-    }
+  swiglu_rows(gup, P, I, hs.data());
   quantize_i16(hs.data(), P, I, hq.data(), hsc.data(), group, hsum.data());
   const Int4Acts ah{hq.data(), hsc.data(), hsum.data(), I, G2};
   at::parallel_for(0, NG * down_blocks, 1, [&](int64_t b0, int64_t b1) {

@@ -12,6 +12,7 @@
 
 #include "int8_dot.h"
 #include "moe_groups.h"
+#include "swiglu.h"
 
 namespace minimax2 {
 
@@ -54,12 +55,7 @@ torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13,
               kI8Rows, grp.start[g + 1] - q0);
     }
   });
-  for (int64_t q = 0; q < P; ++q)
-    for (int64_t i = 0; i < I; ++i) {
-      const float g = static_cast<float>(gup[q * I2 + i]);
-      const float silu = static_cast<float>(at::BFloat16(g / (1.0f + std::exp(-g))));
-      hs[q * I + i] = static_cast<float>(at::BFloat16(silu * static_cast<float>(gup[q * I2 + I + i])));
-    }
+  swiglu_rows(gup, P, I, hs.data());
   quantize_i16(hs.data(), P, I, hq.data(), hsc.data());
   at::parallel_for(0, G * down_blocks, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {

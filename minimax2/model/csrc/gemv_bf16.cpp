@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "moe_groups.h"
+#include "swiglu.h"
 
 namespace {
 
@@ -250,12 +251,7 @@ torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13,
       block_rows(xsp + q0 * H, w13p + gexp[g] * I2 * H, gup + q0 * I2, H, I2, n, start[g + 1] - q0);
     }
   });
-  for (int64_t q = 0; q < P; ++q)
-    for (int64_t i = 0; i < I; ++i) {
-      const float g = static_cast<float>(gup[q * I2 + i]);
-      const float silu = static_cast<float>(at::BFloat16(g / (1.0f + std::exp(-g))));
-      hp[q * I + i] = at::BFloat16(silu * static_cast<float>(gup[q * I2 + I + i]));
-    }
+  minimax2::swiglu_rows(gup, P, I, hp);
   at::parallel_for(0, G * down_blocks, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / down_blocks, n = (b % down_blocks) * kRows, q0 = start[g];
