@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from minimax2.engine.benchmark import read_bandwidth
 from minimax2.model import cpu_kernels
-from minimax2.model.quant import int8_rows
+from minimax2.model.quant import Int4Linear, int8_rows
 
 
 def timed(fn, runs: int) -> float:
@@ -54,13 +54,18 @@ def main() -> None:
         nat = timed(lambda: cpu_kernels.linear(x, ws[next(it) % copies]), args.runs)
         ref = timed(lambda: F.linear(x, ws[next(it) % copies]), args.runs)
         rows.append((name, n * k * 2, nat, ref))
-    for name, n, k, copies in (("qkv int8 1536x1024", 1536, 1024, 80),):
-        qs = [int8_rows(torch.randn(n, k, generator=g), torch.bfloat16) for _ in range(copies)]
-        x = torch.randn(1, k, generator=g).bfloat16()
-        it = iter(range(10 ** 9))
-        nat = timed(lambda: cpu_kernels.linear_int8(x, *qs[next(it) % copies]), args.runs)
-        ref = timed(lambda: torch.ops.aten._weight_int8pack_mm(x, *qs[next(it) % copies]), args.runs)
-        rows.append((name, n * k, nat, ref))
+    n, k = 1536, 1024
+    qs = [int8_rows(torch.randn(n, k, generator=g), torch.bfloat16) for _ in range(80)]
+    x = torch.randn(1, k, generator=g).bfloat16()
+    it = iter(range(10 ** 9))
+    nat = timed(lambda: cpu_kernels.linear_int8(x, *qs[next(it) % 80]), args.runs)
+    ref = timed(lambda: torch.ops.aten._weight_int8pack_mm(x, *qs[next(it) % 80]), args.runs)
+    rows.append(("qkv int8 1536x1024", n * k, nat, ref))
+    q4 = [Int4Linear(torch.randn(n, k, generator=g), torch.bfloat16, 128) for _ in range(160)]
+    nat = timed(lambda: cpu_kernels.linear_int4(x, (q := q4[next(it) % 160]).packed, 128, q.scale_zeros), args.runs)
+    ref = timed(lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(x, (q := q4[next(it) % 160]).packed, 128,
+                                                                    q.scale_zeros), args.runs)
+    rows.append(("qkv int4 g128 1536x1024", n * k // 2, nat, ref))
     e, h, i, top = 32, 1024, 512, 4
     layers = 8  # distinct layers' experts, so the chosen ones are not cached between calls
     w13 = [(torch.randn(e, 2 * i, h, generator=g) / 32).bfloat16() for _ in range(layers)]
@@ -92,10 +97,29 @@ def main() -> None:
     nat = timed(lambda: cpu_kernels.packed_experts(x, packed[next(it) % layers], idx, wts), args.runs)
     ref = timed(lambda: torch_int8(next(it) % layers), args.runs)
     rows.append(("experts int8 (4 of 32)", top * 3 * h * i, nat, ref))
-    print(f"{'kernel':26} {'native GB/s':>12} {'share of bw':>12} {'torch GB/s':>11} {'speed-up':>9}")
+    del packed, q
+    packed4 = []
+    for j in range(layers):
+        a = [Int4Linear(w13[j][ex].float(), torch.bfloat16, 128) for ex in range(e)]
+        b = [Int4Linear(w2[j][ex].float(), torch.bfloat16, 128) for ex in range(e)]
+        packed4.append(("int4", torch.stack([m.packed for m in a]), torch.stack([m.scale_zeros for m in a]),
+                        torch.stack([m.packed for m in b]), torch.stack([m.scale_zeros for m in b]), 128))
+
+    def torch_int4(j):
+        _, p13, sz13, p2, sz2, grp = packed4[j]
+        ys = []
+        for ex in idx[0].tolist():
+            gate, up = torch.ops.aten._weight_int4pack_mm_for_cpu(x, p13[ex], grp, sz13[ex]).chunk(2, dim=-1)
+            ys.append(torch.ops.aten._weight_int4pack_mm_for_cpu(F.silu(gate) * up, p2[ex], grp, sz2[ex]))
+        return (wts[0, :, None] * torch.cat(ys)).sum(0)
+
+    nat = timed(lambda: cpu_kernels.packed_experts(x, packed4[next(it) % layers], idx, wts), args.runs)
+    ref = timed(lambda: torch_int4(next(it) % layers), args.runs)
+    rows.append(("experts int4 g128 (4 of 32)", top * 3 * h * i // 2, nat, ref))
+    print(f"{'kernel':28} {'native GB/s':>12} {'share of bw':>12} {'torch GB/s':>11} {'speed-up':>9}")
     for name, nbytes, nat, ref in rows:
         ref_s = f"{nbytes / ref / 1e9:11.1f} {ref / nat:8.2f}x" if ref else f"{'':>11} {'':>9}"
-        print(f"{name:26} {nbytes / nat / 1e9:12.1f} {nbytes / nat / bw:11.0%} {ref_s}")
+        print(f"{name:28} {nbytes / nat / 1e9:12.1f} {nbytes / nat / bw:11.0%} {ref_s}")
 
 
 if __name__ == "__main__":
