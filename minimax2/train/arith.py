@@ -53,20 +53,6 @@ def sub_steps(a: int, b: int) -> list[str]:
     return steps
 
 
-def compare(a: int, b: int) -> str:
-    """Which of a and b is larger, decided one local fact at a time: digit counts, then the highest
-    differing digit."""
-    la, lb = len(str(a)), len(str(b))
-    if la != lb:
-        return f"Compare: {a} has {la} digits and {b} has {lb}, so {a if la > lb else b} is larger."
-    da, db = digits(a, la), digits(b, lb)
-    for k in reversed(range(la)):
-        if da[k] != db[k]:
-            return (f"Compare: both have {la} digits; {PLACES[k].lower()} {da[k]} vs {db[k]}, "
-                    f"so {a if da[k] > db[k] else b} is larger.")
-    return f"Compare: {a} and {b} are equal."
-
-
 def mul_digit_steps(a: int, d: int) -> list[str]:
     steps, carry, so_far = [], 0, ""
     for x in digits(a, len(str(a))):
@@ -88,9 +74,9 @@ def reasoning(a: int, op: str, b: int) -> str:
         lines = [f"Add {a} and {b} column by column."] + add_steps(a, b)
     elif op == "-":
         if a >= b:
-            lines = [compare(a, b), f"Subtract {b} from {a} column by column."] + sub_steps(a, b)
+            lines = [f"Subtract {b} from {a} column by column."] + sub_steps(a, b)
         else:
-            lines = [compare(a, b), f"{a} is less than {b}, so compute {b} - {a} and make it negative."] + sub_steps(b, a)
+            lines = [f"{a} is less than {b}, so compute {b} - {a} and make it negative."] + sub_steps(b, a)
     elif op == "*":
         lines = [f"Multiply {a} by {b} one digit of {b} at a time."]
         partials = []

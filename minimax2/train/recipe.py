@@ -45,7 +45,7 @@ RECIPES = {
     "demo": Recipe("demo", dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
                                 head_dim=32, rotary_dim=16, num_local_experts=8, num_experts_per_tok=2,
                                 intermediate_size=256, rope_theta=10000.0),
-                   TrainConfig(steps=5000, batch_size=16, lr=1e-3, warmup=100, save_every=100, log_every=10),
+                   TrainConfig(steps=4500, batch_size=16, lr=1e-3, warmup=100, save_every=100, log_every=10),
                    notes=["rope_theta is 10000 instead of M2's 5,000,000 (a config value): with short contexts and 16 "
                           "rotary dims, M2's theta leaves about two rotating frequency pairs",
                           "2 layers at lr 1e-3: on a variable-offset copy task this model code formed copying (induction) "

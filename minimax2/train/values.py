@@ -67,26 +67,15 @@ _TRAINED = set().union(*(train for train, _ in _POOLS.values()))
 _POOLS = {name: (train, [x for x in held if x not in _TRAINED]) for name, (train, held) in _POOLS.items()}
 
 
-_ONSETS = list("bcdfghjklmnpqrstvwxyz") + ["ch", "sh", "th", "st", "br", "tr", "pl", "gr", "qu"]
-_VOWELS = list("aeiouaeiouy") + ["ea", "ou", "ie"]
-_CODAS = list("bcdfghjklmnpqrstvwxyz") + ["ck", "nd", "rk", "st", "nt", "ng"]
+_SYLLABLES = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"] + ["an", "el", "or", "is", "un"]
 _HELD_OUT = set().union(*(held for _, held in _POOLS.values()))
 MADE_UP_FRACTION = 0.5
 
 
-def _syllable(rng: random.Random) -> str:
-    onset = rng.choice(_ONSETS) if rng.random() < 0.85 else ""
-    coda = rng.choice(_CODAS) if rng.random() < 0.3 else ""
-    return onset + rng.choice(_VOWELS) + coda
-
-
 def made_up_name(rng: random.Random, capitalized: bool) -> str:
-    """One to four random syllables over the whole alphabet (any letter may start, sit inside or end
-    a name, as in real words and cities); never a held-out name."""
+    """Two to four random syllables, sometimes with a closing consonant; never a held-out name."""
     while True:
-        name = "".join(_syllable(rng) for _ in range(rng.choice([1, 2, 2, 3, 3, 4])))
-        if not 3 <= len(name) <= 10:
-            continue
+        name = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))) + rng.choice(["", "", "n", "r", "s", "t"])
         name = name.capitalize() if capitalized else name
         if name not in _HELD_OUT:
             return name
