@@ -62,9 +62,14 @@ RECIPES = {
                           "(80.0%, target 90%)**; arithmetic, answers after tool results, no-tool turns and format meet "
                           "them. Most remaining tool and parallel failures drop a letter that the made-up training names "
                           "never contain (x) or never end with (k): benchmark -> benchmar, index -> inde, xena -> ena, "
-                          "Bordeaux -> Bordeau; some parallel calls drop an item of a list. Next: made-up names over the "
-                          "whole alphabet and all word endings. "
-                          "Arithmetic errors are mostly the first step of a subtraction (deciding which number is larger)"]),
+                          "Bordeaux -> Bordeau; some parallel calls drop an item of a list. "
+                          "Arithmetic errors are mostly the first step of a subtraction (deciding which number is larger)",
+                          "Tried and not adopted: made-up names over the whole alphabet (1-4 syllables with consonant "
+                          "clusters, up to 10 letters), a digit-by-digit comparison step before each subtraction, 17% "
+                          "parallel examples and 5,000 steps. Same command, held-out arithmetic 89%, tool calls 78%, "
+                          "parallel 34%: its loss reached this run's step-1,500 level only at step 3,000 (copying formed "
+                          "later) and copies stayed sloppy (office -> ofice, 126 -> 162). Harder names need a longer "
+                          "run than the 2-hour budget allows at this size"]),
     "tiny": Recipe("tiny", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                 head_dim=16, rotary_dim=8, num_local_experts=4, num_experts_per_tok=2,
                                 intermediate_size=64),
