@@ -25,13 +25,15 @@ BYTES_PER_PARAM = {"bf16": 2.0, "int8": 1.0, "int4": 0.5 + 4 / 128}  # int4: + b
 
 
 def read_bandwidth(gib: float = 0.5, repeats: int = 7) -> float:
-    """Median read bandwidth in bytes/s: summing a large float32 array."""
-    x = torch.ones(int(gib * 2**30 / 4))
-    x.sum()
+    """Read bandwidth in bytes/s: the median time of an int32 max over a large array. (A float32 sum,
+    used before, is compute-limited at 2 threads: it read 40 GB/s where the max read 58 and the
+    native decode kernels 57-70, which made roofline shares look up to 1.4x better than they are.)"""
+    x = torch.ones(int(gib * 2**30 / 4), dtype=torch.int32)
+    x.max()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        x.sum()
+        x.max()
         times.append(time.perf_counter() - t)
     return x.numel() * 4 / statistics.median(times)
 
@@ -154,7 +156,10 @@ def run_benchmark(model: str, precisions=("bf16", "int8", "int4"), batches=(1, 8
         llm = LLM(model, dtype="bfloat16", quantization=None if prec == "bf16" else prec, max_num_seqs=max(batches),
                   max_num_batched_tokens=512, max_model_len=max(4096, prompt_len + new_tokens + 8))
         spec = spec_from_config(llm.cfg)
-        roof = bw / (spec.params()["active"] * BYTES_PER_PARAM[prec])
+        # the machine's bandwidth drifts within minutes: probe it again right before each precision
+        bw_prec = read_bandwidth()
+        report.setdefault("bandwidth_GBps_per_precision", {})[prec] = bw_prec / 1e9
+        roof = bw_prec / (spec.params()["active"] * BYTES_PER_PARAM[prec])
         engine_run(llm.engine, _prompts(1, 16, llm.cfg.vocab_size), 4)  # warm-up
         for b in batches:
             r = median_of(lambda: engine_run(llm.engine, _prompts(b, prompt_len, llm.cfg.vocab_size), new_tokens), runs)
@@ -217,6 +222,9 @@ def print_table(report: dict) -> None:
         t.add_row(r["engine"], r["precision"], str(r["batch"]), f"{r['decode_tok_s']:.1f}", ratio, roof,
                   f"{r['prefill_tok_s']:.0f}")
     Console(width=120).print(t)
+    if report.get("bandwidth_GBps_per_precision"):
+        per = ", ".join(f"{p} {v:.1f}" for p, v in report["bandwidth_GBps_per_precision"].items())
+        print(f"read bandwidth probed before each precision's runs (GB/s, the roofline's): {per}")
     for prec, q in report["quality"].items():
         label = prec if " vs " in prec else f"{prec} vs bf16"
         print(f"{label}: top-1 agreement {q['top1_agreement']:.1%}, KL {q['kl']:.2e}")
