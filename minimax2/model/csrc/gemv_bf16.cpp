@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "moe_groups.h"
+#include "simd_bf16.h"
 #include "swiglu.h"
 
 namespace {
@@ -129,11 +130,6 @@ inline float dot_bf16(const at::BFloat16* a, const at::BFloat16* b, int64_t n) {
   return _mm512_reduce_add_ps(acc);
 }
 
-inline __m512 load_bf16_as_float(const at::BFloat16* p) {  // 16 bf16 -> 16 float32 (exact)
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
 // Decode attention straight from the paged cache: one query per sequence, keys and values read in
 // place through the slot table (no gathered copy). Rounds where the torch code does: the score
 // q.k to bf16, times `scale` to bf16, softmax in float32, probabilities to bf16, then a float32 sum
@@ -185,7 +181,7 @@ torch::Tensor decode_attention_bf16(const torch::Tensor& q, const torch::Tensor&
       for (int64_t t = 0; t < L; ++t) {
         const at::BFloat16* vt = vp + (sp[b * N + t] * KV + h) * D;
         for (int64_t d = 0; d < D; d += 16) {
-          const __m512 v = load_bf16_as_float(vt + d);
+          const __m512 v = minimax2::load16_as_float(vt + d);
           for (int64_t g = 0; g < G; ++g) {
             float* a = acc.data() + g * D + d;
             _mm512_storeu_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(p[g * N + t]), v, _mm512_loadu_ps(a)));

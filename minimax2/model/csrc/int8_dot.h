@@ -17,6 +17,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "simd_bf16.h"
+
 namespace minimax2 {
 
 constexpr int64_t kI8Rows = 4;    // weight rows per block
@@ -27,12 +29,6 @@ constexpr int64_t kPrefetch = 8192;
 constexpr int64_t kQBlock = 128;  // activation columns per int16 scale; 128 * 32767 * 128 < 2^31
 
 inline int64_t qblocks(int64_t K, int64_t block = kQBlock) { return (K + block - 1) / block; }
-
-inline __m512 load16_as_float(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 load16_as_float(const at::BFloat16* p) {  // bf16 -> float32 is exact: a 16-bit shift
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
 
 // Rows of x (float or bf16, row stride K) to int16 q [rows, K] and scales s [rows, qblocks(K, block)]:
 // x ~= q * s per block, rounded to nearest even. With `sums`, also each block's integer sum of q

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "simd_bf16.h"
+
 namespace minimax2 {
 
 inline __m512 exp_ps(__m512 x) {
@@ -29,14 +31,6 @@ inline __m512 exp_ps(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-inline __m512 bf16x16_to_float(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
-inline __m512 round_to_bf16(__m512 v) { return bf16x16_to_float((__m256i)_mm512_cvtneps_pbh(v)); }
-
-inline void store16(at::BFloat16* p, __m512 v) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v));
-}
-inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, round_to_bf16(v)); }
-
 // gu [P, 2I] bf16 -> h [P, I] (bf16, or float holding bf16 values); I % 16 == 0.
 template <typename Out>
 inline void swiglu_rows(const at::BFloat16* gu, int64_t P, int64_t I, Out* h) {
@@ -44,8 +38,7 @@ inline void swiglu_rows(const at::BFloat16* gu, int64_t P, int64_t I, Out* h) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t q = c / (I / 16), i = (c % (I / 16)) * 16;
       const at::BFloat16* row = gu + q * 2 * I;
-      const __m512 g = bf16x16_to_float(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i)));
-      const __m512 u = bf16x16_to_float(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + I + i)));
+      const __m512 g = load16_as_float(row + i), u = load16_as_float(row + I + i);
       const __m512 silu = round_to_bf16(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), g)))));
       store16(h + q * I + i, _mm512_mul_ps(silu, u));
     }

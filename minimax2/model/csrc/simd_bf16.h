@@ -1,0 +1,25 @@
+// 16-lane bf16 <-> float32 moves shared by the kernels (AVX-512 / AVX512-BF16).
+#pragma once
+
+#include <torch/extension.h>
+#include <immintrin.h>
+
+namespace minimax2 {
+
+inline __m512 bf16x16_to_float(__m256i h) {  // exact: a bf16 is the top half of a float32
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+inline __m512 load16_as_float(const at::BFloat16* p) {
+  return bf16x16_to_float(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline __m512 load16_as_float(const float* p) { return _mm512_loadu_ps(p); }
+
+// Round to bf16 (nearest even, as at::BFloat16 does) and keep the value as float32.
+inline __m512 round_to_bf16(__m512 v) { return bf16x16_to_float((__m256i)_mm512_cvtneps_pbh(v)); }
+
+inline void store16(at::BFloat16* p, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v));
+}
+inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, round_to_bf16(v)); }  // bf16 values as float
+
+}  // namespace minimax2
