@@ -123,6 +123,9 @@ def test_int4_gemv_is_as_close_to_the_exact_product_as_the_int4pack_op(ext, m, n
         assert err.mean() <= torch_err.mean() * 1.1
         assert (got == torch_out).float().mean() > 0.9
     assert torch.equal(lin(x), got)  # Int4Linear takes the kernel for decode rows
+    with pytest.raises(RuntimeError, match="group % 32"):  # the int16 quantiser works 16 values at a time
+        ext.gemv_int4(x, lin.packed, 16, lin.scale_zeros)
+    assert cpu_kernels.linear_int4(x, lin.packed, 16, lin.scale_zeros) is None
     with pytest.raises(RuntimeError, match="N % 64"):
         ext.gemv_int4(x, lin.packed[:32], group, lin.scale_zeros[:, :32].contiguous())
 

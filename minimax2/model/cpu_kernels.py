@@ -1,7 +1,8 @@
 """Native CPU kernels for decode, built once on first use, with PyTorch ops as the fallback.
 
 In a decode step (a few rows per layer) PyTorch's cost is dispatch, not arithmetic: about 60 small
-ops per layer. The `csrc/` kernels do a layer's work in five calls on CPUs with AVX512-BF16:
+ops per layer. The `csrc/` kernels do a layer's work in five calls on CPUs with AVX512-BF16, -VNNI
+and -VBMI (Zen 4, Sapphire Rapids and later):
 
 * `linear`: bf16 matrix-vector products that read weights at about twice the speed of torch's
   bf16 linear (35 vs 14 GB/s per core measured on Zen 4); `linear_int8` the same for int8 weights
@@ -36,8 +37,8 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "gemv_int8.cpp", "gemv_int4.cpp", "experts_int8.cpp", "experts_int4.cpp", "attention_prep.cpp",
-                              "moe_route.cpp")]
+SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "gemv_int8.cpp", "gemv_int4.cpp", "experts_int8.cpp",
+                              "experts_int4.cpp", "attention_prep.cpp", "moe_route.cpp")]
 FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mavx512vnni", "-mavx512vbmi", "-fopenmp"]
 MAX_ROWS = 16  # rows of x (sequences in a decode step); 1.04-1.6x torch's bf16 GEMM at 8-16 rows (measured)
 _ext = None
@@ -132,7 +133,7 @@ def linear_int4(x: torch.Tensor, packed: torch.Tensor, group: int, scale_zeros: 
     """x @ w.T for a few bf16 rows x [M, K] and w in torch's int4pack layout ([N, K / 2], scales and
     zeros [K / group, N, 2]), or None where torch's `_weight_int4pack_mm_for_cpu` must run."""
     if (_ext is not None and x.dtype == torch.bfloat16 and x.dim() == 2 and 1 <= x.shape[0] <= MAX_ROWS
-            and packed.shape[0] % 64 == 0 and group % 2 == 0 and x.shape[1] % group == 0 and x.device.type == "cpu"
+            and packed.shape[0] % 64 == 0 and group % 32 == 0 and x.shape[1] % group == 0 and x.device.type == "cpu"
             and scale_zeros.dtype == torch.bfloat16
             and not (torch.is_grad_enabled() and x.requires_grad)):
         return _ext.gemv_int4(x.contiguous(), packed, group, scale_zeros)
@@ -164,7 +165,8 @@ def packed_experts_usable(x: torch.Tensor, packed) -> bool:
     return (_ext is not None and packed is not None and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS
             and x.dtype == torch.bfloat16 and x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad)
             and (packed[1].shape[-1] % 32 == 0 and packed[3].shape[-1] % 32 == 0 if packed[0] == "int8"
-                 else packed[1].shape[1] % 64 == 0 and packed[3].shape[1] % 64 == 0 and packed[2].dtype == torch.bfloat16))
+                 else packed[1].shape[1] % 64 == 0 and packed[3].shape[1] % 64 == 0 and packed[5] % 32 == 0
+                 and packed[2].dtype == torch.bfloat16))
 
 
 def packed_experts(x: torch.Tensor, packed, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -29,8 +29,8 @@ torch::Tensor moe_experts_int4(const torch::Tensor& x, const torch::Tensor& p13,
               "moe_experts_int4: contiguous only");
   const int64_t M = x.size(0), E = p13.size(0), H = x.size(1), I = p2.size(2) * 2, I2 = 2 * I;
   TORCH_CHECK(p13.size(1) == I2 && p13.size(2) * 2 == H && p2.size(0) == E && p2.size(1) == H, "moe_experts_int4: shapes disagree");
-  TORCH_CHECK(group % 2 == 0 && H % group == 0 && I % group == 0 && H % kI4Rows == 0 && I2 % kI4Rows == 0,
-              "moe_experts_int4: H and 2I multiples of 64, H and I multiples of an even group");
+  TORCH_CHECK(group % 32 == 0 && H % group == 0 && I % group == 0 && H % kI4Rows == 0 && I2 % kI4Rows == 0,
+              "moe_experts_int4: H and 2I multiples of 64, group % 32 == 0, H and I multiples of the group");
   const int64_t G1 = H / group, G2 = I / group;
   TORCH_CHECK(sz13.size(0) == E && sz13.size(1) == G1 && sz13.size(2) == I2 && sz13.size(3) == 2 && sz2.size(0) == E &&
               sz2.size(1) == G2 && sz2.size(2) == H && sz2.size(3) == 2, "moe_experts_int4: scales and zeros disagree");

@@ -18,8 +18,8 @@ torch::Tensor gemv_int4(const torch::Tensor& x, const torch::Tensor& packed, int
               "gemv_int4: bf16 x, scales and zeros; uint8 packed weights");
   TORCH_CHECK(x.is_contiguous() && packed.is_contiguous() && sz.is_contiguous(), "gemv_int4: contiguous inputs only");
   const int64_t M = x.size(0), K = x.size(1), N = packed.size(0);
-  TORCH_CHECK(M >= 1 && M <= 16 && N % kI4Rows == 0 && group % 2 == 0 && K % group == 0,
-              "gemv_int4: 1 <= M <= 16, N % 64 == 0 and K a multiple of an even group");
+  TORCH_CHECK(M >= 1 && M <= 16 && N % kI4Rows == 0 && group % 32 == 0 && K % group == 0,
+              "gemv_int4: 1 <= M <= 16, N % 64 == 0, group % 32 == 0 and K a multiple of the group");
   const int64_t G = K / group;
   TORCH_CHECK(sz.size(0) == G && sz.size(1) == N && sz.size(2) == 2, "gemv_int4: scales and zeros [K / group, N, 2]");
   std::vector<int16_t> q(M * K);

@@ -30,7 +30,7 @@ struct Int4Acts {  // activation rows quantised per weight group
 };
 
 // y[m, n0 + j] for j < 64, m < M: pb is the packed block of rows [n0, n0 + 64) ([K][32] bytes), sz the
-// matrix's scales and zeros [G, N, 2], group even. y has row stride N.
+// matrix's scales and zeros [G, N, 2], group a multiple of 32 (quantize_i16 works 16 at a time). y has row stride N.
 template <int M>
 inline void block_i4(const Int4Acts& a, const uint8_t* pb, const at::BFloat16* sz, at::BFloat16* y, int64_t N,
                      int64_t n0, int64_t group) {
