@@ -311,6 +311,29 @@ def test_decode_attention_reads_the_paged_cache_like_the_torch_path(ext, b, n):
         ext.decode_attention_bf16(q, k_cache, v_cache, slots, torch.zeros(b, dtype=torch.long), 0.1)
 
 
+@pytest.mark.parametrize("rows, h", [(1, 64), (3, 1024), (2, 96)])
+def test_add_rms_norm_equals_the_residual_add_then_the_norm(ext, rows, h):
+    from minimax2.model.minimax_m2 import RMSNorm
+
+    g = torch.Generator().manual_seed(rows + h)
+    norm = RMSNorm(h, 1e-6)
+    norm.weight.data = (1 + torch.randn(h, generator=g) / 4).bfloat16()
+    x, delta = (torch.randn(2, rows, h, generator=g) * 3).bfloat16()
+    with torch.no_grad():
+        assert cpu_kernels.add_rms_norm(x, delta, norm.weight, 1e-6) is not None
+        s, y = norm.add_norm(x, delta)
+        saved, cpu_kernels._ext = cpu_kernels._ext, None
+        try:
+            want_s, want_y = norm.add_norm(x, delta)
+        finally:
+            cpu_kernels._ext = saved
+    assert torch.equal(s, want_s)  # the bf16 sum is exact to rounding in both
+    assert (y.float() - want_y.float()).abs().max() <= want_y.abs().max() * 2 ** -7
+    assert (y == want_y).float().mean() > 0.98
+    with pytest.raises(RuntimeError, match="same shape"):
+        ext.add_rms_norm_bf16(x, torch.cat([delta, delta]), norm.weight, 1e-6)
+
+
 def _teacher_forced_logits(model, tokens: list[int], prompt: int) -> torch.Tensor:
     """Prefill `prompt` tokens, then decode the rest one by one through the paged cache."""
     model.allocate_kv_cache(256)

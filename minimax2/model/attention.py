@@ -28,8 +28,7 @@ class AttentionMetadata:
     context_slots: list[torch.Tensor] | None = None  # per sequence, the cache slots of its whole context
     # Pure-decode steps (one new token per sequence) attend in one batched call over padded slots.
     decode_slots: torch.Tensor | None = None  # [B, max_ctx]
-    decode_mask: torch.Tensor | None = None  # [B, 1, 1, max_ctx], True where a real key is (None: all are)
-    decode_lens: torch.Tensor | None = None  # [B] context lengths, for the native decode kernel
+    decode_lens: torch.Tensor | None = None  # [B] context lengths (the real keys of each row)
 
     @property
     def num_seqs(self) -> int:
@@ -49,6 +48,8 @@ class AttentionMetadata:
         this step; `block_tables[i]` lists its blocks in order. Slots are computed once per step here,
         not once per layer.
         """
+        if query_lens and max(query_lens) == 1:
+            return cls._for_decode(context_lens, block_tables, block_size, device)
         cu, slots_new, ctx_slots = [0], [], []
         offsets = torch.arange(block_size)
         for q_len, ctx, table in zip(query_lens, context_lens, block_tables):
@@ -56,20 +57,25 @@ class AttentionMetadata:
             slots = (torch.tensor(table, dtype=torch.long)[:, None] * block_size + offsets).flatten()[:ctx]
             ctx_slots.append(slots)
             slots_new.append(slots[ctx - q_len:])
-        meta = cls(cu_seqlens_q=cu, context_lens=list(context_lens),
+        return cls(cu_seqlens_q=cu, context_lens=list(context_lens),
                    slot_mapping=torch.cat(slots_new).to(device) if slots_new else torch.empty(0, dtype=torch.long),
                    context_slots=[s.to(device) for s in ctx_slots])
-        if query_lens and max(query_lens) == 1:
-            n = -(-max(context_lens) // DECODE_KEY_MULTIPLE) * DECODE_KEY_MULTIPLE
-            slots = torch.zeros(len(ctx_slots), n, dtype=torch.long)  # padding reads slot 0 and is masked out
-            for i, s in enumerate(ctx_slots):
-                slots[i, : len(s)] = s
-            meta.decode_slots = slots.to(device)
-            meta.decode_lens = torch.tensor(context_lens, device=device)
-            if min(context_lens) < n:
-                lens = torch.tensor(context_lens)
-                meta.decode_mask = (torch.arange(n)[None, :] < lens[:, None])[:, None, None, :].to(device)
-        return meta
+
+    @classmethod
+    def _for_decode(cls, context_lens: list[int], block_tables: list[list[int]], block_size: int,
+                    device) -> "AttentionMetadata":
+        """One new token per sequence: its cache slot, and each context's slots padded to a multiple of
+        DECODE_KEY_MULTIPLE for one batched attention call (the padding reads block 0 and is masked out).
+        Built from whole block tables at once: this runs every decode step."""
+        b = len(context_lens)
+        n = -(-max(context_lens) // DECODE_KEY_MULTIPLE) * DECODE_KEY_MULTIPLE
+        nb = -(-n // block_size)
+        tables = torch.tensor([t[:nb] + [0] * (nb - len(t[:nb])) for t in block_tables], dtype=torch.long)
+        slots = (tables[:, :, None] * block_size + torch.arange(block_size)).view(b, -1)[:, :n]
+        new = [t[(c - 1) // block_size] * block_size + (c - 1) % block_size for t, c in zip(block_tables, context_lens)]
+        return cls(cu_seqlens_q=list(range(b + 1)), context_lens=list(context_lens),
+                   slot_mapping=torch.tensor(new, device=device), decode_slots=slots.to(device),
+                   decode_lens=torch.tensor(context_lens, device=device))
 
 
 def _causal_mask(q_len: int, ctx: int, device) -> torch.Tensor:
@@ -135,7 +141,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMet
     if use_cache and meta.decode_slots is not None:
         if cpu_kernels.attention_usable(q, k_cache):
             return cpu_kernels.decode_attention(q, k_cache, v_cache, meta.decode_slots, meta.decode_lens, scale)
-        return _decode_attention(q, k_cache, v_cache, meta.decode_slots, meta.decode_mask, scale)
+        n = meta.decode_slots.shape[1]
+        mask = torch.arange(n, device=q.device)[None, :] < meta.decode_lens[:, None]
+        return _decode_attention(q, k_cache, v_cache, meta.decode_slots, mask, scale)
     out = torch.empty_like(q)
     for i, ctx in enumerate(ctx_lens):
         s, e = cu[i], cu[i + 1]

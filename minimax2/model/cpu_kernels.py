@@ -11,7 +11,8 @@ and -VBMI (Zen 4, Sapphire Rapids and later):
 * `attention_prep`: qkv split, QK-norm, partial RoPE and the k / v cache write;
 * `decode_attention`: one query per sequence, reading the paged cache in place;
 * `route` + `experts` (bf16) / `packed_experts` (int8, int4): the sigmoid router, then the
-  chosen experts grouped by expert (each read once per step) and their weighted sum.
+  chosen experts grouped by expert (each read once per step) and their weighted sum;
+* `rms_norm` and `add_rms_norm`: the norms, the latter fused with the residual add before it.
 
 Each rounds where the torch code rounds, so outputs agree with the torch path to bf16 rounding
 (tests/test_cpu_kernels.py). Training, float32, prefill and autograd take the torch ops.
@@ -38,7 +39,8 @@ from torch import nn
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "gemv_int8.cpp", "gemv_int4.cpp", "experts_int8.cpp",
-                              "experts_int4.cpp", "attention_prep.cpp", "moe_route.cpp")]
+                              "experts_int4.cpp", "attention_prep.cpp", "moe_route.cpp",
+                              "decode_attention.cpp", "norms.cpp")]
 FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mavx512vnni", "-mavx512vbmi", "-fopenmp"]
 MAX_ROWS = 16  # rows of x (sequences in a decode step); 1.04-1.6x torch's bf16 GEMM at 8-16 rows (measured)
 _ext = None
@@ -182,12 +184,23 @@ def route(logits: torch.Tensor, bias: torch.Tensor, k: int) -> tuple[torch.Tenso
     return _ext.moe_route(logits, bias, k)
 
 
+def _norm_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (_ext is not None and x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16 and x.dim() == 2
+            and 1 <= x.shape[0] <= MAX_ROWS and x.device.type == "cpu" and x.is_contiguous()
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor | None:
     """The native RMSNorm for a few bf16 rows, or None where torch's ops must run."""
-    if (_ext is not None and x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16 and x.dim() == 2
-            and 1 <= x.shape[0] <= MAX_ROWS and x.device.type == "cpu" and x.is_contiguous()
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
-        return _ext.rms_norm_bf16(x, weight, eps)
+    return _ext.rms_norm_bf16(x, weight, eps) if _norm_usable(x, weight) else None
+
+
+def add_rms_norm(h: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor,
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(h + delta, RMSNorm(h + delta)) in one native call for a few bf16 rows, or None where torch's ops must run."""
+    if _norm_usable(h, weight) and delta.dtype == torch.bfloat16 and delta.shape == h.shape and delta.is_contiguous() \
+            and not (torch.is_grad_enabled() and delta.requires_grad):
+        return _ext.add_rms_norm_bf16(h, delta, weight, eps)
     return None
 
 

@@ -36,6 +36,17 @@ class RMSNorm(nn.Module):
             return y
         return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
+    def add_norm(self, h: torch.Tensor, delta: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s, RMSNorm(s)) with s = h + delta, the residual add and the norm after it (one native call for
+        decode rows); delta None: (h, RMSNorm(h))."""
+        if delta is None:
+            return h, self(h)
+        out = cpu_kernels.add_rms_norm(h, delta, self.weight, self.eps)
+        if out is not None:
+            return out
+        h = h + delta
+        return h, self(h)
+
 
 def rope_cos_sin(positions: torch.Tensor, rotary_dim: int, theta: float, dtype: torch.dtype):
     inv_freq = 1.0 / (theta ** (torch.arange(0, rotary_dim, 2, dtype=torch.float, device=positions.device) / rotary_dim))
@@ -145,9 +156,12 @@ class DecoderLayer(nn.Module):
         self.post_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.moe = SparseMoE(cfg)
 
-    def forward(self, h, cos, sin, meta):
-        h = h + self.attn(self.input_norm(h), cos, sin, meta)
-        return h + self.moe(self.post_norm(h))
+    def forward(self, h, delta, cos, sin, meta):
+        """The residual stream is h + delta, where delta is the previous layer's MoE output (None before the
+        first layer): each residual add runs fused with the norm after it. Returns the next (h, delta)."""
+        h, x = self.input_norm.add_norm(h, delta)
+        h, x = self.post_norm.add_norm(h, self.attn(x, cos, sin, meta))
+        return h, self.moe(x)
 
 
 class MiniMaxM2(nn.Module):
@@ -170,13 +184,14 @@ class MiniMaxM2(nn.Module):
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
                 logits_indices: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids, positions: [T]. Returns logits [T, vocab], or only the rows in `logits_indices`."""
-        h = self.embed_tokens(input_ids)
+        h, delta = self.embed_tokens(input_ids), None
         cos, sin = rope_cos_sin(positions, self.cfg.rotary_dim, self.cfg.rope_theta, h.dtype)
         for layer in self.layers:
-            h = layer(h, cos, sin, meta)
+            h, delta = layer(h, delta, cos, sin, meta)
         if logits_indices is not None:
             h = h.index_select(0, logits_indices)
-        return self.lm_head(self.norm(h))
+            delta = None if delta is None else delta.index_select(0, logits_indices)
+        return self.lm_head(self.norm.add_norm(h, delta)[1])
 
     def allocate_kv_cache(self, num_slots: int, dtype: torch.dtype | None = None) -> int:
         """Give every layer a [num_slots, kv_heads, head_dim] K and V cache. Returns bytes allocated."""

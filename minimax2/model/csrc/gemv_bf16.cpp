@@ -1,5 +1,5 @@
 // Matrix-vector products for bf16 decode on x86 CPUs with AVX512-BF16 (Zen 4, Sapphire Rapids), and
-// the decode-sized MoE expert block and paged decode attention built on them.
+// the decode-sized MoE expert block built on them.
 //
 // y[m, n] = sum_k x[m, k] * w[n, k] for a few rows of x (M <= 16): batch-1 and small-batch decode,
 // where every weight byte is read once per step and the speed is the memory bus. PyTorch's bf16
@@ -96,105 +96,6 @@ torch::Tensor gemv_bf16(const torch::Tensor& x, const torch::Tensor& w) {
   return y;
 }
 
-// RMSNorm of a few bf16 rows, rounded where the torch code rounds: normalise in float32, round to
-// bf16, multiply by the bf16 weight, round again. One call instead of about ten small ops.
-torch::Tensor rms_norm_bf16(const torch::Tensor& x, const torch::Tensor& w, double eps) {
-  TORCH_CHECK(x.dim() == 2 && w.dim() == 1 && x.size(1) == w.size(0), "rms_norm_bf16: x [M, H], w [H]");
-  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16, "rms_norm_bf16: bf16 only");
-  TORCH_CHECK(x.is_contiguous() && w.is_contiguous(), "rms_norm_bf16: contiguous only");
-  const int64_t M = x.size(0), H = x.size(1);
-  auto y = torch::empty_like(x);
-  const auto* xp = x.data_ptr<at::BFloat16>();
-  const auto* wp = w.data_ptr<at::BFloat16>();
-  auto* yp = y.data_ptr<at::BFloat16>();
-  for (int64_t m = 0; m < M; ++m) {
-    const at::BFloat16* row = xp + m * H;
-    double ss = 0.0;
-    for (int64_t i = 0; i < H; ++i) {
-      const float v = static_cast<float>(row[i]);
-      ss += static_cast<double>(v) * v;
-    }
-    const float r = 1.0f / std::sqrt(static_cast<float>(ss / H) + static_cast<float>(eps));
-    for (int64_t i = 0; i < H; ++i) {
-      const float normed = static_cast<float>(at::BFloat16(static_cast<float>(row[i]) * r));
-      yp[m * H + i] = at::BFloat16(static_cast<float>(wp[i]) * normed);
-    }
-  }
-  return y;
-}
-
-inline float dot_bf16(const at::BFloat16* a, const at::BFloat16* b, int64_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 32)
-    acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(a + i), (__m512bh)_mm512_loadu_si512(b + i));
-  return _mm512_reduce_add_ps(acc);
-}
-
-// Decode attention straight from the paged cache: one query per sequence, keys and values read in
-// place through the slot table (no gathered copy). Rounds where the torch code does: the score
-// q.k to bf16, times `scale` to bf16, softmax in float32, probabilities to bf16, then a float32 sum
-// of p * v rounded to bf16. q [B, Hq, D]; caches [S, KV, D]; slots [B, >= max len]; lens [B].
-torch::Tensor decode_attention_bf16(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
-                                    const torch::Tensor& slots, const torch::Tensor& lens, double scale) {
-  TORCH_CHECK(q.dim() == 3 && k_cache.dim() == 3 && v_cache.sizes() == k_cache.sizes() && slots.dim() == 2,
-              "decode_attention_bf16: q [B, Hq, D], caches [S, KV, D], slots [B, N]");
-  TORCH_CHECK(q.scalar_type() == at::kBFloat16 && k_cache.scalar_type() == at::kBFloat16 &&
-              v_cache.scalar_type() == at::kBFloat16, "decode_attention_bf16: bf16 only");
-  TORCH_CHECK(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous(),
-              "decode_attention_bf16: contiguous only");
-  const int64_t B = q.size(0), Hq = q.size(1), D = q.size(2), S = k_cache.size(0), KV = k_cache.size(1);
-  TORCH_CHECK(k_cache.size(2) == D && D % 32 == 0 && Hq % KV == 0 && slots.size(0) == B && lens.numel() == B,
-              "decode_attention_bf16: D % 32 == 0, Hq a multiple of KV, one slot row and length per sequence");
-  const int64_t G = Hq / KV, N = slots.size(1);
-  const auto sl = slots.to(at::kLong).contiguous();
-  const auto ln = lens.to(at::kLong).contiguous();
-  const int64_t* sp = sl.data_ptr<int64_t>();
-  const int64_t* lp = ln.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    TORCH_CHECK(lp[b] >= 1 && lp[b] <= N, "decode_attention_bf16: lengths must be in [1, slots per row]");
-    for (int64_t t = 0; t < lp[b]; ++t) TORCH_CHECK(sp[b * N + t] >= 0 && sp[b * N + t] < S, "decode_attention_bf16: slot");
-  }
-  auto out = torch::empty_like(q);
-  const auto* qp = q.data_ptr<at::BFloat16>();
-  const auto* kp = k_cache.data_ptr<at::BFloat16>();
-  const auto* vp = v_cache.data_ptr<at::BFloat16>();
-  auto* op = out.data_ptr<at::BFloat16>();
-  const float sc = static_cast<float>(scale);
-  at::parallel_for(0, B * KV, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<float> p(G * N), acc(G * D);
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t b = i / KV, h = i % KV, L = lp[b];
-      const at::BFloat16* qh = qp + (b * Hq + h * G) * D;
-      for (int64_t g = 0; g < G; ++g) {
-        float mx = -INFINITY;
-        for (int64_t t = 0; t < L; ++t) {
-          const float qk = static_cast<float>(at::BFloat16(dot_bf16(qh + g * D, kp + (sp[b * N + t] * KV + h) * D, D)));
-          const float s = static_cast<float>(at::BFloat16(qk * sc));
-          p[g * N + t] = s;
-          mx = std::max(mx, s);
-        }
-        float sum = 0.f;
-        for (int64_t t = 0; t < L; ++t) sum += (p[g * N + t] = std::exp(p[g * N + t] - mx));
-        for (int64_t t = 0; t < L; ++t) p[g * N + t] = static_cast<float>(at::BFloat16(p[g * N + t] / sum));
-      }
-      std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t t = 0; t < L; ++t) {
-        const at::BFloat16* vt = vp + (sp[b * N + t] * KV + h) * D;
-        for (int64_t d = 0; d < D; d += 16) {
-          const __m512 v = minimax2::load16_as_float(vt + d);
-          for (int64_t g = 0; g < G; ++g) {
-            float* a = acc.data() + g * D + d;
-            _mm512_storeu_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(p[g * N + t]), v, _mm512_loadu_ps(a)));
-          }
-        }
-      }
-      for (int64_t g = 0; g < G; ++g)
-        for (int64_t d = 0; d < D; ++d) op[(b * Hq + h * G + g) * D + d] = at::BFloat16(acc[g * D + d]);
-    }
-  });
-  return out;
-}
-
 // Rows [n, n + kRows) of y (row stride N) for `cnt` consecutive rows of x (row stride K), four at a time.
 inline void block_rows(const at::BFloat16* x, const at::BFloat16* w, at::BFloat16* y, int64_t K, int64_t N,
                        int64_t n, int64_t cnt) {
@@ -259,7 +160,8 @@ torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13,
 
 }  // namespace
 
-namespace minimax2 {  // gemv_int8.cpp, gemv_int4.cpp, experts_int8.cpp, experts_int4.cpp, moe_route.cpp, attention_prep.cpp
+namespace minimax2 {  // gemv_int8.cpp, gemv_int4.cpp, experts_int8.cpp, experts_int4.cpp, moe_route.cpp, attention_prep.cpp,
+                    // decode_attention.cpp, norms.cpp
 torch::Tensor gemv_int8(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& scale);
 torch::Tensor gemv_int4(const torch::Tensor& x, const torch::Tensor& packed, int64_t group, const torch::Tensor& sz);
 torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& s13,
@@ -269,6 +171,11 @@ torch::Tensor moe_experts_int4(const torch::Tensor& x, const torch::Tensor& p13,
                                const torch::Tensor& p2, const torch::Tensor& sz2, int64_t group,
                                const torch::Tensor& idx, const torch::Tensor& weights);
 std::tuple<torch::Tensor, torch::Tensor> moe_route(const torch::Tensor& logits, const torch::Tensor& bias, int64_t k);
+torch::Tensor rms_norm_bf16(const torch::Tensor& x, const torch::Tensor& w, double eps);
+std::tuple<torch::Tensor, torch::Tensor> add_rms_norm_bf16(const torch::Tensor& h, const torch::Tensor& delta,
+                                                           const torch::Tensor& w, double eps);
+torch::Tensor decode_attention_bf16(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
+                                    const torch::Tensor& slots, const torch::Tensor& lens, double scale);
 torch::Tensor attention_prep_bf16(const torch::Tensor& qkv, const torch::Tensor& qw, const torch::Tensor& kw,
                                   const torch::Tensor& cos, const torch::Tensor& sin, double eps, int64_t Hq,
                                   torch::Tensor k_cache, torch::Tensor v_cache, const torch::Tensor& slots);
@@ -280,8 +187,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("moe_experts_int4", &minimax2::moe_experts_int4, "a few tokens through their top-k int4 SwiGLU experts, weighted -> [M, H]");
   m.def("moe_experts_int8", &minimax2::moe_experts_int8, "a few tokens through their top-k int8 SwiGLU experts, weighted -> [M, H]");
   m.def("moe_experts_bf16", &moe_experts_bf16, "a few tokens through their top-k bf16 SwiGLU experts, weighted -> [M, H]");
-  m.def("decode_attention_bf16", &decode_attention_bf16, "one-query-per-sequence attention over the paged bf16 cache");
-  m.def("rms_norm_bf16", &rms_norm_bf16, "RMSNorm of bf16 rows with a bf16 weight");
+  m.def("decode_attention_bf16", &minimax2::decode_attention_bf16, "one-query-per-sequence attention over the paged bf16 cache");
+  m.def("rms_norm_bf16", &minimax2::rms_norm_bf16, "RMSNorm of bf16 rows with a bf16 weight");
+  m.def("add_rms_norm_bf16", &minimax2::add_rms_norm_bf16, "(h + delta, RMSNorm(h + delta)) for bf16 rows");
   m.def("gemv_int8", &minimax2::gemv_int8, "y = (x @ w.T) * scale for bf16 x [M <= 16, K], int8 w [N, K] (AVX512-VNNI)");
   m.def("gemv_int4", &minimax2::gemv_int4, "y = x @ w.T for bf16 x [M <= 16, K], int4pack w [N, K / 2] (AVX512-VNNI)");
   m.def("gemv_bf16", &gemv_bf16, "y = x @ w.T for bf16 x [M <= 16, K], w [N, K] (AVX512-BF16)");
