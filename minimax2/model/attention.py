@@ -123,14 +123,14 @@ def _decode_attention(q, k_cache, v_cache, slots, mask, scale):
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata,
            k_cache: torch.Tensor | None, v_cache: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """Causal GQA attention. q [T, Hq, D]; k, v [T, Hkv, D] (None when already in the cache); caches
-    [slots, Hkv, D]. Returns [T, Hq, D]."""
+    """Causal GQA attention. q [T, Hq, D]; k, v [T, Hkv, D], written to the caches [slots, Hkv, D] first
+    when there are caches. Returns [T, Hq, D]. (Native decode writes k, v in its prologue and calls
+    cpu_kernels.decode_attention itself.)"""
     cu, ctx_lens = meta.cu_seqlens_q, meta.context_lens
     use_cache = meta.slot_mapping is not None
     if use_cache:
-        if k is not None:  # None: the native decode prologue already wrote them
-            k_cache.index_copy_(0, meta.slot_mapping, k)
-            v_cache.index_copy_(0, meta.slot_mapping, v)
+        k_cache.index_copy_(0, meta.slot_mapping, k)
+        v_cache.index_copy_(0, meta.slot_mapping, v)
     elif len(set(ctx_lens)) == 1 and cu[-1] == ctx_lens[0] * len(ctx_lens):
         # Equal-length, cache-free batch (training): one fused call.
         b, n = len(ctx_lens), ctx_lens[0]

@@ -80,14 +80,15 @@ class Attention(nn.Module):
         c = self.cfg
         qkv = self.qkv_proj(x)
         q = cpu_kernels.attention_prep(qkv, self, cos, sin, meta)  # decode: one native call, k/v cached
-        k = v = None
-        if q is None:
+        if q is not None:  # and the native decode attention reads them in place
+            o = cpu_kernels.decode_attention(q, self.k_cache, self.v_cache, meta.decode_slots, meta.decode_lens, self.scale)
+        else:
             q, k, v = qkv.split([c.q_size, c.kv_size, c.kv_size], dim=-1)
             q = self.q_norm(q).view(-1, c.num_attention_heads, c.head_dim)
             k = self.k_norm(k).view(-1, c.num_key_value_heads, c.head_dim)
             v = v.reshape(-1, c.num_key_value_heads, c.head_dim)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        o = attend(q, k, v, meta, self.k_cache, self.v_cache, self.scale)
+            o = attend(q, k, v, meta, self.k_cache, self.v_cache, self.scale)
         return self.o_proj(o.reshape(-1, c.q_size))
 
 
@@ -108,7 +109,7 @@ class SparseMoE(nn.Module):
         self.packed_experts: tuple | None = None  # quantised experts stacked for the native block (quant.py)
 
     def route(self, x: torch.Tensor, native: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.gate(x)
+        logits = linear(x, self.gate.weight)  # the gate module's product, without its call overhead
         if native:  # decode batches: one call, same choice and weights to float32 rounding
             return cpu_kernels.route(logits, self.e_score_correction_bias, self.top_k)
         scores = torch.sigmoid(logits.float())

@@ -41,11 +41,11 @@ class Int8Linear(nn.Module):
         self.out_features = q.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = cpu_kernels.linear_int8(x, self.weight, self.scale)  # decode rows [M, K]: no reshapes
+        if y is not None:
+            return y
         x2 = x.reshape(-1, x.shape[-1])
-        y = cpu_kernels.linear_int8(x2, self.weight, self.scale)
-        if y is None:
-            y = torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale)
-        return y.view(*x.shape[:-1], self.out_features)
+        return torch.ops.aten._weight_int8pack_mm(x2, self.weight, self.scale).view(*x.shape[:-1], self.out_features)
 
 
 class Int4Linear(nn.Module):
@@ -72,10 +72,11 @@ class Int4Linear(nn.Module):
         self.group_size, self.out_features = group_size, n
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = cpu_kernels.linear_int4(x, self.packed, self.group_size, self.scale_zeros)  # decode rows [M, K]
+        if y is not None:
+            return y
         x2 = x.reshape(-1, x.shape[-1])
-        y = cpu_kernels.linear_int4(x2, self.packed, self.group_size, self.scale_zeros)
-        if y is None:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scale_zeros)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.packed, self.group_size, self.scale_zeros)
         return y.view(*x.shape[:-1], self.out_features)
 
 
