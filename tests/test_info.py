@@ -44,3 +44,16 @@ def test_cli_info_preset():
     r = subprocess.run([sys.executable, "-m", "minimax2.cli", "info", "--preset", "minimax-m2"],
                        capture_output=True, text=True, check=True)
     assert "228.69B" in r.stdout and "10.42B" in r.stdout and "248.0 KiB" in r.stdout
+
+
+def test_batched_roofline_counts_the_experts_a_batch_touches():
+    from minimax2.engine.benchmark import BYTES_PER_PARAM, roofline_tok_s
+
+    s = PRESETS["minimax-m2"]
+    one = roofline_tok_s(s, "bf16", 1, 100e9)
+    assert abs(one - 100e9 / (2 * s.params()["active"])) < 1e-6 * one
+    # a huge batch touches every expert: the step reads all weights but the second embedding table
+    everything = s.params()["total"] - s.params()["embedding"]
+    assert abs(roofline_tok_s(s, "int8", 4096, 100e9) / 4096 - 100e9 / (BYTES_PER_PARAM["int8"] * everything)) < 1e-3
+    ratios = [roofline_tok_s(s, "bf16", b, 100e9) / b for b in (1, 2, 8, 64)]
+    assert ratios == sorted(ratios, reverse=True)  # more tokens per step, more distinct experts read

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..model.attention import AttentionMetadata
+from ..model.config import ModelConfig
 from ..model.info import spec_from_config
 from ..model.loader import load_model
 from .llm import LLM
@@ -49,6 +50,18 @@ def read_bandwidth(gib: float = 0.5, repeats: int = 7) -> float:
             times.append(time.perf_counter() - t)
         best = max(best, x.numel() * 4 / statistics.median(times))
     return best
+
+
+def roofline_tok_s(spec, precision: str, batch: int, bandwidth: float) -> float:
+    """Decode tok/s if a step took only the time to read its weights once at `bandwidth` bytes/s: every
+    active weight at the precision's size, with the experts a batch of `batch` tokens touches, in
+    expectation, under uniform independent routing (E (1 - (1 - k/E)^batch) per layer; at batch 1, k)."""
+    p = spec.params()
+    moe_layers = spec.layers - spec.dense_layers
+    expert = 3 * spec.hidden * spec.expert_width
+    distinct = spec.experts * (1 - (1 - spec.top_k / spec.experts) ** batch)
+    params = p["active"] + moe_layers * (distinct - spec.top_k) * expert
+    return batch * bandwidth / (params * BYTES_PER_PARAM[precision])
 
 
 def _prompts(batch: int, length: int, vocab: int, seed: int = 0) -> list[list[int]]:
@@ -172,12 +185,12 @@ def run_benchmark(model: str, precisions=("bf16", "int8", "int4"), batches=(1, 8
         # the machine's bandwidth drifts within minutes: probe it again right before each precision
         bw_prec = read_bandwidth()
         report.setdefault("bandwidth_GBps_per_precision", {})[prec] = bw_prec / 1e9
-        roof = bw_prec / (spec.params()["active"] * BYTES_PER_PARAM[prec])
         engine_run(llm.engine, _prompts(1, 16, llm.cfg.vocab_size), 4)  # warm-up
         for b in batches:
             r = median_of(lambda: engine_run(llm.engine, _prompts(b, prompt_len, llm.cfg.vocab_size), new_tokens), runs)
+            roof = roofline_tok_s(spec, prec, b, bw_prec)
             row = {"engine": "minimax2", "precision": prec, "batch": b, **r,
-                   "roofline_tok_s": roof, "roofline_share": r["decode_tok_s"] / roof if b == 1 else None}
+                   "roofline_tok_s": roof, "roofline_share": r["decode_tok_s"] / roof}
             report["rows"].append(row)
             print(json.dumps(row))
         text = _prompts(1, 256, llm.cfg.vocab_size, seed=5)[0]
@@ -198,7 +211,12 @@ def run_benchmark(model: str, precisions=("bf16", "int8", "int4"), batches=(1, 8
         report["trained_quality"] = trained_text_quality(quality_model, precisions)
         print(json.dumps(report["trained_quality"]))
     if hf:
-        report["rows"] += _hf_rows(model, batches, prompt_len, new_tokens, runs)
+        bw_hf, spec = read_bandwidth(), spec_from_config(ModelConfig.from_file(model))
+        for row in _hf_rows(model, batches, prompt_len, new_tokens, runs):
+            row["roofline_tok_s"] = roofline_tok_s(spec, "bf16", row["batch"], bw_hf)
+            row["roofline_share"] = row["decode_tok_s"] / row["roofline_tok_s"]
+            report["rows"].append(row)
+        report.setdefault("bandwidth_GBps_per_precision", {})["HF bf16"] = bw_hf / 1e9
     if out:
         Path(out).write_text(json.dumps(report, indent=2))
     print_table(report)
