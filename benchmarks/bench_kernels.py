@@ -1,7 +1,7 @@
 """Decode kernels alone: the native CPU kernels against the torch ops they replace, on m2-small's
 shapes, in GB/s of weights read and as a share of the machine's read bandwidth measured in the same run.
 
-    python benchmarks/bench_kernels.py [--threads 2] [--runs 7]
+    python benchmarks/bench_kernels.py [--threads 2] [--runs 7] [--only attention]
 
 Medians of --runs timings, each the mean of enough calls to take ~50 ms. Each row cycles through
 512 MiB or more of distinct weights (the expert rows through 8 layers' experts with a fresh random
@@ -44,10 +44,31 @@ def _once(fn, n: int = 1) -> float:
     return (time.perf_counter() - t) / n
 
 
+def attention_rows(runs: int, g: torch.Generator) -> list[tuple]:
+    """Paged decode attention, native against the torch path it replaces (attention._decode_attention),
+    256 keys per sequence at random slots of a 256 MiB K/V pool, fresh slots every call."""
+    from minimax2.model.attention import _decode_attention
+
+    slots_total, kv, d, hq, ctx = 1 << 18, 4, 64, 16, 256
+    k_cache = torch.randn(slots_total, kv, d, generator=g).bfloat16()
+    v_cache = torch.randn(slots_total, kv, d, generator=g).bfloat16()
+    rows = []
+    for b in (1, 8):
+        q = torch.randn(b, hq, d, generator=g).bfloat16()
+        slots = [torch.randint(0, slots_total, (b, ctx), generator=g) for _ in range(64)]
+        lens = torch.full((b,), ctx)
+        it = iter(range(10 ** 9))
+        nat = timed(lambda: cpu_kernels.decode_attention(q, k_cache, v_cache, slots[next(it) % 64], lens, d ** -0.5), runs)
+        ref = timed(lambda: _decode_attention(q, k_cache, v_cache, slots[next(it) % 64], None, d ** -0.5), runs)
+        rows.append((f"decode attention b{b} x {ctx} keys", b * ctx * kv * d * 2 * 2, nat, ref))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--only", choices=["attention"], help="run only these rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if cpu_kernels.load() is None:
@@ -55,7 +76,9 @@ def main() -> None:
     bw = read_bandwidth()
     print(f"read bandwidth {bw / 1e9:.1f} GB/s, {args.threads} threads")
     g = torch.Generator().manual_seed(0)
-    rows = []
+    rows = attention_rows(args.runs, g)
+    if args.only == "attention":
+        return report(rows, bw)
     for name, n, k in (("qkv 1536x1024", 1536, 1024), ("o 1024x1024", 1024, 1024), ("lm_head 16384x1024", 16384, 1024)):
         copies = copies_for(n * k * 2)
         ws = [(torch.randn(n, k, generator=g) / 32).bfloat16() for _ in range(copies)]
@@ -135,10 +158,14 @@ def main() -> None:
     nat = timed(lambda: cpu_kernels.packed_experts(x, packed4[next(it) % layers], route(), wts), args.runs)
     ref = timed(lambda: torch_int4(next(it) % layers), args.runs)
     rows.append(("experts int4 g128 (4 of 32)", top * 3 * h * i // 2, nat, ref))
-    print(f"{'kernel':28} {'native GB/s':>12} {'share of bw':>12} {'torch GB/s':>11} {'speed-up':>9}")
+    report(rows, bw)
+
+
+def report(rows: list[tuple], bw: float) -> None:
+    print(f"{'kernel':32} {'native GB/s':>12} {'share of bw':>12} {'torch GB/s':>11} {'speed-up':>9}")
     for name, nbytes, nat, ref in rows:
         ref_s = f"{nbytes / ref / 1e9:11.1f} {ref / nat:8.2f}x" if ref else f"{'':>11} {'':>9}"
-        print(f"{name:28} {nbytes / nat / 1e9:12.1f} {nbytes / nat / bw:11.0%} {ref_s}")
+        print(f"{name:32} {nbytes / nat / 1e9:12.1f} {nbytes / nat / bw:11.0%} {ref_s}")
 
 
 if __name__ == "__main__":
