@@ -67,15 +67,18 @@ _TRAINED = set().union(*(train for train, _ in _POOLS.values()))
 _POOLS = {name: (train, [x for x in held if x not in _TRAINED]) for name, (train, held) in _POOLS.items()}
 
 
-_SYLLABLES = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"] + ["an", "el", "or", "is", "un"]
+_SYLLABLES = [c + v for c in "bcdfghjklmnprstvwxyz" for v in "aeiou"] + ["an", "el", "or", "is", "un", "ex", "ax", "ok"]
+# Closing letters: a name may end in any of these, so a held-out word's last letter (benchmark, index,
+# Bordeaux) is one the model has copied at the end of a name before.
+_ENDINGS = ["", "", "", "n", "r", "s", "t", "k", "x", "d", "l", "m"]
 _HELD_OUT = set().union(*(held for _, held in _POOLS.values()))
 MADE_UP_FRACTION = 0.5
 
 
 def made_up_name(rng: random.Random, capitalized: bool) -> str:
-    """Two to four random syllables, sometimes with a closing consonant; never a held-out name."""
+    """Two to four random syllables, usually with a closing consonant; never a held-out name."""
     while True:
-        name = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))) + rng.choice(["", "", "n", "r", "s", "t"])
+        name = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))) + rng.choice(_ENDINGS)
         name = name.capitalize() if capitalized else name
         if name not in _HELD_OUT:
             return name
