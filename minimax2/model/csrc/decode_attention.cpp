@@ -21,8 +21,6 @@
 namespace minimax2 {
 namespace {
 
-inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1); }
-
 // Cached rows are scattered over the pool (one per slot), and in a real step the expert weights have
 // evicted them: fetch the key and value rows this many keys ahead (the loop is latency-bound otherwise).
 constexpr int64_t kAhead = 8;
@@ -50,7 +48,7 @@ void scores(const at::BFloat16* q, const at::BFloat16* const* krows, const at::B
   const __m512 sc = _mm512_set1_ps(scale);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t t = 0; t < L; t += 16) {
-      const __mmask16 m = tail_mask(L - t);
+      const __mmask16 m = lanes_left(L - t);
       const __m512 v = _mm512_maskz_loadu_ps(m, s + g * ld + t);
       _mm512_mask_storeu_ps(s + g * ld + t, m, round_to_bf16(_mm512_mul_ps(round_to_bf16(v), sc)));
     }
@@ -60,18 +58,18 @@ void scores(const at::BFloat16* q, const at::BFloat16* const* krows, const at::B
 void softmax(float* p, int64_t L) {
   __m512 mx = _mm512_set1_ps(-INFINITY);
   for (int64_t t = 0; t < L; t += 16)
-    mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(L - t), p + t));
+    mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), lanes_left(L - t), p + t));
   const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
   __m512 sum = _mm512_setzero_ps();
   for (int64_t t = 0; t < L; t += 16) {
-    const __mmask16 m = tail_mask(L - t);
+    const __mmask16 m = lanes_left(L - t);
     const __m512 e = _mm512_maskz_mov_ps(m, exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p + t), top)));
     _mm512_mask_storeu_ps(p + t, m, e);
     sum = _mm512_add_ps(sum, e);
   }
   const __m512 total = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
   for (int64_t t = 0; t < L; t += 16) {
-    const __mmask16 m = tail_mask(L - t);
+    const __mmask16 m = lanes_left(L - t);
     _mm512_mask_storeu_ps(p + t, m, round_to_bf16(_mm512_div_ps(_mm512_maskz_loadu_ps(m, p + t), total)));
   }
 }

@@ -13,8 +13,6 @@
 namespace minimax2 {
 namespace {
 
-inline __mmask16 lanes(int64_t left) { return left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1); }
-
 inline __m512 load_bf16(const at::BFloat16* p, __mmask16 m) {
   return bf16x16_to_float(_mm256_maskz_loadu_epi16(m, p));
 }
@@ -26,12 +24,12 @@ inline void store_bf16(at::BFloat16* p, __mmask16 m, __m512 v) {
 void norm_row(const at::BFloat16* x, const at::BFloat16* w, at::BFloat16* y, int64_t H, float eps) {
   __m512 ss = _mm512_setzero_ps();
   for (int64_t i = 0; i < H; i += 16) {
-    const __m512 v = load_bf16(x + i, lanes(H - i));
+    const __m512 v = load_bf16(x + i, lanes_left(H - i));
     ss = _mm512_fmadd_ps(v, v, ss);
   }
   const __m512 r = _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(ss) / H + eps));
   for (int64_t i = 0; i < H; i += 16) {
-    const __mmask16 m = lanes(H - i);
+    const __mmask16 m = lanes_left(H - i);
     const __m512 normed = round_to_bf16(_mm512_mul_ps(load_bf16(x + i, m), r));
     store_bf16(y + i, m, _mm512_mul_ps(load_bf16(w + i, m), normed));
   }
@@ -68,7 +66,7 @@ std::tuple<torch::Tensor, torch::Tensor> add_rms_norm_bf16(const torch::Tensor& 
   const auto* dp = delta.data_ptr<at::BFloat16>();
   auto* sp = s.data_ptr<at::BFloat16>();
   for (int64_t i = 0; i < M * H; i += 16) {
-    const __mmask16 m = lanes(M * H - i);
+    const __mmask16 m = lanes_left(M * H - i);
     store_bf16(sp + i, m, _mm512_add_ps(load_bf16(hp + i, m), load_bf16(dp + i, m)));
   }
   for (int64_t m = 0; m < M; ++m)

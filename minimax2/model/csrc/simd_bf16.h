@@ -17,6 +17,9 @@ inline __m512 load16_as_float(const float* p) { return _mm512_loadu_ps(p); }
 // Round to bf16 (nearest even, as at::BFloat16 does) and keep the value as float32.
 inline __m512 round_to_bf16(__m512 v) { return bf16x16_to_float((__m256i)_mm512_cvtneps_pbh(v)); }
 
+// The first min(left, 16) of 16 lanes: masks the tail of a row whose length is not a multiple of 16.
+inline __mmask16 lanes_left(int64_t left) { return left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1); }
+
 inline void store16(at::BFloat16* p, __m512 v) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v));
 }
