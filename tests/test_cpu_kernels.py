@@ -348,15 +348,15 @@ def _teacher_forced_logits(model, tokens: list[int], prompt: int) -> torch.Tenso
     return torch.stack(out)
 
 
-def _kernel_shaped_models():
+def _kernel_shaped_models(head_dim: int = 64):
     """(float32, bf16) copies of one random model whose shapes the native kernels take (head_dim 64)."""
     from minimax2.model.config import ModelConfig
     from minimax2.model.minimax_m2 import MiniMaxM2
     from minimax2.train.random_init import init_weights
 
-    cfg = ModelConfig(hidden_size=128, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
-                      rotary_dim=32, num_local_experts=8, num_experts_per_tok=2, intermediate_size=64, vocab_size=300,
-                      max_position_embeddings=256)
+    cfg = ModelConfig(hidden_size=128, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                      head_dim=head_dim, rotary_dim=head_dim // 2, num_local_experts=8, num_experts_per_tok=2,
+                      intermediate_size=64, vocab_size=300, max_position_embeddings=256)
     torch.manual_seed(0)
     fp32 = MiniMaxM2(cfg).eval()
     init_weights(fp32, 0)
@@ -384,6 +384,20 @@ def test_bf16_engine_with_kernels_serves_mixed_steps(ext):
         for o in engine.step():
             done.setdefault(o.request_id, []).extend(o.new_token_ids)
     assert {k: len(v) for k, v in done.items()} == {"r0": 12, "r1": 12, "r2": 12, "one": 12}
+
+
+def test_decode_with_a_head_dim_the_attention_kernel_cannot_take_falls_back_whole(ext):
+    """head_dim 16: the qkv row (128 wide) suits the native prologue but the decode attention needs
+    head_dim % 32 == 0, so both must fall back to torch together (same logits as with no kernels)."""
+    _, bf16 = _kernel_shaped_models(head_dim=16)
+    tokens = torch.randint(0, 300, (30,), generator=torch.Generator().manual_seed(2)).tolist()
+    with_kernels = _teacher_forced_logits(bf16, tokens, 10)
+    saved, cpu_kernels._ext = cpu_kernels._ext, None
+    try:
+        torch_only = _teacher_forced_logits(bf16, tokens, 10)
+    finally:
+        cpu_kernels._ext = saved
+    assert (with_kernels - torch_only).abs().max() < 0.05 * torch_only.abs().max()
 
 
 def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):

@@ -211,9 +211,11 @@ def attention_usable(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
 
 def attention_prep(qkv: torch.Tensor, attn, cos: torch.Tensor, sin: torch.Tensor, meta) -> torch.Tensor | None:
     """Decode batches: q [T, Hq, D] normed and rotated, with k and v already written to the cache (the
-    native decode attention then reads them); None where the torch ops must run."""
+    native decode attention then reads them, so both must apply: head_dim a multiple of 32); None where
+    the torch ops must run."""
     if (meta.slot_mapping is None or meta.decode_slots is None or attn.k_cache is None or qkv.dtype != torch.bfloat16
-            or not attention_usable(qkv, attn.k_cache) or attn.q_norm.weight.dtype != torch.bfloat16):
+            or attn.cfg.head_dim % 32 or not attention_usable(qkv, attn.k_cache)
+            or attn.q_norm.weight.dtype != torch.bfloat16):
         return None
     c = attn.cfg
     return _ext.attention_prep_bf16(qkv.contiguous(), attn.q_norm.weight, attn.k_norm.weight, cos, sin,
