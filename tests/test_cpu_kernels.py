@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,16 @@ import torch.nn.functional as F
 from minimax2.model import cpu_kernels
 from minimax2.model.attention import AttentionMetadata
 from minimax2.model.loader import load_model
+
+
+@contextlib.contextmanager
+def torch_ops_only():
+    """The torch fallbacks everywhere, as on a machine without the kernels (restored on exit)."""
+    saved, cpu_kernels._ext = cpu_kernels._ext, None
+    try:
+        yield
+    finally:
+        cpu_kernels._ext = saved
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +162,8 @@ def test_one_token_forward_matches_torch(ext, tiny_ckpt):
     ids = torch.tensor([5])
     with torch.inference_mode():
         got = model(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1)).float()
-        saved, cpu_kernels._ext = cpu_kernels._ext, None
-        try:
+        with torch_ops_only():
             want = model(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1)).float()
-        finally:
-            cpu_kernels._ext = saved
     assert (got - want).abs().max() < 0.05 * want.abs().max()
     assert got.argmax() == want.argmax()
 
@@ -322,11 +330,8 @@ def test_add_rms_norm_equals_the_residual_add_then_the_norm(ext, rows, h):
     with torch.no_grad():
         assert cpu_kernels.add_rms_norm(x, delta, norm.weight, 1e-6) is not None
         s, y = norm.add_norm(x, delta)
-        saved, cpu_kernels._ext = cpu_kernels._ext, None
-        try:
+        with torch_ops_only():
             want_s, want_y = norm.add_norm(x, delta)
-        finally:
-            cpu_kernels._ext = saved
     assert torch.equal(s, want_s)  # the bf16 sum is exact to rounding in both
     assert (y.float() - want_y.float()).abs().max() <= want_y.abs().max() * 2 ** -7
     assert (y == want_y).float().mean() > 0.98
@@ -392,11 +397,8 @@ def test_decode_with_a_head_dim_the_attention_kernel_cannot_take_falls_back_whol
     _, bf16 = _kernel_shaped_models(head_dim=16)
     tokens = torch.randint(0, 300, (30,), generator=torch.Generator().manual_seed(2)).tolist()
     with_kernels = _teacher_forced_logits(bf16, tokens, 10)
-    saved, cpu_kernels._ext = cpu_kernels._ext, None
-    try:
+    with torch_ops_only():
         torch_only = _teacher_forced_logits(bf16, tokens, 10)
-    finally:
-        cpu_kernels._ext = saved
     assert (with_kernels - torch_only).abs().max() < 0.05 * torch_only.abs().max()
 
 
@@ -405,11 +407,8 @@ def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):
     tokens = torch.randint(0, 300, (60,), generator=torch.Generator().manual_seed(1)).tolist()
     exact = _teacher_forced_logits(fp32, tokens, 20)
     with_kernels = _teacher_forced_logits(bf16, tokens, 20)
-    saved, cpu_kernels._ext = cpu_kernels._ext, None
-    try:
+    with torch_ops_only():
         torch_only = _teacher_forced_logits(bf16, tokens, 20)
-    finally:
-        cpu_kernels._ext = saved
     err_kernels = (with_kernels - exact).abs().mean()
     err_torch = (torch_only - exact).abs().mean()
     assert err_kernels <= 1.25 * err_torch + 1e-4, (err_kernels, err_torch)
@@ -426,11 +425,8 @@ def test_rms_norm_equals_the_torch_ops(ext, rows, h):
     x = (torch.randn(rows, h, generator=g) * 3).bfloat16()
     with torch.no_grad():
         got = norm(x)
-        saved, cpu_kernels._ext = cpu_kernels._ext, None
-        try:
+        with torch_ops_only():
             want = norm(x)
-        finally:
-            cpu_kernels._ext = saved
     assert cpu_kernels.rms_norm(x, norm.weight.detach(), 1e-6) is not None
     assert (got.float() - want.float()).abs().max() <= want.abs().max() * 2 ** -7
     assert (got == want).float().mean() > 0.98
