@@ -63,6 +63,18 @@ def test_benchmark_measures_quality_on_trained_text(tiny_ckpt):
     from minimax2.engine.benchmark import trained_text_quality
 
     q = trained_text_quality(tiny_ckpt, ("bf16", "int8"), conversations=3)
-    assert q["tokens"] > 100 and set(q) == {"model", "tokens", "int8", "bf16 vs float32"}
+    assert q["tokens"] > 100 and set(q) == {"model", "conversations", "tokens", "int8", "bf16 vs float32"}
     for v in (q["int8"], q["bf16 vs float32"]):
         assert 0.5 < v["top1_agreement"] <= 1 and 0 <= v["kl"] < 0.05
+
+
+def test_quality_runs_each_text_as_its_own_sequence(tiny_ckpt):
+    """Two texts score as the token-weighted mean of each alone: the second does not sit behind the first."""
+    from minimax2.engine.benchmark import quality
+
+    ref = load_model(tiny_ckpt, torch.float32)
+    q = quantize_model(load_model(tiny_ckpt, torch.float32), "int4", 32)
+    a, b = list(range(3, 40)), list(range(50, 75))
+    both, qa, qb = quality(q, ref, [a, b]), quality(q, ref, [a]), quality(q, ref, [b])
+    assert both["kl"] == pytest.approx((qa["kl"] * len(a) + qb["kl"] * len(b)) / (len(a) + len(b)), rel=1e-4)
+    assert quality(q, ref, [a + b])["kl"] != pytest.approx(both["kl"], rel=1e-3)

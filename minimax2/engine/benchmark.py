@@ -105,13 +105,18 @@ def median_of(fn, runs: int) -> dict:
     return {k: statistics.median(r[k] for r in results) for k in results[0]}
 
 
-def quality(model_q, model_ref, text_ids: list[int]) -> dict:
-    """KL(ref || q) per token and top-1 agreement of next-token distributions over `text_ids`."""
-    n = len(text_ids)
-    meta, ids, pos = AttentionMetadata.for_batch(1, n), torch.tensor(text_ids), torch.arange(n)
+def quality(model_q, model_ref, texts: list[list[int]]) -> dict:
+    """KL(ref || q) per token and top-1 agreement of next-token distributions over `texts`, each text
+    run as its own sequence from position 0 (as a server sees it): concatenated, the later texts would
+    sit at positions the model never saw, some past its context length, where it is least confident."""
+    ref, got = [], []
     with torch.inference_mode():
-        ref = model_ref(ids, pos, meta).float().log_softmax(-1)
-        got = model_q(ids, pos, meta).float().log_softmax(-1)
+        for ids in texts:
+            n = len(ids)
+            meta, t, pos = AttentionMetadata.for_batch(1, n), torch.tensor(ids), torch.arange(n)
+            ref.append(model_ref(t, pos, meta).float().log_softmax(-1))
+            got.append(model_q(t, pos, meta).float().log_softmax(-1))
+    ref, got = torch.cat(ref), torch.cat(got)
     kl = torch.nn.functional.kl_div(got, ref, log_target=True, reduction="batchmean").item()
     return {"kl": kl, "top1_agreement": (got.argmax(-1) == ref.argmax(-1)).float().mean().item()}
 
@@ -129,13 +134,13 @@ def trained_text_quality(model_dir: str | Path, precisions, conversations: int =
     tok = Tokenizer(model_dir)
     families = ("arithmetic", "tool", "parallel")
     exs = [ex for f in families for ex in heldout_examples(f, conversations // len(families), seed=77)]
-    ids = [i for ex in exs for i in tok.encode(assistant_spans(ex.messages, ex.tools)[0])]
+    texts = [tok.encode(assistant_spans(ex.messages, ex.tools)[0]) for ex in exs]
     ref = load_model(model_dir, torch.bfloat16)
-    out = {"model": str(model_dir), "tokens": len(ids)}
+    out = {"model": str(model_dir), "conversations": len(texts), "tokens": sum(map(len, texts))}
     for prec in precisions:
         if prec != "bf16":
-            out[prec] = quality(quantize_model(load_model(model_dir, torch.bfloat16), prec), ref, ids)
-    out["bf16 vs float32"] = quality(ref, load_model(model_dir, torch.float32), ids)
+            out[prec] = quality(quantize_model(load_model(model_dir, torch.bfloat16), prec), ref, texts)
+    out["bf16 vs float32"] = quality(ref, load_model(model_dir, torch.float32), texts)
     return out
 
 
@@ -193,7 +198,7 @@ def run_benchmark(model: str, precisions=("bf16", "int8", "int4"), batches=(1, 8
                    "roofline_tok_s": roof, "roofline_share": r["decode_tok_s"] / roof}
             report["rows"].append(row)
             print(json.dumps(row))
-        text = _prompts(1, 256, llm.cfg.vocab_size, seed=5)[0]
+        text = _prompts(1, 256, llm.cfg.vocab_size, seed=5)
         if prec == "bf16":
             ref_llm = llm
             if prefix:
@@ -261,7 +266,8 @@ def print_table(report: dict) -> None:
         print(f"{label}: top-1 agreement {q['top1_agreement']:.1%}, KL {q['kl']:.2e}")
     if "trained_quality" in report:
         tq = report["trained_quality"]
-        print(f"on the trained model {tq['model']} ({tq['tokens']} tokens of held-out conversations):")
+        print(f"on the trained model {tq['model']} ({tq['conversations']} held-out conversations, {tq['tokens']} tokens, "
+              "each from position 0):")
         for prec, q in tq.items():
             if isinstance(q, dict):
                 label = prec if " vs " in prec else f"{prec} vs bf16"
