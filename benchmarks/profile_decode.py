@@ -23,6 +23,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from minimax2 import LLM, SamplingParams
+from minimax2.engine.benchmark import random_prompts
 from minimax2.model import cpu_kernels
 
 
@@ -55,10 +56,9 @@ def decode(llm: LLM, kernels: Kernels | None, mode: str, batch: int, prompt: int
            around=contextlib.nullcontext()) -> float:
     """Prefill `batch` prompts with the kernels running, then time `steps` decode steps in `mode`
     (inside the context manager `around`, e.g. a profiler)."""
-    engine, vocab = llm.engine, llm.cfg.vocab_size
+    engine = llm.engine
     sp = SamplingParams(max_tokens=steps + 1, temperature=0, ignore_eos=True)
-    g = torch.Generator().manual_seed(0)
-    for i, p in enumerate(torch.randint(10, vocab - 10, (batch, prompt), generator=g).tolist()):
+    for i, p in enumerate(random_prompts(batch, prompt, llm.cfg.vocab_size)):
         engine.add_request(f"p{i}", p, sp)
     started: set[str] = set()
     while len(started) < batch:

@@ -64,7 +64,7 @@ def roofline_tok_s(spec, precision: str, batch: int, bandwidth: float) -> float:
     return batch * bandwidth / (params * BYTES_PER_PARAM[precision])
 
 
-def _prompts(batch: int, length: int, vocab: int, seed: int = 0) -> list[list[int]]:
+def random_prompts(batch: int, length: int, vocab: int, seed: int = 0) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(10, vocab - 10, (batch, length), generator=g).tolist()
 
@@ -146,7 +146,7 @@ def trained_text_quality(model_dir: str | Path, precisions, conversations: int =
 
 def prefix_scenario(llm: LLM, system_len: int = 2000, convs: int = 8, turns: int = 4, new_tokens: int = 32) -> dict:
     eng, vocab = llm.engine, llm.cfg.vocab_size
-    system = _prompts(1, system_len, vocab, seed=1)[0]
+    system = random_prompts(1, system_len, vocab, seed=1)[0]
     sp = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
 
     def ttft(rid, prompt):
@@ -159,15 +159,15 @@ def prefix_scenario(llm: LLM, system_len: int = 2000, convs: int = 8, turns: int
         eng.abort(rid)
         return dt
 
-    cold = ttft("cold", _prompts(1, system_len + 50, vocab, seed=2)[0])  # nothing of it is cached
-    ttft("warm-up", system + _prompts(1, 50, vocab, seed=3)[0])
-    hit = ttft("hit", system + _prompts(1, 50, vocab, seed=4)[0])
-    histories = [system + _prompts(1, 40, vocab, seed=10 + c)[0] for c in range(convs)]
+    cold = ttft("cold", random_prompts(1, system_len + 50, vocab, seed=2)[0])  # nothing of it is cached
+    ttft("warm-up", system + random_prompts(1, 50, vocab, seed=3)[0])
+    hit = ttft("hit", system + random_prompts(1, 50, vocab, seed=4)[0])
+    histories = [system + random_prompts(1, 40, vocab, seed=10 + c)[0] for c in range(convs)]
     hits0, queries0, tokens, t = eng.block_manager.prefix_hits, eng.block_manager.prefix_queries, 0, time.perf_counter()
     for turn in range(turns):
         outs = llm.generate(histories, sp)
         for c, o in enumerate(outs):
-            histories[c] = histories[c] + o.outputs[0].token_ids + _prompts(1, 30, vocab, seed=100 * turn + c)[0]
+            histories[c] = histories[c] + o.outputs[0].token_ids + random_prompts(1, 30, vocab, seed=100 * turn + c)[0]
             tokens += len(o.outputs[0].token_ids)
     elapsed = time.perf_counter() - t
     bm = eng.block_manager
@@ -190,15 +190,15 @@ def run_benchmark(model: str, precisions=("bf16", "int8", "int4"), batches=(1, 8
         # the machine's bandwidth drifts within minutes: probe it again right before each precision
         bw_prec = read_bandwidth()
         report.setdefault("bandwidth_GBps_per_precision", {})[prec] = bw_prec / 1e9
-        engine_run(llm.engine, _prompts(1, 16, llm.cfg.vocab_size), 4)  # warm-up
+        engine_run(llm.engine, random_prompts(1, 16, llm.cfg.vocab_size), 4)  # warm-up
         for b in batches:
-            r = median_of(lambda: engine_run(llm.engine, _prompts(b, prompt_len, llm.cfg.vocab_size), new_tokens), runs)
+            r = median_of(lambda: engine_run(llm.engine, random_prompts(b, prompt_len, llm.cfg.vocab_size), new_tokens), runs)
             roof = roofline_tok_s(spec, prec, b, bw_prec)
             row = {"engine": "minimax2", "precision": prec, "batch": b, **r,
                    "roofline_tok_s": roof, "roofline_share": r["decode_tok_s"] / roof}
             report["rows"].append(row)
             print(json.dumps(row))
-        text = _prompts(1, 256, llm.cfg.vocab_size, seed=5)
+        text = random_prompts(1, 256, llm.cfg.vocab_size, seed=5)
         if prec == "bf16":
             ref_llm = llm
             if prefix:
@@ -237,7 +237,7 @@ def _hf_rows(model: str, batches, prompt_len: int, new_tokens: int, runs: int) -
     hf = MiniMaxM2ForCausalLM.from_pretrained(model, dtype=torch.bfloat16).eval()
     rows = []
     for b in [b for b in batches if b <= 8]:
-        r = median_of(lambda: hf_run(hf, _prompts(b, prompt_len, hf.config.vocab_size), new_tokens), runs)
+        r = median_of(lambda: hf_run(hf, random_prompts(b, prompt_len, hf.config.vocab_size), new_tokens), runs)
         rows.append({"engine": "transformers", "precision": "bf16", "batch": b, **r})
         print(json.dumps(rows[-1]))
     return rows
