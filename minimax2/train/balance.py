@@ -34,6 +34,6 @@ def update_bias(model, loads: list[torch.Tensor], rate: float) -> list[float]:
     spreads = []
     for layer, load in zip(model.layers, loads):
         bias = layer.moe.e_score_correction_bias
-        bias += rate * torch.sign(load.mean() - load).to(bias.dtype)
+        bias += rate * torch.sign(load.mean() - load).to(bias.device, bias.dtype)  # loads are summed on the CPU
         spreads.append(spread(load))
     return spreads

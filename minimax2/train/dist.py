@@ -32,6 +32,8 @@ def init(device: str) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    if device == "cuda":  # one GPU per rank: "cuda" then means this rank's own device
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size())
