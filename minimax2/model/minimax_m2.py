@@ -122,6 +122,18 @@ class SparseMoE(nn.Module):
         h = F.silu(gate) * up
         return self.q2[e](h) if self.q2 is not None else linear(h, self.w2[e])
 
+    def _gathered(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Each (token, choice) pair through its expert in two batched products over the chosen experts'
+        weights. The grouped loop below asks the host which experts are active, a device sync per layer
+        that dominates a GPU decode step; this reads each chosen expert once per pair, as much as the loop
+        reads when few tokens share an expert, so it serves batches of at most num_experts pairs."""
+        t, k = idx.shape
+        flat = idx.flatten()
+        xs = x.repeat_interleave(k, dim=0)[:, :, None]  # [T*k, H, 1]
+        gate, up = torch.bmm(self.w13[flat], xs).squeeze(-1).chunk(2, dim=-1)
+        ys = torch.bmm(self.w2[flat], (F.silu(gate) * up)[:, :, None]).squeeze(-1)  # [T*k, H]
+        return (weights[:, :, None] * ys.view(t, k, -1)).sum(1).to(x.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # decode batches: routing and the chosen experts in two native calls, same rounding as below
         if self.q13 is None and not self.training and cpu_kernels.experts_usable(x, self.w13, self.w2):
@@ -129,6 +141,8 @@ class SparseMoE(nn.Module):
         if cpu_kernels.packed_experts_usable(x, self.packed_experts):
             return cpu_kernels.packed_experts(x, self.packed_experts, *self.route(x, native=True))
         idx, weights = self.route(x)
+        if x.device.type != "cpu" and not self.training and self.q13 is None and idx.numel() <= self.num_experts:
+            return self._gathered(x, idx, weights)  # GPU decode: no host sync
         if x.shape[0] == 1:  # one token (batch-1 decode): no grouping needed
             ys = torch.cat([self._expert(e, x) for e in idx[0].tolist()])
             return (weights[0, :, None] * ys).sum(0, keepdim=True).to(x.dtype)
