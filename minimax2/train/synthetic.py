@@ -21,7 +21,7 @@ from .tools_pool import TOOLS, Tool
 from .values import Values
 
 FAMILIES = ("arithmetic", "tool", "parallel", "no_tool", "chat", "echo")
-TRAIN_MIX = {"arithmetic": 0.30, "tool": 0.25, "parallel": 0.19, "no_tool": 0.10, "chat": 0.06, "echo": 0.10}
+TRAIN_MIX = {"arithmetic": 0.32, "tool": 0.17, "parallel": 0.27, "no_tool": 0.07, "chat": 0.05, "echo": 0.12}
 ECHO_ASKS = ["Repeat after me: {x}", "Please say exactly this: {x}", "Echo back: {x}", "Copy this text: {x}"]
 
 PERSONA = "minimax2-demo"
