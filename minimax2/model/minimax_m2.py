@@ -125,8 +125,8 @@ class SparseMoE(nn.Module):
     def _gathered(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Each (token, choice) pair through its expert in two batched products over the chosen experts'
         weights. The grouped loop below asks the host which experts are active, a device sync per layer
-        that dominates a GPU decode step; this reads each chosen expert once per pair, as much as the loop
-        reads when few tokens share an expert, so it serves batches of at most num_experts pairs."""
+        that dominates a GPU decode step. This gathers a copy of the expert's weights for every pair (about
+        three times the bytes the loop reads), so it serves only batches of at most num_experts pairs."""
         t, k = idx.shape
         flat = idx.flatten()
         xs = x.repeat_interleave(k, dim=0)[:, :, None]  # [T*k, H, 1]

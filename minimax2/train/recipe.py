@@ -59,8 +59,17 @@ RECIPES = {
                           "held-out tool arguments 16.5% after 2,600 steps); spelled out, copying a name is the same "
                           "skill as copying a number. Half of the training names are made up and 10% of conversations "
                           "are repeat-after-me drills, so values must be read from the context rather than recalled",
-                          "**Status: meets every issue-5 target**: arithmetic 97%, single tool calls 96%, parallel pairs 95% (both calls, every argument exact), answers after tool results 100%, no-tool turns 100%, format 100%",
-                          "This checkpoint: 27% parallel examples (was 19%), taken from single calls (25 -> 17%), tools offered but not needed (10 -> 7%) and small talk (6 -> 5%), with arithmetic (30 -> 32%) and repeat-after-me drills (10 -> 12%), both short, filling the rest so a step holds about as many tokens as before (7,670 vs 7,636); 5,500 steps as before. Against the previous checkpoint, same held-out prompts: parallel 87.5 -> 95%, single tool calls 98.0 -> 96%, arithmetic 98.0 -> 97%, answers 100 -> 100%, no-tool 100 -> 100%. It read 42.9M tokens in 8,520 s (2 h 21 min) at 5,032 tokens/s: this stop's machine ran the unchanged trainer at 5,000-5,600 tokens/s where the previous stop's ran 6,790, and a quarter hour of the run overlapped GPU-test preparation; the recipe is past the 2-hour budget on such a machine; at the earlier speed the same tokens take about 1 h 45 min",
+                          "**Status: meets every issue-5 target**: arithmetic 97%, single tool calls 96%, parallel pairs 95% "
+                          "(both calls, every argument exact), answers after tool results 100%, no-tool turns 100%, format 100%",
+                          "This checkpoint: 27% parallel examples (was 19%), taken from single calls (25 -> 17%), tools offered"
+                          " but not needed (10 -> 7%) and small talk (6 -> 5%), with arithmetic (30 -> 32%) and repeat-after-me"
+                          " drills (10 -> 12%), both short, filling the rest so a step holds about as many tokens as before "
+                          "(7,670 vs 7,636); 5,500 steps as before. Against the previous checkpoint, same held-out prompts: "
+                          "parallel 87.5 -> 95%, single tool calls 98.0 -> 96%, arithmetic 98.0 -> 97%, answers 100 -> 100%, "
+                          "no-tool 100 -> 100%. It read 42.9M tokens in 8,520 s (2 h 22 min) at 5,032 tokens/s: this stop's "
+                          "machine ran the unchanged trainer at 5,000-5,600 tokens/s where the previous stop's ran 6,790, and a"
+                          " quarter hour of the run overlapped GPU-test preparation; the recipe is past the 2-hour budget on "
+                          "such a machine; at the earlier speed the same tokens take about 1 h 45 min",
                           "The checkpoint before it: 19% parallel examples (was 13%, taken from arithmetic and single calls) and "
                           "5,500 steps (was 4,500). Against the previous checkpoint, same held-out prompts: parallel 79.0 -> "
                           "87.5%, single tool calls 98.5 -> 98.0%, arithmetic 98.0 -> 98.0%, answers 99.0 -> 100%. It "
