@@ -20,7 +20,7 @@ import time
 import torch
 
 from minimax2 import LLM
-from minimax2.engine.benchmark import engine_run, median_of, random_prompts, roofline_tok_s
+from minimax2.engine.benchmark import engine_run, hf_run, median_of, random_prompts, roofline_tok_s
 from minimax2.model.info import spec_from_config
 
 
@@ -36,21 +36,6 @@ def gpu_bandwidth(gib: float = 2.0, repeats: int = 10) -> float:
         if i >= 2:
             times.append(time.perf_counter() - t)
     return 2 * x.nbytes / statistics.median(times)
-
-
-def hf_cuda_run(model, prompts: list[list[int]], new_tokens: int) -> dict:
-    ids = torch.tensor(prompts, device="cuda")
-
-    def timed(n: int) -> float:
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
-        torch.cuda.synchronize()
-        return time.perf_counter() - t
-
-    with torch.inference_mode():
-        t_prefill, total = timed(1), timed(new_tokens)
-    return {"prefill_tok_s": ids.numel() / t_prefill, "decode_tok_s": len(prompts) * (new_tokens - 1) / (total - t_prefill)}
 
 
 def main() -> None:
@@ -93,9 +78,9 @@ def main() -> None:
         from transformers import MiniMaxM2ForCausalLM
 
         hf = MiniMaxM2ForCausalLM.from_pretrained(model, dtype=torch.bfloat16).to("cuda").eval()
-        hf_cuda_run(hf, random_prompts(1, 16, vocab), 4)  # warm-up
+        hf_run(hf, random_prompts(1, 16, vocab), 4)  # warm-up
         for b in [b for b in args.batches if b <= 8]:
-            r = median_of(lambda: hf_cuda_run(hf, random_prompts(b, args.prompt_len, vocab), args.new_tokens), args.runs)
+            r = median_of(lambda: hf_run(hf, random_prompts(b, args.prompt_len, vocab), args.new_tokens), args.runs)
             print(json.dumps({"engine": "transformers", "batch": b, **r,
                               "roofline_share": r["decode_tok_s"] / roofline_tok_s(spec, "bf16", b, bw),
                               "engine_vs_hf": rows[b]["decode_tok_s"] / r["decode_tok_s"]}))

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from conftest import REPO, hf_checkpoint
+from test_engine import greedy, reference, run
 from minimax2 import LLM, SamplingParams
-from minimax2.engine.generate import generate_batch
 from minimax2.engine.llm_engine import EngineConfig, LLMEngine
 from minimax2.model.attention import AttentionMetadata
 from minimax2.model.loader import load_model
@@ -28,10 +28,6 @@ CFG = dict(hidden_size=64, intermediate_size=32, num_hidden_layers=2, num_attent
            head_dim=16, rotary_dim=8, num_local_experts=8, num_experts_per_tok=2)
 TEXTS = ["Once upon a time there was a small model that", "def add(a, b):\n    return", "東京 is a city",
          "The quick brown fox jumps over the lazy dog and then the dog"]
-
-
-def greedy(n: int) -> SamplingParams:
-    return SamplingParams(max_tokens=n, temperature=0, ignore_eos=True)
 
 
 @pytest.fixture(scope="module")
@@ -67,33 +63,25 @@ def test_bfloat16_on_cuda_stays_close_to_float32(hf_ckpt):
 
 
 def test_paged_engine_on_cuda_matches_the_cpu(tiny_ckpt):
-    """Chunked prefill beside running decodes, a prefix-cache hit and preemption, all on the GPU."""
+    """Chunked prefill beside running decodes, preemption and a prefix-cache hit, all on the GPU."""
     from minimax2.chat.tokenizer import Tokenizer
 
     tok = Tokenizer(tiny_ckpt)
     cpu, gpu = load_model(tiny_ckpt, torch.float32), load_model(tiny_ckpt, torch.float32, "cuda")
     prompts = [tok.encode(t) for t in TEXTS]
-    want = [generate_batch(cpu, tok, [p], [greedy(12)], [])[0].token_ids for p in prompts]
+    want = [reference(cpu, tok, p, greedy(12)) for p in prompts]
     for cfg in (EngineConfig(block_size=4, max_num_batched_tokens=7, num_kv_blocks=200),  # chunked prefill
                 EngineConfig(block_size=4, max_num_batched_tokens=16, num_kv_blocks=14)):  # preemption
         engine = LLMEngine(gpu, tok, [], cfg)
-        for i, p in enumerate(prompts):
-            engine.add_request(str(i), p, greedy(12))
-        got: dict[str, list[int]] = {}
-        while engine.has_unfinished():
-            for o in engine.step():
-                got.setdefault(o.request_id, []).extend(o.new_token_ids)
-        assert [got[str(i)] for i in range(len(prompts))] == want
+        got = run(engine, {0: [(str(i), p, greedy(12)) for i, p in enumerate(prompts)]})
+        assert [got[str(i)][0] for i in range(len(prompts))] == want
         assert engine.block_manager.num_free_blocks == cfg.num_kv_blocks
+    assert engine.scheduler.num_preemptions > 0
     shared = tok.encode("You are a helpful assistant. " * 6)
     engine = LLMEngine(gpu, tok, [], EngineConfig(block_size=4, num_kv_blocks=100))
     for rid, tail in (("a", " First question?"), ("b", " Second one!")):
-        engine.add_request(rid, shared + tok.encode(tail), greedy(8))
-        out: list[int] = []
-        while engine.has_unfinished():
-            for o in engine.step():
-                out.extend(o.new_token_ids)
-        assert out == generate_batch(cpu, tok, [shared + tok.encode(tail)], [greedy(8)], [])[0].token_ids
+        ids = shared + tok.encode(tail)
+        assert run(engine, {0: [(rid, ids, greedy(8))]})[rid][0] == reference(cpu, tok, ids, greedy(8))
     assert engine.block_manager.prefix_hits >= (len(shared) // 4 - 1) * 4
 
 

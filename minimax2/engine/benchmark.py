@@ -89,15 +89,24 @@ def engine_run(engine: LLMEngine, prompts: list[list[int]], new_tokens: int) -> 
 
 
 def hf_run(model, prompts: list[list[int]], new_tokens: int) -> dict:
-    ids = torch.tensor(prompts)
+    """transformers `generate` on the model's device: prefill (one new token), then the whole run."""
+    ids = torch.tensor(prompts, device=model.device)
+
+    def timed(n: int) -> float:
+        _sync(ids.device)
+        t = time.perf_counter()
+        model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        _sync(ids.device)
+        return time.perf_counter() - t
+
     with torch.inference_mode():
-        t = time.perf_counter()
-        model.generate(ids, max_new_tokens=1, min_new_tokens=1, do_sample=False)
-        t_prefill = time.perf_counter() - t
-        t = time.perf_counter()
-        model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-        total = time.perf_counter() - t
+        t_prefill, total = timed(1), timed(new_tokens)
     return {"prefill_tok_s": ids.numel() / t_prefill, "decode_tok_s": len(prompts) * (new_tokens - 1) / (total - t_prefill)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def median_of(fn, runs: int) -> dict:
