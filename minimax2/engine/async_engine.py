@@ -20,7 +20,11 @@ log = logging.getLogger("minimax2.engine")
 
 
 class EngineDeadError(RuntimeError):
-    pass
+    """The engine loop is not running (shut down)."""
+
+
+class RequestFailed(RuntimeError):
+    """This request failed inside an engine step (a model or sampling error); the engine serves on."""
 
 
 class AsyncEngine:
@@ -52,6 +56,8 @@ class AsyncEngine:
                 item = await q.get()
                 if isinstance(item, BaseException):
                     raise item
+                if item.error is not None:
+                    raise RequestFailed(f"generation failed: {item.error!r}") from item.error
                 if item.finish_reason is not None:
                     remaining -= 1
                 yield item
@@ -80,6 +86,9 @@ class AsyncEngine:
             loop.call_soon_threadsafe(q.put_nowait, item)
 
     def _run(self) -> None:
+        """The loop never leaves on a request's account: a request the engine rejects gets its error, a
+        failing step ends only its own requests (LLMEngine.step), and an unexpected error outside them
+        ends every request in flight, frees the cache and goes on."""
         eng = self.engine
         while not self._stop.is_set():
             while True:
@@ -90,7 +99,10 @@ class AsyncEngine:
                 if cmd[0] == "add":
                     try:
                         eng.add_request(cmd[1], cmd[2], cmd[3])
-                    except ValueError as e:
+                    except Exception as e:  # noqa: BLE001 - ValueError for a bad request, anything else is ours
+                        if not isinstance(e, ValueError):
+                            log.exception("adding request %s failed", cmd[1])
+                            e = RequestFailed(f"could not start the request: {e!r}")
                         self._deliver(cmd[1], e)
                 else:
                     eng.abort(cmd[1])
@@ -100,11 +112,11 @@ class AsyncEngine:
                 continue
             try:
                 outputs = eng.step()
-            except Exception as e:  # a bug or OOM in the model: fail every stream loudly, stop the loop
-                log.exception("engine step failed")
-                self.error = e
-                for rid in list(self._streams):
-                    self._deliver(rid, EngineDeadError(f"engine step failed: {e!r}"))
-                return
+            except Exception as e:  # noqa: BLE001 - a bug outside the model and sampler: fail what is in flight
+                log.exception("engine step failed outside the model; ending every request in flight")
+                for rid in list(eng.requests):
+                    eng.abort(rid)
+                    self._deliver(rid, RequestFailed(f"engine step failed: {e!r}"))
+                continue
             for o in outputs:
                 self._deliver(o.request_id, o)

@@ -46,6 +46,7 @@ class StepOutput:
     cached_tokens: int  # prompt tokens served from the prefix cache
     logprobs: list[dict] = field(default_factory=list)
     stop_reason: str | int | None = None  # the stop string or stop token id that ended it, as in vLLM
+    error: Exception | None = None  # finish_reason "error": this request failed inside a step (others went on)
 
 
 def _history(seq: Sequence) -> tuple[list[int], list[int]] | None:
@@ -106,6 +107,7 @@ class LLMEngine:
             seq = Sequence(request_id, prompt_ids, params, i, out, make_generator(params, offset=i))
             seq.parent = seqs[0] if seqs else None
             seqs.append(seq)
+        for seq in seqs:  # only once every completion could be made: nothing is queued for a failed request
             self.scheduler.add(seq)
         self.requests[request_id] = seqs
 
@@ -130,17 +132,38 @@ class LLMEngine:
 
     # -- the loop -----------------------------------------------------------------------------------
     def step(self) -> list[StepOutput]:
+        """One batch forward and its samples. A failure inside the step ends only the requests it touches
+        (the whole batch when the model itself raises, only the offending rows when sampling does), with
+        finish_reason "error" and the exception in `StepOutput.error`; their blocks are freed and the
+        engine goes on serving the rest."""
         batch = self.scheduler.schedule()
         if not batch:
             return []
-        logits, rows = self.runner.run(batch)
+        try:
+            logits, rows = self.runner.run(batch)
+        except Exception as e:  # noqa: BLE001 - whatever the model raised, only this batch's requests fail
+            log.exception("engine step failed; ending the %d requests of its batch", len(batch))
+            return [self._fail(seq, e) for seq, _ in batch]
         for seq, n in batch:
             seq.num_cached_tokens += n
             self.block_manager.commit(seq)
         sampled = [batch[k][0] for k in rows]
+        errors: dict[int, Exception] = {}
         tokens, infos = sample(logits, [s.params for s in sampled], [s.generator for s in sampled],
-                               [_history(s) for s in sampled])
-        return [self._append(seq, tok, info) for seq, tok, info in zip(sampled, tokens, infos)]
+                               [_history(s) for s in sampled], errors)
+        for i, e in errors.items():
+            log.error("request %s: sampling failed (%r); ending it", sampled[i].request_id, e)
+        return [self._fail(seq, errors[i]) if i in errors else self._append(seq, tok, info)
+                for i, (seq, tok, info) in enumerate(zip(sampled, tokens, infos))]
+
+    def _fail(self, seq: Sequence, error: Exception) -> StepOutput:
+        """End `seq` (and its request's other completions) with `error`, freeing their blocks."""
+        for s in self.requests.pop(seq.request_id, [seq]):
+            if not s.is_finished:
+                s.finish_reason = "error"
+                self.scheduler.finish(s)
+        return StepOutput(seq.request_id, seq.index, [], "", "error", seq.num_prompt_tokens, seq.num_completion_tokens,
+                          seq.num_prefix_hit_tokens, error=error)
 
     def _append(self, seq: Sequence, tok: int, info: dict | None) -> StepOutput:
         sp, text, new, stop_reason = seq.params, "", [tok], None

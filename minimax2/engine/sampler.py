@@ -15,7 +15,7 @@ def make_generator(params: SamplingParams, offset: int = 0) -> torch.Generator |
     if params.seed is None or params.greedy:
         return None
     g = torch.Generator()
-    g.manual_seed(params.seed + offset)
+    g.manual_seed((params.seed + offset) % 2**64)  # seed 2**64 - 1 with n > 1 wraps instead of overflowing
     return g
 
 
@@ -54,35 +54,64 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 NO_TOKEN = -1  # returned for a row where every token was masked out
 
 
+def draw(row: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
+    """One token from one row of float32 logits. Numerically safe for every accepted parameter: a row whose
+    filtered distribution is not a usable one (NaN / inf logits from a broken model) falls back to its
+    argmax over the finite logits instead of raising inside the engine loop."""
+    probs = filter_logits(row, params).softmax(-1)
+    if bool(torch.isfinite(probs).all()) and float(probs.sum()) > 0:
+        return int(torch.multinomial(probs, 1, generator=generator).item())
+    return int(torch.nan_to_num(row, nan=float("-inf")).argmax())
+
+
 @torch.inference_mode()
 def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None],
-           history: list[tuple[list[int], list[int]] | None] | None = None) -> tuple[list[int], list[dict | None]]:
+           history: list[tuple[list[int], list[int]] | None] | None = None,
+           errors: dict[int, Exception] | None = None) -> tuple[list[int], list[dict | None]]:
     """logits [B, V] -> (one token id per row, logprob info per row or None). A row whose logits
     processors masked every token gets NO_TOKEN; the engine ends that sequence.
 
     `history[i]` = (prompt ids, output ids) of row i; required for rows with logits processors or penalties.
+    With `errors`, a row whose processors or sampling raise gets NO_TOKEN and its exception in
+    `errors[row]` while the other rows are sampled as usual; without it the exception propagates.
     """
     logits = logits.float().cpu()  # per-request generators and processors live on the CPU
+    failed: dict[int, Exception] = {} if errors is None else errors
+
+    def guarded(i: int, fn):
+        if errors is None:
+            return fn()
+        try:
+            return fn()
+        except Exception as e:  # a processor's bug or a broken row fails that request only
+            failed[i] = e
+            return None
+
     for i, p in enumerate(params):
         if p.logits_processors:
-            row = logits[i]
-            for proc in p.logits_processors:
-                row = proc(history[i][1] if history else [], row)
-            logits[i] = row
+            def process(i=i, p=p):
+                row = logits[i]
+                for proc in p.logits_processors:
+                    row = proc(history[i][1] if history else [], row)
+                logits[i] = row
+            guarded(i, process)
     out = logits.argmax(-1).tolist()
     # a processor allowed nothing (only processed rows can be all -inf; skipping the others saves a full pass)
     dead = {i for i, p in enumerate(params) if p.logits_processors and not torch.isfinite(logits[i]).any()}
     for i, p in enumerate(params):
-        row = logits[i]
-        if i in dead:
+        if i in dead or i in failed:
             out[i] = NO_TOKEN
             continue
-        if p.has_penalties:
-            row = apply_penalties(row, p, *history[i])
-            out[i] = int(row.argmax())
-        if not p.greedy:
-            probs = filter_logits(row, p).softmax(-1)
-            out[i] = int(torch.multinomial(probs, 1, generator=generators[i]).item())
+
+        def pick(i=i, p=p):
+            row, tok = logits[i], out[i]
+            if p.has_penalties:
+                row = apply_penalties(row, p, *history[i])
+                tok = int(row.argmax())
+            return draw(row, p, generators[i]) if not p.greedy else tok
+
+        tok = guarded(i, pick)
+        out[i] = NO_TOKEN if i in failed else tok
     infos: list[dict | None] = [None] * len(params)
     want = [i for i, p in enumerate(params) if p.logprobs is not None and out[i] != NO_TOKEN]
     if want:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -9,6 +10,14 @@ import torch
 
 # (generated token ids so far, float32 logits [vocab]) -> logits; e.g. a grammar mask for structured output
 LogitsProcessor = Callable[[list[int], torch.Tensor], torch.Tensor]
+
+GREEDY_BELOW = 1e-5  # temperatures under this sample greedily: dividing float32 logits by less overflows
+PENALTY_RANGE = (0.01, 100.0)  # repetition_penalty outside it turns logits into inf / 0 and says nothing useful
+SEED_RANGE = (-2**63, 2**64)  # what torch.Generator.manual_seed takes (offsets for n > 1 wrap around)
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass
@@ -38,14 +47,19 @@ class SamplingParams:
             self.top_k = 0
         checks = [
             (isinstance(self.max_tokens, int) and self.max_tokens >= 1, "max_tokens", "must be a positive integer"),
-            (self.temperature >= 0, "temperature", "must be >= 0"),
-            (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
+            (_number(self.temperature) and self.temperature >= 0, "temperature", "must be a finite number >= 0"),
+            (_number(self.top_p) and 0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
             (isinstance(self.top_k, int) and self.top_k >= 0, "top_k", "must be a non-negative integer (or -1 for none)"),
-            (0 <= self.min_p <= 1, "min_p", "must be in [0, 1]"),
-            (self.repetition_penalty > 0, "repetition_penalty", "must be > 0"),
-            (-2 <= self.presence_penalty <= 2, "presence_penalty", "must be in [-2, 2]"),
-            (-2 <= self.frequency_penalty <= 2, "frequency_penalty", "must be in [-2, 2]"),
-            (self.logprobs is None or 0 <= self.logprobs <= 20, "logprobs", "must be in [0, 20]"),
+            (_number(self.min_p) and 0 <= self.min_p <= 1, "min_p", "must be in [0, 1]"),
+            (_number(self.repetition_penalty) and PENALTY_RANGE[0] <= self.repetition_penalty <= PENALTY_RANGE[1],
+             "repetition_penalty", f"must be in [{PENALTY_RANGE[0]}, {PENALTY_RANGE[1]:g}] (1 = off)"),
+            (_number(self.presence_penalty) and -2 <= self.presence_penalty <= 2, "presence_penalty", "must be in [-2, 2]"),
+            (_number(self.frequency_penalty) and -2 <= self.frequency_penalty <= 2, "frequency_penalty",
+             "must be in [-2, 2]"),
+            (self.seed is None or (isinstance(self.seed, int) and SEED_RANGE[0] <= self.seed < SEED_RANGE[1]), "seed",
+             "must be an integer in [-2**63, 2**64)"),
+            (self.logprobs is None or (isinstance(self.logprobs, int) and 0 <= self.logprobs <= 20), "logprobs",
+             "must be in [0, 20]"),
             (isinstance(self.n, int) and self.n >= 1, "n", "must be a positive integer"),
         ]
         for ok, name, rule in checks:
@@ -54,7 +68,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        return self.temperature < GREEDY_BELOW
 
     def clone(self, **changes) -> "SamplingParams":
         """A copy with fresh processor lists (processors may be stateful, one per sequence)."""

@@ -16,7 +16,7 @@ from typing import AsyncIterator
 
 from ..chat import load_chat_template, render_chat_template, render_prompt
 from ..chat.tokenizer import Tokenizer
-from ..engine.async_engine import EngineDeadError
+from ..engine.async_engine import EngineDeadError, RequestFailed
 from ..engine.sampling_params import SamplingParams
 from .errors import APIError
 
@@ -91,6 +91,8 @@ class LocalBackend:
             raise APIError(400, str(e)) from e
         except EngineDeadError as e:
             raise APIError(503, f"the engine stopped: {e}", retry_after=5) from e
+        except RequestFailed as e:
+            raise APIError(500, f"{e}; the server goes on serving other requests") from e
         finally:
             await stream.aclose()
 
