@@ -22,6 +22,10 @@
 6. Other roles (e.g. a later ``system`` message) are not rendered, but they do split tool groups.
 7. Generation prompt: ``]~b]ai\\n<think>\\n``.
 
+``render_prompt_segments`` returns the same text as a ``Prompt``: what this module writes is
+structural, every value from the messages, tools or ``template_kwargs`` is content (see
+``prompt.py``), exactly as ``render_chat_template_segments`` splits the official template's output.
+
 Template quirks reproduced on purpose: a missing ``content`` renders as nothing, while a ``None``
 content would render the literal ``None`` (``normalize_messages`` turns ``None`` into ``""``
 first); non-string values are rendered with ``str()`` as Jinja does.
@@ -36,6 +40,7 @@ from typing import Any
 from jinja2.exceptions import TemplateError
 
 from . import markers as m
+from .prompt import Prompt, PromptBuilder
 
 _MISSING = object()
 
@@ -138,6 +143,17 @@ def render_prompt(
     ``template_kwargs`` may carry ``model_identity`` (the system text used when there is no system
     message); other keys are accepted and ignored, as the official template ignores them.
     """
+    return render_prompt_segments(messages, tools, add_generation_prompt, **template_kwargs).text
+
+
+def render_prompt_segments(
+    messages: list[dict],
+    tools: list[dict] | None = None,
+    add_generation_prompt: bool = True,
+    **template_kwargs: Any,
+) -> Prompt:
+    """``render_prompt`` as a ``Prompt``: the markers this renderer writes are structural; every
+    value taken from ``messages``, ``tools`` or ``template_kwargs`` is content."""
     messages = normalize_messages(messages)
     system = None
     conversation = messages
@@ -145,20 +161,20 @@ def render_prompt(
         system, conversation = messages[0], messages[1:]
     last_user = max((i for i, msg in enumerate(conversation) if msg.get("role") == "user"), default=-1)
 
-    out = [m.BEGIN_OF_DOCUMENT, m.BEGIN_OF_ROLE, m.ROLE_SYSTEM, "\n"]
-    out.append(_system_text(system, template_kwargs))
+    out = PromptBuilder().structural(m.BEGIN_OF_DOCUMENT, m.BEGIN_OF_ROLE, m.ROLE_SYSTEM, "\n")
+    _system_text(out, system, template_kwargs)
     if tools:
-        out.append(_TOOLS_HEADER)
+        out.structural(_TOOLS_HEADER)
         for tool in tools:
-            out += [m.TOOL_START, _tool_json(tool), m.TOOL_END, "\n"]
-        out.append(_TOOLS_FOOTER)
-    out.append(m.END_OF_MESSAGE + "\n")
+            out.structural(m.TOOL_START).content(_tool_json(tool)).structural(m.TOOL_END, "\n")
+        out.structural(_TOOLS_FOOTER)
+    out.structural(m.END_OF_MESSAGE + "\n")
 
     last_call_name: Any = None
     for i, msg in enumerate(conversation):
         role = msg.get("role")
         if role == "assistant":
-            out.append(_assistant(msg, show_reasoning=i > last_user))
+            _assistant(out, msg, show_reasoning=i > last_user)
             calls = msg.get("tool_calls")
             last_call_name = _last_call_name(calls) if calls else None
         elif role == "tool":
@@ -166,28 +182,28 @@ def render_prompt(
                 index = i + (1 if system is not None else 0)
                 raise ChatTemplateError(f"messages[{index}]: {NO_TOOL_CALL_MESSAGE}")
             if i == 0 or conversation[i - 1].get("role") != "tool":
-                out.append(m.BEGIN_OF_ROLE + m.ROLE_TOOL)
-            out.append(_tool_responses(msg.get("content", _MISSING)))
+                out.structural(m.BEGIN_OF_ROLE + m.ROLE_TOOL)
+            _tool_responses(out, msg.get("content", _MISSING))
             if i == len(conversation) - 1 or conversation[i + 1].get("role") != "tool":
-                out.append(m.END_OF_MESSAGE + "\n")
+                out.structural(m.END_OF_MESSAGE + "\n")
         elif role == "user":
-            out += [m.BEGIN_OF_ROLE, m.ROLE_USER, "\n", _visible_text(msg.get("content", _MISSING))]
-            out.append(m.END_OF_MESSAGE + "\n")
+            out.structural(m.BEGIN_OF_ROLE, m.ROLE_USER, "\n").content(_visible_text(msg.get("content", _MISSING)))
+            out.structural(m.END_OF_MESSAGE + "\n")
     if add_generation_prompt:
-        out.append(m.GENERATION_PROMPT)
-    return "".join(out)
+        out.structural(m.GENERATION_PROMPT)
+    return out.build()
 
 
-def _system_text(system: dict | None, template_kwargs: dict) -> str:
+def _system_text(out: PromptBuilder, system: dict | None, template_kwargs: dict) -> None:
     if system and system.get("content"):
-        text = _visible_text(system["content"])
+        out.content(_visible_text(system["content"]))
+    elif "model_identity" in template_kwargs:
+        out.content(str(template_kwargs["model_identity"]))
     else:
-        text = str(template_kwargs.get("model_identity", m.DEFAULT_SYSTEM_PROMPT))
-    if system and system.get("current_date"):
-        text += "\n" + ("Current date: " + system["current_date"])
-    if system and system.get("current_location"):
-        text += "\n" + ("Current location: " + system["current_location"])
-    return text
+        out.structural(m.DEFAULT_SYSTEM_PROMPT)  # the template's own literal
+    for key, label in (("current_date", "Current date: "), ("current_location", "Current location: ")):
+        if system and system.get(key):
+            out.structural("\n" + label).content(system[key])  # not text: TypeError, as in the template
 
 
 def _tool_json(tool: Any) -> str:
@@ -221,8 +237,8 @@ def _jinja_str(value: Any) -> str:
     return "" if value is _MISSING else str(value)
 
 
-def _assistant(msg: dict, show_reasoning: bool) -> str:
-    out = [m.BEGIN_OF_ROLE, m.ROLE_ASSISTANT, "\n"]
+def _assistant(out: PromptBuilder, msg: dict, show_reasoning: bool) -> None:
+    out.structural(m.BEGIN_OF_ROLE, m.ROLE_ASSISTANT, "\n")
     content = _visible_text(msg.get("content", _MISSING))
     reasoning = ""
     if isinstance(msg.get("reasoning_content"), str):
@@ -231,21 +247,22 @@ def _assistant(msg: dict, show_reasoning: bool) -> str:
         reasoning = content.split(m.THINK_END)[0].strip("\n").split(m.THINK_START)[-1].strip("\n")
         content = content.split(m.THINK_END)[-1].strip("\n")
     if reasoning and show_reasoning:
-        out += [m.THINK_START, "\n", reasoning, "\n", m.THINK_END, "\n\n"]
-    out.append(content)
+        out.structural(m.THINK_START, "\n").content(reasoning).structural("\n", m.THINK_END, "\n\n")
+    out.content(content)
     calls = msg.get("tool_calls")
     if calls:
-        out += ["\n", m.TOOL_CALL_START, "\n"]
+        out.structural("\n", m.TOOL_CALL_START, "\n")
         for call in calls:
             function = call.get("function") or call
-            out.append(f'{m.INVOKE_START}"{_require_str(function.get("name"), "tool call name")}">\n')
+            name = _require_str(function.get("name"), "tool call name")
+            out.structural(f'{m.INVOKE_START}"').content(name).structural('">\n')
             for key, value in function["arguments"].items():
                 text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-                out.append(f'{m.PARAMETER_START}"{_require_str(key, "argument name")}">{text}{m.PARAMETER_END}\n')
-            out.append(m.INVOKE_END + "\n")
-        out.append(m.TOOL_CALL_END)
-    out.append(m.END_OF_MESSAGE + "\n")
-    return "".join(out)
+                out.structural(f'{m.PARAMETER_START}"').content(_require_str(key, "argument name"))
+                out.structural('">').content(text).structural(m.PARAMETER_END + "\n")
+            out.structural(m.INVOKE_END + "\n")
+        out.structural(m.TOOL_CALL_END)
+    out.structural(m.END_OF_MESSAGE + "\n")
 
 
 def _last_call_name(calls: list) -> Any:
@@ -261,12 +278,12 @@ def _require_str(value: Any, what: str) -> str:
     return value
 
 
-def _tool_responses(content: Any) -> str:
+def _tool_responses(out: PromptBuilder, content: Any) -> None:
     if isinstance(content, str):
-        return f"\n{m.RESPONSE_START}{content}{m.RESPONSE_END}"
+        out.structural("\n" + m.RESPONSE_START).content(content).structural(m.RESPONSE_END)
+        return
     if content is _MISSING:
-        return ""
-    out = []
+        return
     for part in content:
         if isinstance(part, Mapping) and "output" in part:
             text = str(part["output"])
@@ -274,5 +291,4 @@ def _tool_responses(content: Any) -> str:
             text = str(part["text"])
         else:
             text = str(part)
-        out.append(f"\n{m.RESPONSE_START}{text}\n{m.RESPONSE_END}")
-    return "".join(out)
+        out.structural("\n" + m.RESPONSE_START).content(text).structural("\n" + m.RESPONSE_END)

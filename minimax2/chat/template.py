@@ -13,6 +13,10 @@ The environment matches ``transformers``' ``apply_chat_template``:
 
 Messages go through ``normalize_messages`` first, exactly as for the native renderer, so both
 paths see the same input.
+
+``render_chat_template_segments`` renders the same text as a ``Prompt`` whose structural segments
+are exactly the text the template wrote itself (its literals and template data; see
+``provenance.py``), so that markers spelled in messages, tools or keyword arguments stay text.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import jinja2.ext
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .prompt import Prompt
+from .provenance import segments, trace_environment
 from .render import ChatTemplateError, normalize_messages
 
 
@@ -74,13 +80,15 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
 
 
 _ENV = _make_environment()
+_TRACING_ENV = trace_environment(_make_environment())
 
 
 @lru_cache(maxsize=32)
-def compile_chat_template(template: str) -> jinja2.Template:
-    """Compile ``template`` once; later calls with the same string reuse the compiled template."""
+def compile_chat_template(template: str, trace: bool = False) -> jinja2.Template:
+    """Compile ``template`` once; later calls with the same string reuse the compiled template.
+    ``trace``: compile it so that its output tells the template's own text apart."""
     try:
-        return _ENV.from_string(template)
+        return (_TRACING_ENV if trace else _ENV).from_string(template)
     except jinja2.TemplateSyntaxError as exc:
         raise ChatTemplateError(f"chat template has a syntax error on line {exc.lineno}: {exc.message}") from exc
 
@@ -104,6 +112,24 @@ def render_chat_template(
         add_generation_prompt=add_generation_prompt,
         **kwargs,
     )
+
+
+def render_chat_template_segments(
+    template: str,
+    messages: list[dict],
+    tools: list[dict] | None = None,
+    add_generation_prompt: bool = True,
+    **kwargs: Any,
+) -> Prompt:
+    """``render_chat_template`` as a ``Prompt``: the text the template wrote is structural, all of
+    ``messages``, ``tools`` and ``kwargs`` is content (whatever markers it spells)."""
+    rendered = compile_chat_template(template, trace=True).render(
+        messages=normalize_messages(messages),
+        tools=tools,
+        add_generation_prompt=add_generation_prompt,
+        **kwargs,
+    )
+    return Prompt.of(segments(rendered))
 
 
 def load_chat_template(checkpoint_dir: str | Path) -> str | None:

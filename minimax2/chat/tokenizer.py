@@ -1,16 +1,24 @@
 """The checkpoint's tokenizer (`tokenizer.json` through the `tokenizers` library) and streaming detokenization.
 
-M2's markers (`]~!b[`, `]~b]`, `[e~[`, `<think>`, ...) are added tokens: a rendered prompt that
-contains them as text encodes each to its single id, and decoding keeps them, because the output
-parser needs `</think>` and the tool-call markers.
+M2's markers (`]~!b[`, `]~b]`, `[e~[`, `<think>`, ...) are added tokens: `encode` turns each marker in
+its text into the marker's single id, and decoding keeps them, because the output parser needs
+`</think>` and the tool-call markers.
+
+Chat prompts are encoded with `encode_prompt` instead: only markers the template wrote become control
+tokens; the conversation's own text (which may spell any marker) is encoded by `encode_text`, which
+never yields a control id. Between two template markers the text is encoded in one piece, exactly as
+`encode` encodes it, so a prompt whose content spells no marker gets the ids `encode` would give.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tokenizers import Tokenizer as _HFTokenizer
+
+from .prompt import Prompt
 
 
 class TokenizerError(ValueError):
@@ -32,7 +40,12 @@ class Tokenizer:
         self.eos_token = _token_str(self.config.get("eos_token")) or "[e~["
         self.bos_token = _token_str(self.config.get("bos_token")) or "]~!b["
         self.eos_token_id = self._tok.token_to_id(self.eos_token)
-        self.special_ids = {i for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
+        added = self._tok.get_added_tokens_decoder()
+        self.special_ids = {i for i, t in added.items() if t.special}
+        self.control_ids = set(added)  # every added token: what content text must never become
+        self._marker_ids = {t.content: i for i, t in added.items()}
+        self._markers = _marker_pattern(added.values())
+        self._plain = _without_added_tokens(file)
 
     @property
     def vocab_size(self) -> int:
@@ -42,6 +55,45 @@ class Tokenizer:
         """Encode text as it is (markers in the text become their token ids; no BOS/EOS added)."""
         return self._tok.encode(text, add_special_tokens=False).ids
 
+    def encode_text(self, text: str) -> list[int]:
+        """Encode text as ordinary text: a marker spelled in it becomes its characters' tokens."""
+        return self._encode_texts([text])[0]
+
+    def encode_prompt(self, prompt: Prompt) -> list[int]:
+        """Encode a rendered chat prompt: markers in its structural text become their control ids,
+        everything else (all of its content) is encoded as ordinary text."""
+        spans, markers = [], []  # spans[i] is the text before markers[i]; one more span at the end
+        pending: list[str] = []
+        for text, structural in prompt.segments:
+            if structural and self._markers is not None:
+                pos = 0
+                for match in self._markers.finditer(text):
+                    pending.append(text[pos:match.start()])
+                    spans.append("".join(pending))
+                    token = match.group()
+                    markers.append(self._marker_ids[token if token in self._marker_ids else token.strip()])
+                    pending, pos = [], match.end()
+                text = text[pos:]
+            pending.append(text)
+        spans.append("".join(pending))
+        encoded = self._encode_texts(spans)
+        ids = list(encoded[0])
+        for marker, span_ids in zip(markers, encoded[1:]):
+            ids.append(marker)
+            ids.extend(span_ids)
+        return ids
+
+    def _encode_texts(self, texts: list[str]) -> list[list[int]]:
+        out = []
+        for text, enc in zip(texts, self._plain.encode_batch(texts, add_special_tokens=False)):
+            ids = enc.ids
+            if self.control_ids.intersection(ids):  # a merge spelled a control token: go char by char
+                ids = [i for e in self._plain.encode_batch(list(text), add_special_tokens=False) for i in e.ids]
+                if self.control_ids.intersection(ids):
+                    raise TokenizerError(f"this tokenizer cannot encode {text!r} without control tokens")
+            out.append(ids)
+        return out
+
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
@@ -50,6 +102,26 @@ class Tokenizer:
 
     def id_to_token(self, i: int) -> str | None:
         return self._tok.id_to_token(i)
+
+
+def _marker_pattern(tokens) -> re.Pattern | None:
+    """Leftmost-longest match of the added tokens, as `tokenizers` splits them (lstrip / rstrip /
+    single_word are honoured inside the template's text only)."""
+    alternatives = []
+    for t in sorted(tokens, key=lambda t: len(t.content), reverse=True):
+        body = re.escape(t.content)
+        if t.single_word:
+            body = rf"(?<!\w){body}(?!\w)"
+        alternatives.append((r"\s*" if t.lstrip else "") + body + (r"\s*" if t.rstrip else ""))
+    return re.compile("|".join(alternatives)) if alternatives else None
+
+
+def _without_added_tokens(file: Path) -> _HFTokenizer:
+    """The same tokenizer with no added tokens: its normaliser, pre-tokenizer and model encode text
+    as text, since nothing in it is matched as a marker."""
+    spec = json.loads(file.read_text(encoding="utf-8"))
+    spec["added_tokens"] = []
+    return _HFTokenizer.from_str(json.dumps(spec))
 
 
 def _token_str(tok) -> str | None:
