@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from . import anthropic_api, openai_api
+from . import anthropic_api, openai_api, responses_api
 from .errors import APIError, error_response, from_api_error, validation_message
 from .guard import Guard
 from .service import ServerConfig, State
@@ -36,6 +36,7 @@ def create_app(backend, config: ServerConfig | None = None) -> FastAPI:
     app.state.server = state
     app.include_router(openai_api.router)
     app.include_router(anthropic_api.router)
+    app.include_router(responses_api.router)
 
     app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
 

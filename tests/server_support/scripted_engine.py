@@ -1,0 +1,77 @@
+"""A scripted raw-text engine on 127.0.0.1: an OpenAI `/v1/completions` endpoint (what
+`RemoteBackend` forwards rendered prompts to) that streams fixed M2 outputs, so a real `minimax2`
+server in front of it answers deterministically (tool call, then answer, ...).
+
+Which output is served is the number of assistant turns already in the prompt (`]~b]ai` blocks
+before the generation prompt), clamped to the script. Every prompt received is kept in `prompts`.
+Usage: prompt_tokens = 100, completion_tokens = the number of pieces streamed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+PIECE = 5  # characters per streamed chunk
+
+
+class ScriptedEngine:
+    def __init__(self, script: list[str], model: str = "scripted"):
+        self.script, self.model, self.prompts = list(script), model, []
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output_for(self, prompt: str) -> str:
+        turn = max(prompt.count("]~b]ai") - 1, 0)
+        return self.script[min(turn, len(self.script) - 1)]
+
+    def _app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/v1/models")
+        async def models():
+            return {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "test"}]}
+
+        @app.post("/v1/completions")
+        async def completions(request: Request):
+            body = await request.json()
+            self.prompts.append(body["prompt"])
+            text = self.output_for(body["prompt"])
+            return StreamingResponse(self._stream(body, text), media_type="text/event-stream")
+
+        return app
+
+    async def _stream(self, body: dict, text: str):
+        pieces = [text[i:i + PIECE] for i in range(0, len(text), PIECE)]
+        base = {"id": "cmpl-scripted", "object": "text_completion", "created": int(time.time()), "model": self.model}
+        for p in pieces:
+            yield "data: " + json.dumps({**base, "choices": [{"index": 0, "text": p, "finish_reason": None}]}) + "\n\n"
+        yield "data: " + json.dumps({**base, "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}) + "\n\n"
+        usage = {"prompt_tokens": 100, "completion_tokens": len(pieces), "total_tokens": 100 + len(pieces)}
+        yield "data: " + json.dumps({**base, "choices": [], "usage": usage}) + "\n\n"
+        yield "data: [DONE]\n\n"
+
+    def __enter__(self) -> "ScriptedEngine":
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("scripted engine did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
