@@ -55,7 +55,7 @@ def _prepare(st, req):
     st.check_model(req.model)
     tools = _tools(req)
     rendered, forced, parallel = _choice(req, tools)
-    msgs = to_messages(req.system, req.messages, st.config.thinking_secret)
+    msgs = to_messages(req.system, req.messages, None if st.config.accept_unsigned_thinking else st.config.thinking_secret)
     budget = (req.thinking or {}).get("budget_tokens")
     if budget is not None and (not isinstance(budget, int) or budget < 0):
         raise APIError(400, "thinking.budget_tokens must be a non-negative integer")
@@ -76,8 +76,7 @@ async def messages(req: MessagesRequest, request: Request):
     n_max = max_new_tokens(req.max_tokens, len(prep.prompt_ids), st.backend.max_model_len, clip=True)
     params = sampling_params(req, n_max, stop=req.stop_sequences, processors=prep.processors)
     rid = "msg_" + secrets.token_hex(12)
-    st.admit()
-    gen = st.generate(rid, prep.prompt, prep.prompt_ids, params)
+    gen = st.generate(rid, prep.prompt, prep.prompt_ids, params, st.admit())  # validated: only now take a slot
     head = {"id": rid, "type": "message", "role": "assistant", "model": req.model}
     if req.stream:
         return StreamingResponse(guard_stream("/v1/messages", _stream(gen, head, prep, st.config.thinking_secret), gen, sse), media_type="text/event-stream")

@@ -3,16 +3,12 @@ to content blocks, and `StreamParser` events to the Messages streaming events.""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 
 from .errors import APIError
+from .signing import sign, verify
 
-
-def sign(secret: bytes, thinking: str) -> str:
-    return base64.b64encode(hmac.new(secret, thinking.encode(), hashlib.sha256).digest()).decode()
+__all__ = ["EventWriter", "content_blocks", "sign", "sse", "stop_reason", "to_messages"]
 
 
 def _text(content, where: str) -> str:
@@ -28,8 +24,9 @@ def _text(content, where: str) -> str:
     return "\n".join(parts)
 
 
-def to_messages(system, messages: list[dict], secret: bytes) -> list[dict]:
-    """Anthropic `system` + `messages` -> OpenAI-shaped messages for the M2 renderer."""
+def to_messages(system, messages: list[dict], secret: bytes | None) -> list[dict]:
+    """Anthropic `system` + `messages` -> OpenAI-shaped messages for the M2 renderer. `secret`: the key
+    every thinking block's signature must verify under (None: unsigned blocks are trusted)."""
     out = [{"role": "system", "content": _text(system, "system")}] if system else []
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
@@ -59,22 +56,31 @@ def to_messages(system, messages: list[dict], secret: bytes) -> list[dict]:
     return out
 
 
-def _assistant(blocks: list, where: str, secret: bytes) -> dict:
+def _assistant(blocks: list, where: str, secret: bytes | None) -> dict:
     thinking, text, calls = [], [], []
     for j, b in enumerate(blocks):
         kind = b.get("type") if isinstance(b, dict) else None
+        at = f"{where}.content[{j}]"
         if kind == "thinking":
-            t, sig = str(b.get("thinking", "")), b.get("signature")
-            if sig and not hmac.compare_digest(str(sig), sign(secret, t)):
-                raise APIError(400, f"{where}.content[{j}]: invalid signature in thinking block")
+            t = b.get("thinking", "")
+            if not isinstance(t, str):
+                raise APIError(400, f"{at}.thinking must be a string")
+            if secret is not None and not verify(secret, t, b.get("signature")):
+                raise APIError(400, f"{at}: the thinking block's signature is missing or invalid; send thinking "
+                                    "blocks back exactly as this server returned them (signature included), or "
+                                    "leave them out")
             thinking.append(t)
         elif kind == "redacted_thinking":
             continue
         elif kind == "text":
             text.append(str(b.get("text", "")))
         elif kind == "tool_use":
-            calls.append({"id": b.get("id"), "type": "function",
-                          "function": {"name": b.get("name"), "arguments": b.get("input") or {}}})
+            name, args = b.get("name"), b.get("input")
+            if not isinstance(name, str) or not name:
+                raise APIError(400, f"{at}.name must be a non-empty string")
+            if args is not None and not isinstance(args, dict):
+                raise APIError(400, f"{at}.input must be an object, got {type(args).__name__}")
+            calls.append({"id": b.get("id"), "type": "function", "function": {"name": name, "arguments": args or {}}})
         else:
             raise APIError(400, f"{where}.content[{j}]: unsupported block type {kind!r} in an assistant message")
     msg = {"role": "assistant", "content": "".join(text)}

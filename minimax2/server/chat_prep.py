@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from ..chat import markers as m
 from ..chat.render import ChatTemplateError
+from .checks import check_openai_message, check_tool_schemas
 from .errors import APIError
-from .params import check_prompt
+from .params import check_prompt, check_prompt_chars
 
 ROLES = {"system", "user", "assistant", "tool"}
 
@@ -45,6 +46,7 @@ def openai_messages(messages: list[dict]) -> list[dict]:
         elif role not in ROLES:
             raise APIError(400, f"messages[{i}]: unknown role {role!r} (expected system, user, assistant or tool)",
                            param=f"messages[{i}].role")
+        check_openai_message(i, msg)
         out.append(msg)
     return out
 
@@ -53,7 +55,10 @@ def prepare(state, messages: list[dict], tools: list[dict] | None, *, thinking: 
             force_tools: list[str] | None = None, parallel: bool = True, json_schema: dict | None = None,
             template_kwargs: dict | None = None, thinking_budget: int | None = None, n: int = 1) -> Prepared:
     """`force_tools`: constrain the output to one call block invoking these tools;
-    `json_schema`: constrain the answer to JSON following it. Both need the local backend."""
+    `json_schema`: constrain the answer to JSON following it. Both need the local backend.
+    Runs in a worker thread: a prompt too long for any context is refused on its length in characters
+    before it is tokenized."""
+    check_tool_schemas(tools)
     try:
         prompt = state.backend.render(messages, tools=tools or None, **(template_kwargs or {}))
     except ChatTemplateError as e:
@@ -62,6 +67,7 @@ def prepare(state, messages: list[dict], tools: list[dict] | None, *, thinking: 
         raise APIError(400, f"cannot render the conversation: {e}", param="messages") from e
     if not thinking:
         prompt += m.EMPTY_THINK_PREFILL
+    check_prompt_chars(len(prompt), state.max_prompt_chars, state.backend.max_model_len)
     ids = state.encode(prompt)
     check_prompt(len(ids), state.backend.max_model_len)
     processors = []
@@ -70,9 +76,12 @@ def prepare(state, messages: list[dict], tools: list[dict] | None, *, thinking: 
             raise APIError(400, "forced tool calls and response_format need the local backend; "
                                 "this server forwards to a remote engine")
         g = state.grammar
-        lark = (g.tool_grammar(tools or [], force_tools, parallel, thinking) if force_tools
-                else g.json_grammar(json_schema, thinking))
-        processors.append(g.processor(lark, n))
+        try:
+            lark = (g.tool_grammar(tools or [], force_tools, parallel, thinking) if force_tools
+                    else g.json_grammar(json_schema, thinking))
+            processors.append(g.processor(lark, n))
+        except (ValueError, TypeError, RuntimeError) as e:  # llguidance's own errors for a schema it cannot take
+            raise APIError(400, f"cannot build a grammar for this request: {e}", param="tools") from e
     end = state.backend.tokenizer.encode(m.THINK_END)
     if thinking and thinking_budget is not None and state.backend.supports_processors and len(end) == 1:
         processors.append(ThinkingBudget(thinking_budget, end[0]))  # after the grammar; remote: not enforced

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..chat import parse_output
 from .chat_prep import openai_messages, prepare
 from .errors import APIError, guard_stream
-from .params import max_new_tokens, sampling_params, stop_list
+from .params import check_prompt, check_prompt_chars, max_new_tokens, sampling_params, stop_list
 from .protocol import ChatCompletionRequest, CompletionRequest
 from .service import collect
 from .streaming import StreamParser
@@ -134,8 +134,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request):
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
     params = sampling_params(req, n_max, stop=stop_list(req.stop), logprobs=logprobs, n=req.n, processors=prep.processors)
     rid, created = st.new_id("chatcmpl"), int(time.time())
-    st.admit()
-    gen = st.generate(rid, prep.prompt, prep.prompt_ids, params)
+    gen = st.generate(rid, prep.prompt, prep.prompt_ids, params, st.admit())  # validated: only now take a slot
     head = {"id": rid, "created": created, "model": req.model}
     tok = st.backend.tokenizer
     if req.stream:
@@ -198,17 +197,11 @@ async def completions(req: CompletionRequest, request: Request):
         if len(prompt) != 1:
             raise APIError(400, "batched prompts are not supported; send one prompt per request", param="prompt")
         prompt = prompt[0]
-    if isinstance(prompt, str):
-        text, ids = prompt, st.encode(prompt)
-    else:
-        text, ids = st.backend.tokenizer.decode(list(prompt)), list(prompt)
-    if not ids:
-        raise APIError(400, "the prompt is empty", param="prompt")
+    text, ids = await _prompt_ids(st, prompt)
     n_max = max_new_tokens(req.max_tokens, len(ids), st.backend.max_model_len, clip=False)
     params = sampling_params(req, n_max, stop=stop_list(req.stop), logprobs=req.logprobs, n=req.n)
     rid, created = st.new_id("cmpl"), int(time.time())
-    st.admit()
-    gen = st.generate(rid, text, ids, params)
+    gen = st.generate(rid, text, ids, params, st.admit())
     head = {"id": rid, "object": "text_completion", "created": created, "model": req.model}
     if req.stream:
         include_usage = bool((req.stream_options or {}).get("include_usage"))
@@ -225,6 +218,25 @@ async def completions(req: CompletionRequest, request: Request):
     choices = [{"index": i, "text": (text if req.echo else "") + texts[i], "finish_reason": reasons[i],
                 "logprobs": _legacy_logprobs(tok, lps[i]) if req.logprobs is not None else None} for i in range(req.n)]
     return JSONResponse({**head, "choices": choices, "usage": _usage(*usage)})
+
+
+async def _prompt_ids(st, prompt: str | list[int]) -> tuple[str, list[int]]:
+    """Text and token ids of a /v1/completions prompt: text is bounded by its length, then tokenized off
+    the event loop; ids are checked against the vocabulary and the context before they are decoded."""
+    limit = st.backend.max_model_len
+    if isinstance(prompt, str):
+        check_prompt_chars(len(prompt), st.max_prompt_chars, limit, param="prompt")
+        ids = await asyncio.to_thread(st.encode, prompt)
+    else:
+        ids = list(prompt)
+        bad = next((t for t in ids if not 0 <= t < st.backend.vocab_size), None)
+        if bad is not None:
+            raise APIError(400, f"prompt token id {bad} is outside the vocabulary (0..{st.backend.vocab_size - 1})",
+                           param="prompt")
+    if not ids:
+        raise APIError(400, "the prompt is empty", param="prompt")
+    check_prompt(len(ids), limit)
+    return (prompt if isinstance(prompt, str) else await asyncio.to_thread(st.backend.tokenizer.decode, ids)), ids
 
 
 async def _stream_completion(gen, head, include_usage):

@@ -19,6 +19,14 @@ def check_prompt(prompt_tokens: int, max_model_len: int) -> None:
                        param="messages", code="context_length_exceeded")
 
 
+def check_prompt_chars(chars: int, limit: int, max_model_len: int, param: str = "messages") -> None:
+    """The cheap bound, before tokenizing: `limit` characters cannot fit in the context whatever they
+    encode to (see `State.max_prompt_chars`)."""
+    if chars > limit:
+        raise APIError(400, f"the prompt has {chars} characters, more than a {max_model_len}-token context can "
+                            f"hold; shorten the messages", param=param, code="context_length_exceeded")
+
+
 def max_new_tokens(requested: int | None, prompt_tokens: int, max_model_len: int, clip: bool) -> int:
     """`requested` (None: all the room left). Too many: clipped (`clip`) or a 400 stating the numbers."""
     check_prompt(prompt_tokens, max_model_len)

@@ -1,17 +1,52 @@
 """Request bodies of the OpenAI and Anthropic APIs (pydantic; unknown fields are accepted and ignored,
-as the official servers do). Validation failures become 400s in each API's own error shape."""
+as the official servers do). Validation failures become 400s in each API's own error shape.
+
+Types are strict, as the official APIs are: `"max_tokens": "5"`, `"n": "2"` and `"stream": "yes"` are
+400s, not coerced. No string anywhere in a body may hold a lone UTF-16 surrogate (`"\\ud800"` in the
+JSON): it cannot be encoded as UTF-8, so neither the tokenizer nor an answer echoing it could take it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Number = Optional[float]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def find_surrogate(body: Any) -> bool:
+    """Whether any string (or key) in a parsed JSON value holds a lone surrogate. Iterative: a deeply
+    nested body cannot exhaust the stack."""
+    stack = [body]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
 
 
 class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class _Body(_Loose):
+    """A whole request body: checked for lone surrogates before anything else reads it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _utf8_only(cls, data: Any) -> Any:
+        if find_surrogate(data):
+            raise ValueError("the body holds a lone UTF-16 surrogate (e.g. \\ud800), which is not valid "
+                             "Unicode text; send well-formed UTF-8")
+        return data
 
 
 class FunctionDef(_Loose):
@@ -26,7 +61,7 @@ class Tool(_Loose):
     function: FunctionDef
 
 
-class _Sampling(_Loose):
+class _Sampling(_Body):
     temperature: Number = Field(default=None, ge=0, le=2)
     top_p: Number = Field(default=None, gt=0, le=1)
     top_k: Optional[int] = Field(default=None, ge=-1)
@@ -73,7 +108,7 @@ class AnthropicTool(_Loose):
     input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
-class _AnthropicBase(_Loose):
+class _AnthropicBase(_Body):
     model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
     system: Union[str, list[dict[str, Any]], None] = None

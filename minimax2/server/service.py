@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
+from ..chat.prompt import Prompt
 from ..engine.sampling_params import SamplingParams
 from .backends import Chunk
 from .errors import APIError
@@ -26,8 +27,26 @@ class ServerConfig:
     api_key: str | None = None
     max_pending: int = 256  # requests in flight before 429
     max_body_bytes: int = 16 * 2**20
-    thinking_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    thinking_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # the CLI keeps one on disk
+    accept_unsigned_thinking: bool = False  # trusted clients: thinking blocks without a valid signature
     drain_timeout: float = 30.0
+
+
+class Slot:
+    """One admitted request's place among --max-pending, given back exactly once: when its generation
+    ends, or when the request is dropped before its stream ever started (the slot is collected)."""
+
+    def __init__(self, state: "State"):
+        self.state, self.held = state, True
+        state.inflight += 1
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.state.inflight -= 1
+
+    def __del__(self) -> None:
+        self.release()
 
 
 class State:
@@ -36,7 +55,11 @@ class State:
         self.metrics = Metrics(config.served_model_name, backend.stats)
         self.inflight = 0
         self.draining = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's (set at startup)
+        self._cut_at: float | None = None  # loop time at which the drain gives up on what is in flight
+        self._waits: set[asyncio.Timeout] = set()
         self._grammar = None
+        self._max_chars: int | None = None
         self._counter = 0
 
     def new_id(self, prefix: str) -> str:
@@ -57,29 +80,74 @@ class State:
             raise APIError(404, f"The model `{model}` does not exist; this server serves "
                                 f"`{self.config.served_model_name}`", param="model", code="model_not_found")
 
-    def admit(self) -> None:
-        """Refuse a request now (503 draining/dead, 429 queue full) rather than queue it; its slot is
-        taken when its generation starts (a stream that never starts holds none)."""
+    def admit(self) -> Slot:
+        """Refuse a request now (503 draining/dead, 429 queue full) rather than queue it, or take its
+        slot at once: a burst cannot overshoot --max-pending. Call it after all validation, and pass
+        the slot to `generate`."""
         if self.draining:
             raise APIError(503, "the server is shutting down", retry_after=5)
         if not self.backend.alive:
             raise APIError(503, "the engine is not running", retry_after=5)
         if self.inflight >= self.config.max_pending:
             raise APIError(429, f"too many requests in flight ({self.inflight}); retry later", retry_after=1)
+        return Slot(self)
 
-    def encode(self, prompt: str) -> list[int]:
-        prompt_log.debug("rendered prompt: %r", prompt)
+    @property
+    def max_prompt_chars(self) -> int:
+        """No prompt longer than this (characters) fits in the context: a token decodes to at most as
+        many characters as its longest vocabulary entry has UTF-8 bytes; doubled for normalizers that
+        compose characters."""
+        if self._max_chars is None:
+            tok = self.backend.tokenizer
+            longest = max(len(t.encode()) for i in range(tok.vocab_size) if (t := tok.id_to_token(i)))
+            self._max_chars = 2 * longest * self.backend.max_model_len
+        return self._max_chars
+
+    def begin_drain(self) -> None:
+        """On the event loop, when a drain starts: what is still generating after --drain-timeout ends
+        with the API's error (event or object) rather than being cut by the HTTP server."""
+        self.draining = True
+        self._cut_at = asyncio.get_running_loop().time() + self.config.drain_timeout
+        for t in self._waits:
+            t.reschedule(self._cut_at)
+
+    def encode(self, prompt: str | Prompt) -> list[int]:
+        """Token ids of a rendered chat prompt (a `Prompt`: only the template's markers become control
+        tokens) or of a raw completion prompt (a `str`, encoded as it is)."""
+        prompt_log.debug("rendered prompt: %r", str(prompt))
+        if isinstance(prompt, Prompt):
+            return self.backend.tokenizer.encode_prompt(prompt)
         return self.backend.tokenizer.encode(prompt)
 
+    async def _next(self, stream: AsyncIterator[Chunk]) -> Chunk:
+        """The stream's next chunk, unless the drain's deadline passes first (503)."""
+        try:
+            async with asyncio.timeout(self._cut_at) as t:
+                self._waits.add(t)
+                try:
+                    return await anext(stream)
+                finally:
+                    self._waits.discard(t)
+        except TimeoutError:
+            raise APIError(503, f"the server is shutting down and its drain timeout "
+                                f"({self.config.drain_timeout:g} s) ran out before this request finished",
+                           retry_after=5) from None
+
     async def generate(self, rid: str, prompt: str, prompt_ids: list[int],
-                       params: SamplingParams) -> AsyncIterator[Chunk]:
-        """The backend's stream, holding an in-flight slot and recording metrics at the end."""
-        self.inflight += 1
+                       params: SamplingParams, slot: Slot | None = None) -> AsyncIterator[Chunk]:
+        """The backend's stream, holding the request's in-flight slot (from `admit`) and recording
+        metrics at the end."""
+        slot = slot or Slot(self)
         t0 = time.perf_counter()
         last, ttft, itls, status = None, None, [], "error"
         prompt_tokens, done, reasons = len(prompt_ids), {}, {}
+        stream = self.backend.generate(rid, prompt, prompt_ids, params)
         try:
-            async for c in self.backend.generate(rid, prompt, prompt_ids, params):
+            while True:
+                try:
+                    c = await self._next(stream)
+                except StopAsyncIteration:
+                    break
                 now = time.perf_counter()
                 if c.text or c.token_ids:
                     if ttft is None:
@@ -97,7 +165,8 @@ class State:
             status = "aborted"
             raise
         finally:
-            self.inflight -= 1
+            await stream.aclose()  # aborts the request in the engine if it is still running
+            slot.release()
             e2e, out_tokens = time.perf_counter() - t0, sum(done.values())
             reason = "abort" if status != "ok" else (reasons.get(0) or "stop")
             self.metrics.request_done(prompt_tokens, out_tokens, ttft, itls, e2e, reason)
