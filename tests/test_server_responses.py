@@ -230,3 +230,25 @@ def test_agents_sdk_tool_loop(scripted, streamed):
     result = asyncio.run(run())
     assert result.final_output == ANSWER and asked == ["Paris"]
     assert len(result.raw_responses) == 2
+    prompt = scripted.engine.prompts[-1]  # the agent sent its reasoning item back: the turn keeps it
+    assert "Answer with the tool." in prompt and f"<think>\n{THOUGHT}\n</think>" in prompt
+
+
+def test_engine_failure_is_an_error_event(tiny_ckpt):
+    from minimax2.server.app import create_app
+    from minimax2.server.backends import RemoteBackend
+    from minimax2.server.service import ServerConfig
+    from server_support.scripted_engine import FAIL
+
+    with ScriptedEngine([FAIL]) as engine:
+        app = create_app(RemoteBackend(tiny_ckpt, engine.url, model="scripted"), ServerConfig(served_model_name="m2"))
+        with ServerThread(app) as front:
+            c = openai.OpenAI(base_url=front.url + "/v1", api_key="none", max_retries=0, timeout=60)
+            events = list(c.responses.create(model="m2", input=Q, stream=True))
+            assert [e.type for e in events] == ["response.created", "response.in_progress", "error"]
+            assert "engine exploded" in events[-1].message and events[-1].sequence_number == 2
+            with pytest.raises(openai.APIStatusError) as e:
+                c.responses.create(model="m2", input=Q)
+            assert e.value.status_code == 502 and "engine exploded" in e.value.message
+            status, err, _ = post(front.url + "/v1/responses", {"model": "m2", "input": Q, "max_output_tokens": 10**6})
+            assert status == 400 and err["error"]["param"] == "max_output_tokens"

@@ -105,7 +105,12 @@ class _Run:
 
     def start(self):
         st, prep = self.st, self.prep
-        n_max = max_new_tokens(self.req.max_output_tokens, len(prep.prompt_ids), st.backend.max_model_len, clip=False)
+        try:
+            n_max = max_new_tokens(self.req.max_output_tokens, len(prep.prompt_ids), st.backend.max_model_len, clip=False)
+        except APIError as e:  # worded for chat completions
+            e.message = e.message.replace("max_tokens", "max_output_tokens")
+            e.param = "max_output_tokens" if e.param == "max_tokens" else e.param
+            raise
         params = sampling_params(self.req, n_max, processors=prep.processors)
         st.admit()
         self.gen = st.generate(self.rid, prep.prompt, prep.prompt_ids, params)
@@ -152,7 +157,7 @@ class _Run:
         events = self.writer.end(incomplete)
         body = self.response("incomplete" if incomplete else "completed", last)
         if self.req.store is not False:
-            self.store.put(body, self.items + [dict(i) for i in body["output"]])
+            self.store.put(body, self.items + [dict(i) for i in body["output"]], input_items(self.req.input))
         return events, body
 
 

@@ -209,29 +209,39 @@ def usage(prompt: int, output: int, cached: int, reasoning: int) -> dict:
 # -- the store -------------------------------------------------------------------------------------
 class ResponseStore:
     """Finished responses (the object, and the conversation items it ends) for `GET` and
-    `previous_response_id`; the oldest are dropped beyond `max_entries`."""
+    `previous_response_id`. The oldest are dropped beyond `max_entries` or `max_bytes` (the JSON size
+    of each response plus the input items it added; items shared with the previous response are
+    held by reference, not copied)."""
 
-    def __init__(self, max_entries: int = 1024):
-        self.max_entries = max_entries
-        self._data: OrderedDict[str, tuple[dict, list[dict]]] = OrderedDict()
+    def __init__(self, max_entries: int = 1024, max_bytes: int = 256 * 2**20):
+        self.max_entries, self.max_bytes, self.size = max_entries, max_bytes, 0
+        self._data: OrderedDict[str, tuple[dict, list[dict], int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def put(self, response: dict, items: list[dict]) -> None:
+    def put(self, response: dict, items: list[dict], new_items: list[dict]) -> None:
+        response = json.loads(json.dumps(response))
+        size = len(json.dumps(response)) + len(json.dumps(new_items))
         with self._lock:
-            self._data[response["id"]] = (json.loads(json.dumps(response)), items)
-            self._data.move_to_end(response["id"])
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            self._drop(response["id"])
+            self._data[response["id"]] = (response, items, size)
+            self.size += size
+            while self._data and (len(self._data) > self.max_entries or self.size > self.max_bytes):
+                self._drop(next(iter(self._data)))
+
+    def _drop(self, rid: str) -> None:
+        hit = self._data.pop(rid, None)
+        if hit is not None:
+            self.size -= hit[2]
 
     def get(self, rid: str) -> tuple[dict, list[dict]]:
         with self._lock:
             hit = self._data.get(rid)
         if hit is None:
             raise APIError(404, f"No response found with id '{rid}' (responses created with store=false are not kept, "
-                                f"and this server keeps the latest {self.max_entries})", code="response_not_found")
-        return hit
+                                f"and this server keeps only the latest ones, in memory)", code="response_not_found")
+        return hit[0], hit[1]
 
     def delete(self, rid: str) -> None:
         self.get(rid)
         with self._lock:
-            self._data.pop(rid, None)
+            self._drop(rid)

@@ -4,7 +4,8 @@ server in front of it answers deterministically (tool call, then answer, ...).
 
 Which output is served is the number of assistant turns already in the prompt (`]~b]ai` blocks
 before the generation prompt), clamped to the script. Every prompt received is kept in `prompts`.
-Usage: prompt_tokens = 100, completion_tokens = the number of pieces streamed."""
+Usage: prompt_tokens = 100, completion_tokens = the number of pieces streamed. The output `FAIL`
+makes the engine answer 500 instead (a backend failure)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import time
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 PIECE = 5  # characters per streamed chunk
+FAIL = "<engine fails>"
 
 
 class ScriptedEngine:
@@ -49,6 +51,8 @@ class ScriptedEngine:
             body = await request.json()
             self.prompts.append(body["prompt"])
             text = self.output_for(body["prompt"])
+            if text == FAIL:
+                return JSONResponse({"error": {"message": "engine exploded", "type": "internal_error"}}, status_code=500)
             return StreamingResponse(self._stream(body, text), media_type="text/event-stream")
 
         return app
