@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from minimax2.eval import build, grading, records, runner, sandbox, tools
+from minimax2.eval import build, grading, isolation, records, runner, sandbox, tools
 from minimax2.eval.patching import unified_diff
 
 CALC = 'def add(a, b):\n    return a - b\n'
@@ -106,7 +106,7 @@ def test_sandbox_timeout_kills_process_group(tmp_path):
 def test_sandbox_output_capped_and_offline(tmp_path):
     result = sandbox.run("python3 -c \"print('x' * 100000)\"", tmp_path, limit=1000)
     assert result.truncated and len(result.output) < 1200 and "elided" in result.output
-    if sandbox.no_network_prefix():
+    if isolation.detect().level != "none":
         probe = sandbox.run("python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), 3)\"", tmp_path)
         assert probe.returncode != 0
 

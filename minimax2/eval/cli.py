@@ -22,6 +22,13 @@ def _quiet_http_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _announce_isolation() -> None:
+    """Say at start which sandbox protections hold on this machine (isolation.py)."""
+    from . import isolation
+
+    print(isolation.detect().describe(), file=sys.stderr)
+
+
 def _select(args) -> list:
     return load_tasks(select=args.tasks or None, tier=args.tier, types=args.type or None)
 
@@ -42,6 +49,7 @@ def cmd_build(args) -> int:
 
     console, cache = Console(), args.cache or cache_dir()
     tasks = _select(args)
+    _announce_isolation()
     start = time.monotonic()
     with ThreadPoolExecutor(max(1, args.workers)) as pool:
         metas = list(pool.map(lambda t: build.build_task(t, cache, force=args.force), tasks))
@@ -67,6 +75,7 @@ def cmd_run(args) -> int:
         print("give --endpoint NAME (see --endpoints) or --oracle gold|empty", file=sys.stderr)
         return 2
     endpoint = endpoints.load(args.endpoint, args.endpoints) if args.endpoint else None
+    _announce_isolation()
     name = args.oracle and f"oracle-{args.oracle}" or endpoint["name"]
     run_id = args.run_id or f"{dt.datetime.now():%Y%m%d-%H%M%S}-{name}"
     limits = {"steps": args.max_steps, "wall_s": args.max_wall, "cost_usd": args.max_cost}

@@ -1,19 +1,22 @@
 """Per-task sandboxes: a fresh copy of a tree with its own venv, git-initialised, and a command
-runner with no network, a process-group timeout and capped output."""
+runner (isolation.py: what contains it; capture.py: bounded output, timeout and disk cap)."""
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import signal
 import subprocess
-import sys
+import tempfile
 import time
-import warnings
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-OUTPUT_CAP = 20_000  # characters kept (head + tail) of one command's output
+from . import capture, isolation
+
+OUTPUT_CAP = 20_000  # bytes kept (head + tail) of one command's output
+FILE_LIMIT = 1 << 30  # RLIMIT_FSIZE of every sandboxed process
+DISK_LIMIT = 4 << 30  # the sandbox folders' total size; the command is killed past it
 
 
 @dataclass
@@ -38,52 +41,72 @@ def find_python(version: str = "3.11") -> str:
     raise RuntimeError(f"no python{version} found on PATH for task venvs")
 
 
-@functools.cache
-def no_network_prefix() -> tuple[str, ...]:
-    """`unshare -n` (or `-rn` unprivileged) when it works; else () with a loud warning."""
-    for prefix in (("unshare", "-n"), ("unshare", "-rn")):
-        if shutil.which(prefix[0]) is None:
-            break
-        probe = subprocess.run([*prefix, "true"], capture_output=True)
-        if probe.returncode == 0:
-            return prefix
-    msg = "unshare is not available: agent commands will run WITH network access"
-    warnings.warn(msg)
-    print(f"WARNING: {msg}", file=sys.stderr)
-    return ()
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def cap(text: str, limit: int = OUTPUT_CAP) -> tuple[str, bool]:
-    if len(text) <= limit:
-        return text, False
-    half = limit // 2
-    cut = len(text) - 2 * half
-    return f"{text[:half]}\n[... {cut} characters elided ...]\n{text[-half:]}", True
-
-
-def run(cmd: str, cwd: Path, venv: Path | None = None, timeout: float = 120,
-        network: bool = False, limit: int = OUTPUT_CAP) -> RunResult:
-    """Run a shell command; on timeout the whole process group is killed."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+def environment(venv: Path | None, home: Path, tmp: Path, marker: str) -> dict[str, str]:
+    """The whole environment a sandboxed command gets: an allow-list, nothing of the host's."""
+    env = {"PATH": SAFE_PATH, "HOME": str(home), "TMPDIR": str(tmp), "TMP": str(tmp), "TEMP": str(tmp),
+           "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "dumb", "USER": "sandbox", "LOGNAME": "sandbox",
+           "PYTHONDONTWRITEBYTECODE": "1", "GIT_PAGER": "cat", "PAGER": "cat",
+           "MINIMAX2_SANDBOX_RUN": marker}
     if venv is not None:
         env["VIRTUAL_ENV"] = str(venv)
-        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["GIT_PAGER"] = env["PAGER"] = "cat"
-    prefix = () if network else no_network_prefix()
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{SAFE_PATH}"
+    return env
+
+
+def scratch_dirs(cwd: Path, venv: Path | None) -> tuple[Path, Path, Path | None]:
+    """(HOME, TMPDIR, folder to remove after the command): inside the sandbox folder when there is
+    one (workdir/home, workdir/tmp, removed with it), else a fresh folder removed after the command."""
+    if venv is not None:
+        base, owned = venv.parent, None
+    else:
+        base = owned = Path(tempfile.mkdtemp(prefix="minimax2-box-"))
+    home, tmp = base / "home", base / "tmp"
+    home.mkdir(exist_ok=True)
+    tmp.mkdir(exist_ok=True)
+    return home, tmp, owned
+
+
+def run(cmd: str, cwd: Path, venv: Path | None = None, timeout: float = 120, network: bool = False,
+        limit: int = OUTPUT_CAP, file_limit: int = FILE_LIMIT, disk_limit: int = DISK_LIMIT) -> RunResult:
+    """Run a shell command in the sandbox (see isolation.py for what holds on this machine).
+
+    Output is streamed into a head + tail buffer of `limit` bytes; at `timeout` (or when the sandbox's
+    folders use more than `disk_limit` bytes) everything the command started is killed; no file it
+    writes can grow past `file_limit` bytes."""
+    iso = isolation.detect()
+    cwd = Path(cwd)
+    home, tmp, owned = scratch_dirs(cwd, venv)
+    writable = [p for p in dict.fromkeys([cwd, venv, home, tmp]) if p is not None]
+    marker = uuid.uuid4().hex
+    script = f"ulimit -f {max(1, file_limit // 1024)}\n{cmd}"
     start = time.monotonic()
-    proc = subprocess.Popen([*prefix, "bash", "-c", cmd], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    timed_out = False
     try:
-        raw, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        os.killpg(proc.pid, signal.SIGKILL)
-        raw, _ = proc.communicate()
-    text, truncated = cap(raw.decode("utf-8", errors="replace"), limit)
-    code = None if timed_out else proc.returncode
-    return RunResult(code, text, time.monotonic() - start, timed_out, truncated)
+        iso.prepare(writable)
+        argv = iso.argv(script, writable, isolation.interpreter_prefix(venv), network)
+        proc = subprocess.Popen(argv, cwd=cwd, env=environment(venv, home, tmp, marker),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+        def kill() -> None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if iso.level not in ("full", "pidns"):
+                isolation.reap(marker)
+
+        with proc:
+            got = capture.collect(proc, timeout, limit, writable, disk_limit, kill)
+            kill()  # whatever it left behind
+            code = proc.wait()
+    finally:
+        if owned is not None:
+            shutil.rmtree(owned, ignore_errors=True)
+    return RunResult(None if got.timed_out else code, got.output, time.monotonic() - start,
+                     got.timed_out, got.truncated)
 
 
 def import_root(tree: Path) -> Path:
@@ -111,7 +134,7 @@ def make_venv(tree: Path, venv: Path, python: str = "3.11") -> Path:
 def git(repo: Path, *args: str) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "minimax2", "GIT_AUTHOR_EMAIL": "eval@minimax2",
            "GIT_COMMITTER_NAME": "minimax2", "GIT_COMMITTER_EMAIL": "eval@minimax2"}
-    out = subprocess.run(["git", "-c", "core.autocrlf=false", *args], cwd=repo, env=env,
+    out = subprocess.run(["git", "-c", "core.autocrlf=false", "-c", "safe.directory=*", *args], cwd=repo, env=env,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {out.stderr.strip()}")
@@ -141,7 +164,7 @@ def diff(repo: Path) -> str:
 def apply_patch(repo: Path, patch: str) -> None:
     if not patch.strip():
         return
-    proc = subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=repo, input=patch,
+    proc = subprocess.run(["git", "-c", "safe.directory=*", "apply", "--whitespace=nowarn", "-"], cwd=repo, input=patch,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"git apply failed: {proc.stderr.strip()}")
