@@ -116,3 +116,20 @@ def test_shipped_tasks_are_complete():
             assert t.package and t.version_buggy and t.version_fixed and t.provenance
         # statements describe the symptom, not the fix: no diff text in them
         assert "@@" not in t.problem_statement and "+++ " not in t.problem_statement
+
+
+def test_sdist_lookup_is_exact(tmp_path):
+    """Issue 17 item 1: `Markdown==3.8` must not pick markdown-3.8.1 (it sorts first)."""
+    from minimax2.eval import sdist
+
+    (tmp_path / "markdown-3.8.1.tar.gz").write_bytes(b"")
+    assert sdist._find(tmp_path, "Markdown", "3.8") is None
+    (tmp_path / "markdown-3.8.tar.gz").write_bytes(b"")
+    assert sdist._find(tmp_path, "Markdown", "3.8").name == "markdown-3.8.tar.gz"
+    assert sdist._find(tmp_path, "markdown", "3.8.1").name == "markdown-3.8.1.tar.gz"
+    (tmp_path / "python_semver-3.0.0.tar.gz").write_bytes(b"")
+    (tmp_path / "python-semver-extra-3.0.0.tar.gz").write_bytes(b"")
+    for spelling in ("python-semver", "Python_Semver", "python.semver"):
+        assert sdist._find(tmp_path, spelling, "3.0.0").name == "python_semver-3.0.0.tar.gz"
+    assert sdist._find(tmp_path, "python-semver-extra", "3.0.0").name == "python-semver-extra-3.0.0.tar.gz"
+    assert sdist._find(tmp_path, "python", "semver-3.0.0") is None

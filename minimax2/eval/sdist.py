@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -11,15 +12,51 @@ import zipfile
 from pathlib import Path
 
 
+
 class FetchError(RuntimeError):
     pass
 
 
+SDIST_SUFFIXES = (".tar.gz", ".zip")
+
+
+def normalise(name: str) -> str:
+    """PEP 503 normalised project name: `Markdown`, `python_semver`, `Python.Semver` -> lower, `-`."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _same_version(a: str, b: str) -> bool:
+    """Equal as PEP 440 versions (`1.0` == `1.0.0`, never `3.8` == `3.8.1`); as strings without packaging."""
+    if a == b:
+        return True
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:
+        return False
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return False
+
+
+def parse_name(filename: str) -> tuple[str, str] | None:
+    """(normalised project, version) of an sdist file name, or None. The version is what follows
+    the last `-` (PEP 625 names have exactly one; legacy names may have `-` in the project part)."""
+    for suffix in SDIST_SUFFIXES:
+        if filename.lower().endswith(suffix):
+            stem = filename[: -len(suffix)]
+            if "-" in stem:
+                project, version = stem.rsplit("-", 1)
+                return normalise(project), version
+    return None
+
+
 def _find(dest: Path, package: str, version: str) -> Path | None:
-    norm = package.replace("-", "_").lower()
+    """The sdist of exactly package==version in dest: never another version that shares a prefix."""
+    want = normalise(package)
     for path in sorted(dest.iterdir()) if dest.exists() else []:
-        name = path.name.lower().replace("-", "_")
-        if name.startswith(f"{norm}_{version}.") and name.endswith((".tar.gz", ".zip")):
+        parsed = parse_name(path.name)
+        if parsed and parsed[0] == want and _same_version(parsed[1], version):
             return path
     return None
 
