@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 
+import urllib.request
+
 import openai
+import pydantic
 import pytest
+from openai.types.responses import Response, ResponseStreamEvent
 
 from server_support import ServerThread
-from server_support.http import post
+from server_support.http import get, post
 from server_support.scripted_engine import ScriptedEngine
 
 pytest_plugins = ["server_support.fixtures"]
@@ -48,6 +52,34 @@ def scripted(tiny_ckpt):
             front.engine = engine
             front.client = openai.OpenAI(base_url=front.url + "/v1", api_key="none", max_retries=0, timeout=60)
             yield front
+
+
+def strictly_valid(url: str, body: dict) -> list[str]:
+    """Every streamed event and the non-streaming response validate strictly against the SDK's types
+    (the SDK itself parses leniently, so a missing required field would go unnoticed)."""
+    events = pydantic.TypeAdapter(ResponseStreamEvent)
+    kinds = []
+    req = urllib.request.Request(url + "/v1/responses", data=json.dumps({**body, "stream": True}).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        for line in r:
+            if line.startswith(b"data: "):
+                kinds.append(events.validate_python(json.loads(line[6:])).type)
+    status, created, _ = post(url + "/v1/responses", body)
+    assert status == 200
+    Response.model_validate(created)
+    status, raw = get(f"{url}/v1/responses/{created['id']}")
+    assert status == 200 and Response.model_validate_json(raw).id == created["id"]
+    return kinds
+
+
+def test_shapes_validate_strictly(server, scripted):
+    kinds = strictly_valid(server.url, {"model": "tiny", "input": "Hello", "max_output_tokens": 12})
+    assert "response.output_text.delta" in kinds or "response.reasoning_text.delta" in kinds
+    kinds = strictly_valid(scripted.url, {"model": "m2", "input": Q, "tools": TOOLS, "reasoning": {"summary": "auto"},
+                                          "include": ["reasoning.encrypted_content"]})
+    assert {"response.reasoning_summary_part.added", "response.content_part.done",
+            "response.function_call_arguments.done"} <= set(kinds)
 
 
 # -- the tiny model: shapes, usage, streaming, store ------------------------------------------------
@@ -126,7 +158,11 @@ def test_forced_function_call(client):
 def test_bad_requests_use_the_openai_error_shape(server):
     for body, param in (({"model": "tiny", "input": [{"type": "input_image"}]}, "input[0].type"),
                         ({"model": "tiny", "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
-                        ({"model": "tiny", "input": "x", "tool_choice": "required"}, "tool_choice")):
+                        ({"model": "tiny", "input": "x", "tool_choice": "required"}, "tool_choice"),
+                        ({"model": "tiny", "input": "x", "text": {"format": {"type": "xml"}}}, "text.format"),
+                        ({"model": "tiny", "input": [{"role": "user", "content": [{"type": "input_text"}]}]},
+                         "input[0].content[0].type"),
+                        ({"model": "tiny", "input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id")):
         status, err, _ = post(server.url + "/v1/responses", body)
         assert status == 400 and err["error"]["type"] == "invalid_request_error" and err["error"]["param"] == param
     status, err, _ = post(server.url + "/v1/responses", {"model": "nope", "input": "x"})
@@ -186,6 +222,13 @@ def test_interleaved_reasoning_rule(scripted):
         {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "OLD-THOUGHT"}]},
         {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}])
     assert "OLD-THOUGHT" not in scripted.engine.prompts[-1] and "a1" in scripted.engine.prompts[-1]
+
+
+def test_instructions_and_developer_messages_share_the_system_block(scripted):
+    scripted.client.responses.create(model="m2", instructions="Be brief.", input=[
+        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Use metric units."}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": Q}]}])
+    assert "]~b]system\nBe brief.\n\nUse metric units." in scripted.engine.prompts[-1]
 
 
 def test_encrypted_reasoning_round_trip(scripted, server):

@@ -118,12 +118,10 @@ def to_messages(items: list[dict], instructions: str | None, secret: bytes) -> l
             raise APIError(400, f"{where}: input item type {kind!r} is not supported (message, function_call, "
                                 f"function_call_output and reasoning are)", param=f"{where}.type")
         turn = None
-    if instructions:
-        if out and out[0]["role"] == "system":
-            out[0] = {**out[0], "content": instructions + "\n\n" + out[0]["content"]}
-        else:
-            out.insert(0, {"role": "system", "content": instructions})
-    return out
+    lead = [instructions] if instructions else []  # M2 has one system block: instructions + leading ones
+    while out and out[0]["role"] == "system":
+        lead.append(out.pop(0)["content"])
+    return ([{"role": "system", "content": "\n\n".join(lead)}] if lead else []) + out
 
 
 def input_items(value) -> list[dict]:
@@ -167,11 +165,15 @@ def chat_tool_choice(tc, tools: list[dict] | None) -> tuple[object, list[dict] |
 
 def chat_response_format(text: dict | None) -> dict | None:
     fmt = (text or {}).get("format")
-    if not fmt or fmt.get("type") in (None, "text"):
+    if not fmt or (isinstance(fmt, dict) and fmt.get("type") in (None, "text")):
         return None
-    if fmt.get("type") == "json_schema":
+    if not isinstance(fmt, dict):
+        raise APIError(400, "text.format must be an object", param="text.format")
+    if fmt.get("type") == "json_schema" and isinstance(fmt.get("schema", {}), dict):
         return {"type": "json_schema", "json_schema": {"name": fmt.get("name"), "schema": fmt.get("schema")}}
-    return fmt  # json_object, or something the chat check refuses with its message
+    if fmt.get("type") == "json_object":
+        return fmt
+    raise APIError(400, "text.format must be text, json_object or json_schema with a schema object", param="text.format")
 
 
 def echo_tools(tools: list[dict] | None) -> list[dict]:
