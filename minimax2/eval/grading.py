@@ -43,13 +43,30 @@ def split_patch(patch: str) -> dict[str, str]:
     return parts
 
 
+def suite_command(task: Task, paths: list[str] = ()) -> str:
+    """The task's test command with addopts neutralised (unless keep_addopts), deselections, paths.
+
+    The project's own pytest config must not change how its suite runs here: its addopts may name
+    plugins the sandbox lacks (`--cov`) or force colour, and the cache would be written into the tree."""
+    words = []
+    if task.log_parser == "pytest" and not task.keep_addopts:
+        if "addopts=" not in task.test_cmd:
+            words += ["-o", "addopts="]
+        if "--color" not in task.test_cmd:
+            words.append("--color=no")
+        if "no:cacheprovider" not in task.test_cmd:
+            words += ["-p", "no:cacheprovider"]
+    deselect = [f"--deselect={t}" for t in task.known_failures] if task.log_parser == "pytest" else []
+    return " ".join([task.test_cmd, *map(shlex.quote, [*words, *deselect, *paths])])
+
+
 def run_suite(task: Task, repo: Path, venv: Path, paths: list[str] = ()) -> tuple[dict, bool, str]:
-    """Run the task's test command (optionally on some files); ({id: status}, ran, log)."""
-    args = [f"--deselect={t}" for t in task.known_failures] + list(paths)
-    cmd = " ".join([task.test_cmd, *map(shlex.quote, args)])
-    result = sandbox.run(cmd, repo, venv, timeout=task.test_timeout, limit=2_000_000)
-    ran = not result.timed_out and testlog.suite_ran(result.output)
-    return testlog.parse(result.output, task.log_parser), ran, result.output
+    """Run the task's test command (optionally on some files); ({id: status}, ran, log).
+    The log is returned without ANSI escape codes."""
+    result = sandbox.run(suite_command(task, paths), repo, venv, timeout=task.test_timeout, limit=2_000_000)
+    log = testlog.strip_ansi(result.output)
+    ran = not result.timed_out and testlog.suite_ran(log, task.log_parser)
+    return testlog.parse(log, task.log_parser), ran, log
 
 
 def copy_hidden(built: Path, repo: Path) -> None:

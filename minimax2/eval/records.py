@@ -32,7 +32,8 @@ class Task:
     PASS_TO_PASS: list = field(default_factory=list)  # empty: computed at build (suite minus F2P)
     known_failures: list = field(default_factory=list)  # deselected everywhere, with a reason
     test_cmd: str = DEFAULT_TEST_CMD
-    log_parser: str = "pytest"
+    log_parser: str = "pytest"  # or "unittest" (test_cmd then runs `python -m unittest -v`)
+    keep_addopts: bool = False  # True: the project's pytest addopts / colour settings apply
     test_timeout: int = 600
     python: str = "3.11"
     provenance: dict = field(default_factory=dict)

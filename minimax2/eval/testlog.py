@@ -1,19 +1,32 @@
 """Parse test runner output into {test_id: status}; status is PASSED, FAILED, ERROR, SKIPPED, XFAIL
-or XPASS. Only pytest's `-rA` short summary is supported (the runner of every shipped task)."""
+or XPASS. Parsers: `pytest` (its `-rA` short summary) and `unittest` (`python -m unittest -v`).
+ANSI escape codes are stripped first: a suite that forces colour still parses."""
 from __future__ import annotations
 
 import re
 
 STATUSES = ("PASSED", "FAILED", "ERROR", "SKIPPED", "XFAIL", "XPASS")
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _LINE = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S.*?)(?: - .*)?$")
 _SUMMARY = re.compile(
     r"^=*\s*(\d+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed)|no tests ran)\b.* in [\d.]+s")
+# unittest -v: "test_x (pkg.mod.Class.test_x) ... ok" (3.11+) or "test_x (pkg.mod.Class) ... ok";
+# with a docstring the description line comes between the name and " ... status".
+_UT_NAME = re.compile(r"^(\w+) \(([\w.]+)\)")
+_UT_STATUS = re.compile(r"\.\.\. (ok|FAIL|ERROR|skipped|expected failure|unexpected success)\b")
+_UT_MAP = {"ok": "PASSED", "FAIL": "FAILED", "ERROR": "ERROR", "skipped": "SKIPPED",
+           "expected failure": "XFAIL", "unexpected success": "XPASS"}
+_UT_RAN = re.compile(r"^Ran \d+ tests? in [\d.]+s$")
+
+
+def strip_ansi(log: str) -> str:
+    return ANSI.sub("", log)
 
 
 def parse_pytest(log: str) -> dict[str, str]:
     results: dict[str, str] = {}
     in_summary = False
-    for line in log.splitlines():
+    for line in strip_ansi(log).splitlines():
         if line.startswith("=") and "short test summary info" in line:
             in_summary = True
             continue
@@ -32,15 +45,44 @@ def parse_pytest(log: str) -> dict[str, str]:
     return results
 
 
-def suite_ran(log: str) -> bool:
-    """Whether pytest reached its final summary line (otherwise the run is an infra error)."""
-    return any(_SUMMARY.match(line.strip()) for line in log.splitlines()[-30:])
+def _unittest_id(name: str, where: str) -> str:
+    return where if where.endswith(f".{name}") else f"{where}.{name}"
+
+
+def parse_unittest(log: str) -> dict[str, str]:
+    """{pkg.mod.Class.test_x: status} from `python -m unittest -v` output."""
+    results: dict[str, str] = {}
+    pending = None  # a test whose " ... status" is on a later line (docstring, or output in between)
+    for line in strip_ansi(log).splitlines():
+        name = _UT_NAME.match(line)
+        if name:
+            pending = _unittest_id(*name.groups())
+        status = _UT_STATUS.search(line)
+        if status and pending:
+            results[pending] = _UT_MAP[status.group(1)]
+            pending = None
+    for line in strip_ansi(log).splitlines():  # failures listed again at the end, authoritative
+        m = re.match(r"^(FAIL|ERROR): (\w+) \(([\w.]+)\)", line)
+        if m:
+            results[_unittest_id(m.group(2), m.group(3))] = "FAILED" if m.group(1) == "FAIL" else "ERROR"
+    return results
+
+
+def suite_ran(log: str, parser: str = "pytest") -> bool:
+    """Whether the runner reached its final summary (otherwise the run is an infra error)."""
+    lines = [line.strip() for line in strip_ansi(log).splitlines()[-30:]]
+    if parser == "unittest":
+        return any(_UT_RAN.match(line) for line in lines)
+    return any(_SUMMARY.match(line) for line in lines)
+
+
+PARSERS = {"pytest": parse_pytest, "unittest": parse_unittest}
 
 
 def parse(log: str, parser: str = "pytest") -> dict[str, str]:
-    if parser != "pytest":
-        raise ValueError(f"unknown log parser {parser!r}")
-    return parse_pytest(log)
+    if parser not in PARSERS:
+        raise ValueError(f"unknown log parser {parser!r} (one of {sorted(PARSERS)})")
+    return PARSERS[parser](log)
 
 
 def passed(status: str | None) -> bool:
