@@ -6,6 +6,8 @@ Layout of a built task under <cache>/tasks/<instance_id>/:
   gold.patch   the selected upstream fix (source files only), or our reference solution
   test.patch   the upstream test changes, as a diff against buggy/
   instance.json  the record with PASS_TO_PASS filled in, provenance and the validation result
+  logs/        each validation suite's log (fixed.log, buggy.log, gold.log)
+Only valid builds are reused; an invalid one is rebuilt by the next `eval build`.
 """
 from __future__ import annotations
 
@@ -79,15 +81,31 @@ def _materialise_inline(task: Task, out: Path) -> dict:
     return {"inline": True}
 
 
+ERROR_LINES = 40  # of a suite's log, shown with an invalid build
+
+
 def _suite(task: Task, out: Path, work: Path, patch: str, hidden: bool) -> dict:
+    """Run the suite on one tree; its log is kept at out/logs/<tree>.log."""
     repo, venv = sandbox.create(out / "buggy", work, task.python)
     sandbox.apply_patch(repo, patch)
     if hidden:
         grading.copy_hidden(out, repo)
     results, ran, log = grading.run_suite(task, repo, venv)
+    log_path = out / "logs" / f"{work.name}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    log_path.write_text(log)
     if not ran:
-        raise InvalidTask(f"test suite did not run:\n{log[-1500:]}")
+        tail = "\n".join(log.splitlines()[-ERROR_LINES:])
+        raise InvalidTask(f"test suite did not run on the {work.name} tree (log: {log_path}); "
+                          f"its last {ERROR_LINES} lines:\n{tail}")
     return results
+
+
+def _write_candidates(out: Path, candidates: list[str]) -> Path:
+    """The FAIL_TO_PASS candidates as a TOML list the user can paste into the record."""
+    path = out / "FAIL_TO_PASS.toml"
+    path.write_text("FAIL_TO_PASS = [\n" + "".join(f"  {json.dumps(t)},\n" for t in candidates) + "]\n")
+    return path
 
 
 def validate(task: Task, out: Path, work: Path) -> dict:
@@ -114,7 +132,9 @@ def validate(task: Task, out: Path, work: Path) -> dict:
     if task.task_type != "refactor" and not task.FAIL_TO_PASS:
         candidates = sorted(t for t, s in fixed.items()
                             if testlog.passed(s) and not testlog.passed(buggy.get(t)))
-        raise InvalidTask(f"FAIL_TO_PASS is empty; tests that fail only on the buggy tree: {candidates}")
+        listed = "".join(f"\n  {t}" for t in candidates)
+        raise InvalidTask(f"FAIL_TO_PASS is empty; tests that fail only on the buggy tree (also in "
+                          f"{_write_candidates(out, candidates)}, ready to paste):{listed}")
     for t in task.FAIL_TO_PASS:
         if not testlog.passed(fixed.get(t)):
             raise InvalidTask(f"FAIL_TO_PASS {t} does not pass on the fixed tree ({fixed.get(t)})")
@@ -136,7 +156,7 @@ def build_task(task: Task, cache: Path, force: bool = False) -> dict:
     digest = record_hash(task)
     if not force and meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        if meta.get("record_hash") == digest:
+        if meta.get("record_hash") == digest and meta.get("status") == "valid":  # failures: rebuilt
             meta["cached"] = True
             return meta
     start = time.monotonic()

@@ -42,6 +42,18 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                    help="build cache (default $MINIMAX2_CACHE/eval or ~/.cache/minimax2/eval)")
 
 
+def build_line(meta: dict) -> str:
+    """One task's build result as rich markup; ids and reasons are escaped, so test ids such as
+    `test_x[args-1 Bytes]` print literally, and the reason is printed whole."""
+    from rich.markup import escape
+
+    name = escape(meta["instance_id"])
+    if meta["status"] == "valid":
+        note = "cached" if meta.get("cached") else f"{meta['build_seconds']}s"
+        return f"[green]valid[/]   {name} ({note}, {meta['validation']['pass_to_pass']} PASS_TO_PASS)"
+    return f"[red]INVALID[/] {name}: skipped: {escape(meta['reason'])}"
+
+
 def cmd_build(args) -> int:
     from rich.console import Console
 
@@ -55,13 +67,8 @@ def cmd_build(args) -> int:
         metas = list(pool.map(lambda t: build.build_task(t, cache, force=args.force), tasks))
     bad = 0
     for meta in metas:
-        if meta["status"] == "valid":
-            note = "cached" if meta.get("cached") else f"{meta['build_seconds']}s"
-            console.print(f"[green]valid[/]   {meta['instance_id']} ({note}, "
-                          f"{meta['validation']['pass_to_pass']} PASS_TO_PASS)")
-        else:
-            bad += 1
-            console.print(f"[red]INVALID[/] {meta['instance_id']}: skipped: {meta['reason'][:600]}")
+        bad += meta["status"] != "valid"
+        console.print(build_line(meta))
     console.print(f"{len(metas) - bad}/{len(metas)} tasks valid in {time.monotonic() - start:.1f}s "
                   f"(cache {cache})")
     return 1 if bad else 0
