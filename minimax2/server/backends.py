@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator
 
-from ..chat import load_chat_template, render_chat_template, render_prompt
+from ..chat import Prompt, load_chat_template, render_chat_template_segments, render_prompt_segments
 from ..chat.tokenizer import Tokenizer
 from ..engine.async_engine import EngineDeadError, RequestFailed
 from ..engine.sampling_params import SamplingParams
@@ -35,15 +35,18 @@ class Chunk:
 
 
 class Renderer:
-    """The M2 prompt of a conversation: the checkpoint's Jinja template if it has one, else native."""
+    """The M2 prompt of a conversation: the checkpoint's Jinja template if it has one, else native.
+    A `Prompt` (`.text`, and the template's text apart from the conversation's): encode it with
+    `State.encode`, so that markers spelled in the request stay text."""
 
     def __init__(self, template: str | None):
         self.template = template
 
-    def __call__(self, messages: list[dict], tools: list[dict] | None = None, **kwargs) -> str:
+    def __call__(self, messages: list[dict], tools: list[dict] | None = None, **kwargs) -> Prompt:
         if self.template is not None:
-            return render_chat_template(self.template, messages, tools=tools, add_generation_prompt=True, **kwargs)
-        return render_prompt(messages, tools=tools, add_generation_prompt=True, **kwargs)
+            return render_chat_template_segments(self.template, messages, tools=tools, add_generation_prompt=True,
+                                                 **kwargs)
+        return render_prompt_segments(messages, tools=tools, add_generation_prompt=True, **kwargs)
 
 
 class LocalBackend:
@@ -150,7 +153,7 @@ class RemoteBackend:
         seen: dict[int, int] = {}
         try:
             stream = await self.client.completions.create(
-                model=await self._model_name(), prompt=prompt, stream=True, max_tokens=params.max_tokens,
+                model=await self._model_name(), prompt=str(prompt), stream=True, max_tokens=params.max_tokens,
                 temperature=params.temperature, top_p=params.top_p, seed=params.seed, n=params.n,
                 stop=params.stop or None, presence_penalty=params.presence_penalty,
                 frequency_penalty=params.frequency_penalty, logprobs=params.logprobs,
