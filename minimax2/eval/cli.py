@@ -30,7 +30,8 @@ def _announce_isolation() -> None:
 
 
 def _select(args) -> list:
-    return load_tasks(select=args.tasks or None, tier=args.tier, types=args.type or None)
+    return load_tasks(select=args.tasks or None, tier=args.tier, types=args.type or None,
+                      extra_dirs=args.task_dirs)
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
@@ -38,6 +39,8 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tier", choices=["main", "smoke"], default=None,
                    help="only this tier (main: PyPI tasks, smoke: tiny inline tasks)")
     p.add_argument("--type", action="append", choices=TASK_TYPES, help="only this task type (repeatable)")
+    p.add_argument("--tasks", dest="task_dirs", action="append", type=Path, default=[], metavar="DIR",
+                   help="also read task records from DIR (repeatable; also $MINIMAX2_EVAL_TASKS, a path list)")
     p.add_argument("--cache", type=Path, default=None,
                    help="build cache (default $MINIMAX2_CACHE/eval or ~/.cache/minimax2/eval)")
 

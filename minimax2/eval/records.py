@@ -1,4 +1,5 @@
-"""Task records: one TOML file per task under `minimax2/eval/tasks/`.
+"""Task records: one TOML file per task under `minimax2/eval/tasks/`, plus the user's own task
+folders ($MINIMAX2_EVAL_TASKS, `--tasks DIR`).
 
 Records are SWE-bench compatible (instance_id, problem_statement, FAIL_TO_PASS, PASS_TO_PASS) plus
 our own fields. Only metadata and our own problem statements are shipped; code is built by
@@ -64,10 +65,36 @@ def load_task(path: Path) -> Task:
     return task
 
 
-def load_tasks(task_dir: Path = TASK_DIR, select: list[str] | None = None,
-               tier: str | None = None, types: list[str] | None = None) -> list[Task]:
-    """All tasks, optionally filtered by instance-id prefix / glob, tier and task type."""
-    tasks = [load_task(p) for p in sorted(Path(task_dir).glob("*.toml"))]
+class DuplicateTask(ValueError):
+    """Two task records share an instance_id."""
+
+
+def task_dirs(extra: list[Path] | None = None, task_dir: Path | None = None) -> list[Path]:
+    """Where records are read from: the bundled folder (or task_dir), every folder of
+    $MINIMAX2_EVAL_TASKS (a path list, like PATH), then every `--tasks DIR`."""
+    env = [Path(p) for p in os.environ.get("MINIMAX2_EVAL_TASKS", "").split(os.pathsep) if p]
+    dirs = [Path(task_dir or TASK_DIR), *env, *(Path(d) for d in extra or [])]
+    missing = [d for d in dirs if not d.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"task folder {missing[0]} does not exist")
+    return list(dict.fromkeys(d.resolve() for d in dirs))
+
+
+def load_tasks(task_dir: Path | None = None, select: list[str] | None = None,
+               tier: str | None = None, types: list[str] | None = None,
+               extra_dirs: list[Path] | None = None) -> list[Task]:
+    """All tasks of every task folder, optionally filtered by instance-id prefix / glob, tier and
+    task type. An instance_id defined twice is an error naming both files."""
+    seen: dict[str, Path] = {}
+    tasks = []
+    for folder in task_dirs(extra_dirs, task_dir):
+        for path in sorted(folder.glob("*.toml")):
+            task = load_task(path)
+            if task.instance_id in seen:
+                raise DuplicateTask(f"task {task.instance_id!r} is defined twice: {seen[task.instance_id]} "
+                                    f"and {path}")
+            seen[task.instance_id] = path
+            tasks.append(task)
     if tier:
         tasks = [t for t in tasks if t.tier == tier]
     if types:
