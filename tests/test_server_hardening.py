@@ -4,11 +4,20 @@ timeout still ends each response in its API's shape, and thinking signatures are
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import json
+import signal
+import socket
+import threading
+import time
 
+import openai
 import pytest
 
-from server_support.http import post
+from server_support import ServerThread
+from server_support.http import get as _get
+from server_support.http import post, wait_idle
 
 pytest_plugins = ["server_support.fixtures"]
 
@@ -17,6 +26,13 @@ MSG = {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content"
 COMP = {"model": "tiny", "prompt": "hi", "max_tokens": 2}
 FN = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
 AN_TOOL = {"name": "f", "input_schema": {"type": "object", "properties": {}}}
+
+
+def side_app(server, **cfg):
+    from minimax2.server.app import create_app
+    from minimax2.server.service import ServerConfig
+
+    return create_app(server.app.state.server.backend, ServerConfig(served_model_name="tiny", **cfg))
 
 
 def _asst_calls(calls) -> dict:
@@ -108,3 +124,174 @@ def test_lone_surrogate_is_a_400(server, path, template):
 def test_bad_request_is_a_400(server, path, body):
     status, out, _ = post(server.url + path, body)
     _check_400(path, status, out)
+
+
+# -- thinking signatures (item 7) ------------------------------------------------------------------
+@pytest.mark.parametrize("sig", [None, ""], ids=["missing", "empty"])
+def test_unsigned_thinking_is_refused_unless_trusted(server, sig):
+    body = _signed(sig)
+    if sig is None:
+        del body["messages"][1]["content"][0]["signature"]
+    _check_400("/v1/messages", *post(server.url + "/v1/messages", body)[:2])
+    with ServerThread(side_app(server, accept_unsigned_thinking=True)) as s:
+        assert post(s.url + "/v1/messages", body)[0] == 200
+
+
+def test_signatures_survive_a_restart(server, tmp_path, monkeypatch):
+    from minimax2.server.signing import default_secret_path, load_or_create_secret
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    secret = load_or_create_secret()
+    path = default_secret_path()
+    assert path == tmp_path / "minimax2" / "thinking-secret" and oct(path.stat().st_mode & 0o777) == "0o600"
+    with ServerThread(side_app(server, thinking_secret=secret)) as first:
+        status, r, _ = post(first.url + "/v1/messages", {**MSG, "max_tokens": 6, "seed": 3})
+    assert status == 200 and r["content"][0]["type"] == "thinking" and r["content"][0]["signature"]
+    body = {**MSG, "messages": [MSG["messages"][0], {"role": "assistant", "content": r["content"]},
+                                {"role": "user", "content": "and?"}]}
+    with ServerThread(side_app(server, thinking_secret=load_or_create_secret())) as second:  # a new process's view
+        assert post(second.url + "/v1/messages", body)[0] == 200
+    with ServerThread(side_app(server)) as other:  # another key: the block is not this server's
+        _check_400("/v1/messages", *post(other.url + "/v1/messages", body)[:2])
+
+
+# -- admission (item 4) ----------------------------------------------------------------------------
+def test_max_pending_is_counted_at_admission(server):
+    app = side_app(server, max_pending=8)
+    long = {"max_tokens": 600, "extra_body": {"ignore_eos": True}}
+
+    async def main(url):
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=60)
+
+        async def one(i):
+            try:
+                return await client.chat.completions.create(model="tiny", messages=CHAT["messages"], stream=True,
+                                                            seed=i, **long)
+            except openai.RateLimitError:
+                return None
+        streams = await asyncio.gather(*[one(i) for i in range(20)])
+        for s in streams:
+            if s is not None:
+                await s.close()
+        await client.close()
+        return sum(s is not None for s in streams)
+
+    with ServerThread(app) as s:
+        assert asyncio.run(main(s.url)) == 8
+        wait_idle(app.state.server.backend)
+        deadline = time.monotonic() + 10
+        while app.state.server.inflight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.state.server.inflight == 0
+
+
+def test_n2_with_the_largest_seed_runs_both_completions(server):
+    status, body, _ = post(server.url + "/v1/chat/completions", {**CHAT, "n": 2, "seed": 2**64 - 1})
+    assert status == 200 and len(body["choices"]) == 2
+    _check_400("/v1/chat/completions", *post(server.url + "/v1/chat/completions",
+                                             {**CHAT, "n": 2, "seed": 2**64})[:2])
+    wait_idle(server.app.state.server.backend)
+
+
+# -- big prompts (item 2), the drain deadline and slow headers (item 5) ----------------------------
+class Serving:
+    """A configured uvicorn server (the CLI's settings) in a thread; `exit()` is what a SIGTERM does."""
+
+    def __init__(self, app, drain_timeout: float = 5.0, header_timeout: float = 10.0):
+        from minimax2.server.cli import draining_server, uvicorn_config
+
+        config = uvicorn_config(app, "127.0.0.1", 0, drain_timeout, header_timeout, "warning")
+        self.server = draining_server(config, app.state.server)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    def exit(self):
+        self.server.handle_exit(signal.SIGTERM, None)
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def _raw(port: int, path: str, body: dict) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", path, json.dumps(body), {"content-type": "application/json"})
+    r = conn.getresponse()
+    return r.status, r.read().decode()
+
+
+def test_health_answers_while_oversize_prompts_are_in_flight(server):
+    big = "many words " * 150_000  # 1.65 MB: far past the tiny model's context, under the body limit
+    bodies = [("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": big}]}),
+              ("/v1/messages", {**MSG, "messages": [{"role": "user", "content": big}]}),
+              ("/v1/messages/count_tokens", {"model": "tiny", "messages": [{"role": "user", "content": big}]}),
+              ("/v1/completions", {**COMP, "prompt": big})] * 2
+    with Serving(side_app(server, max_body_bytes=4 * 2**20)) as s:
+        results, latencies = [], []
+        jobs = [threading.Thread(target=lambda p=p, b=b: results.append(_raw(s.port, p, b))) for p, b in bodies]
+        for j in jobs:
+            j.start()
+        while any(j.is_alive() for j in jobs) or len(latencies) < 20:
+            t0 = time.perf_counter()
+            assert _get(s.url + "/health")[0] == 200
+            latencies.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+        for j in jobs:
+            j.join()
+    assert sorted(status for status, _ in results) == [400] * 8, results
+    assert all("context" in text for _, text in results)
+    p99 = sorted(latencies)[int(0.99 * len(latencies))]
+    assert p99 < 0.2, f"/health p99 {p99 * 1000:.0f} ms over {len(latencies)} probes"
+
+
+def test_drain_past_its_timeout_answers_in_each_api_shape(server):
+    app = side_app(server, drain_timeout=0.5)
+    long = {"max_tokens": 900, "ignore_eos": True}
+    cases = [("/v1/chat/completions", {**CHAT, **long, "stream": True}), ("/v1/messages", {**MSG, **long, "stream": True}),
+             ("/v1/chat/completions", {**CHAT, **long}), ("/v1/messages", {**MSG, **long})]
+    with Serving(app, drain_timeout=0.5) as s:
+        out = [None] * len(cases)
+        jobs = [threading.Thread(target=lambda i=i, p=p, b=b: out.__setitem__(i, _raw(s.port, p, b)))
+                for i, (p, b) in enumerate(cases)]
+        for j in jobs:
+            j.start()
+        time.sleep(0.5)  # all four are generating
+        s.exit()
+        for j in jobs:
+            j.join(20)
+        s.thread.join(20)
+        assert not s.thread.is_alive()
+    (s1, chat_stream), (s2, msg_stream), (s3, chat), (s4, msg) = out
+    assert s1 == s2 == 200 and (s3, s4) == (503, 503), out
+    events = [e for e in chat_stream.split("\n\n") if e]
+    assert events[-1] == "data: [DONE]" and json.loads(events[-2][6:])["error"]["type"] == "service_unavailable"
+    last = msg_stream.strip().split("\n\n")[-1]
+    assert last.startswith("event: error") and json.loads(last.split("data: ", 1)[1])["type"] == "error"
+    assert json.loads(chat)["error"]["type"] == "service_unavailable"
+    assert json.loads(msg)["error"]["type"] == "overloaded_error"
+
+
+def test_slow_headers_are_dropped(server):
+    with Serving(side_app(server), header_timeout=0.5) as s:
+        socks = [socket.create_connection(("127.0.0.1", s.port), timeout=5) for _ in range(50)]
+        for k in socks:
+            k.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        time.sleep(1.5)
+        assert _get(s.url + "/health")[0] == 200  # a whole request still gets through
+        closed = 0
+        for k in socks:
+            try:
+                closed += k.recv(64) == b""
+            except ConnectionResetError:
+                closed += 1
+            k.close()
+        assert closed == 50

@@ -6,6 +6,7 @@ error shapes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -29,6 +30,7 @@ def create_app(backend, config: ServerConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        state.loop = asyncio.get_running_loop()  # where a drain started by a signal handler runs
         yield
         state.draining = True  # the owner of the backend closes it (the CLI, after the server stopped)
 

@@ -20,30 +20,49 @@ log = logging.getLogger("minimax2.server")
 
 def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", default=None,
-                   help="checkpoint directory (remote backend: tokenizer and template only); default: the bundled demo model")
+                   help="checkpoint directory (remote backend: tokenizer and template only), or 'demo' for the "
+                        "bundled demo model (default: demo)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--api-key", default=os.environ.get("MINIMAX2_API_KEY"),
-                   help="require this key (Authorization: Bearer or x-api-key); default env MINIMAX2_API_KEY")
+                   help="require this key (Authorization: Bearer or x-api-key; default: $MINIMAX2_API_KEY, else none)")
     p.add_argument("--served-model-name", nargs="+", default=None,
                    help="model id(s) clients may send; the first is reported (default: the directory name)")
     p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
     p.add_argument("--max-num-seqs", type=int, default=16, help="sequences decoded together (default 16)")
-    p.add_argument("--quantization", choices=["int8", "int4"], default=None, help="weight-only quantization")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    p.add_argument("--quantization", choices=["int8", "int4"], default=None,
+                   help="weight-only quantization, int8 per channel or int4 in groups of 128 (default: none)")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"],
+                   help="compute dtype (default bfloat16)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    p.add_argument("--kv-cache-gb", type=float, default=None, help="KV cache budget in GiB")
-    p.add_argument("--num-kv-blocks", type=int, default=None, help="KV cache size in blocks (overrides --kv-cache-gb)")
-    p.add_argument("--backend", choices=["local", "remote"], default="local")
-    p.add_argument("--backend-url", default=None, help="remote backend base URL (an OpenAI-compatible server)")
+    p.add_argument("--kv-cache-gb", type=float, default=None,
+                   help="KV cache budget in GiB (default: what --max-num-seqs full contexts need, at most 4)")
+    p.add_argument("--num-kv-blocks", type=int, default=None,
+                   help="KV cache size in blocks of 16 tokens (default: from --kv-cache-gb, which it overrides)")
+    p.add_argument("--backend", choices=["local", "remote"], default="local",
+                   help="local: run the model in this process; remote: forward to --backend-url (default local)")
+    p.add_argument("--backend-url", default=None,
+                   help="remote backend base URL, an OpenAI-compatible server (default: none; needed by --backend remote)")
     p.add_argument("--backend-model", default=None, help="model name at the remote backend (default: its first)")
-    p.add_argument("--backend-api-key", default=os.environ.get("MINIMAX2_BACKEND_API_KEY"))
-    p.add_argument("--max-pending", type=int, default=256, help="requests in flight before answering 429")
-    p.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body (413 above)")
-    p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM")
+    p.add_argument("--backend-api-key", default=os.environ.get("MINIMAX2_BACKEND_API_KEY"),
+                   help="API key sent to the remote backend (default: $MINIMAX2_BACKEND_API_KEY, else none)")
+    p.add_argument("--max-pending", type=int, default=256,
+                   help="requests in flight before answering 429 (default 256)")
+    p.add_argument("--max-body-mb", type=float, default=16.0,
+                   help="largest request body in MiB, 413 above (default 16)")
+    p.add_argument("--drain-timeout", type=float, default=30.0,
+                   help="seconds to finish in-flight requests on SIGTERM (default 30)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection may take to send a request's headers (default 10)")
     p.add_argument("--thinking-secret", default=os.environ.get("MINIMAX2_THINKING_SECRET"),
-                   help="key of the thinking-block signatures (default: random per process)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+                   help="key of the thinking-block signatures (default: the --thinking-secret-file)")
+    p.add_argument("--thinking-secret-file", default=None,
+                   help="file holding that key, created once (mode 0600) if missing; default "
+                        "$XDG_STATE_HOME/minimax2/thinking-secret or ~/.local/state/minimax2/thinking-secret")
+    p.add_argument("--accept-unsigned-thinking", action="store_true",
+                   help="render thinking blocks without a valid signature (trusted clients only; default: 400)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="server log verbosity (default info)")
 
 
 def build_backend(args):
@@ -75,6 +94,7 @@ def cmd_serve(args) -> int:
 
         from .app import create_app
         from .service import ServerConfig
+        from .signing import server_secret
     except ImportError as e:
         print(f"minimax2 serve needs the server extra ({e.name} is missing): pip install 'minimax2[serve]'",
               file=sys.stderr)
@@ -90,36 +110,51 @@ def cmd_serve(args) -> int:
     name = names[0]
     config = ServerConfig(served_model_name=name, aliases=tuple(names[1:]), api_key=args.api_key,
                           max_pending=args.max_pending, max_body_bytes=int(args.max_body_mb * 2**20),
-                          drain_timeout=args.drain_timeout)
-    if args.thinking_secret:
-        config.thinking_secret = args.thinking_secret.encode()
+                          drain_timeout=args.drain_timeout, accept_unsigned_thinking=args.accept_unsigned_thinking,
+                          thinking_secret=server_secret(args.thinking_secret, args.thinking_secret_file))
     backend = build_backend(args)
     app = create_app(backend, config)
     log.info("serving %s (%s backend) on http://%s:%d", name, args.backend, args.host, args.port)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                            timeout_graceful_shutdown=max(1, int(args.drain_timeout)))
+    uconfig = uvicorn_config(app, args.host, args.port, args.drain_timeout, args.header_timeout, args.log_level)
     try:  # SIGTERM/SIGINT: stop accepting, finish in-flight requests (up to --drain-timeout)
-        _DrainingServer(config, app.state.server).run()
+        draining_server(uconfig, app.state.server).run()
     finally:
         asyncio.run(backend.close())
     log.info("stopped")
     return 0
 
 
-class _DrainingServer:
-    """uvicorn's server, but a SIGTERM drain ends with exit status 0 (uvicorn re-raises the signal)."""
+DRAIN_GRACE = 5.0  # seconds uvicorn waits past --drain-timeout: for the error answers to go out
 
-    def __new__(cls, config, state):
-        import uvicorn
 
-        class Server(uvicorn.Server):
-            def handle_exit(self, sig, frame):
-                state.draining = True  # /health says 503 and new requests are refused while draining
-                super().handle_exit(sig, frame)
-                if sig == signal.SIGTERM and sig in getattr(self, "_captured_signals", []):
-                    self._captured_signals.remove(sig)
+def uvicorn_config(app, host: str, port: int, drain_timeout: float, header_timeout: float, log_level: str = "info"):
+    """uvicorn's settings for this app: the h11 protocol with a header-read timeout, and a graceful
+    shutdown that outlasts the app's own drain deadline (so requests end in their API's shape)."""
+    import uvicorn
 
-        return Server(config)
+    from .http_protocol import with_header_timeout
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                          http=with_header_timeout(header_timeout),
+                          timeout_graceful_shutdown=max(1, int(drain_timeout + DRAIN_GRACE)))
+
+
+def draining_server(config, state):
+    """uvicorn's server whose exit (SIGTERM/SIGINT) starts the app's drain: /health says 503, new
+    requests are refused, and what is still running after --drain-timeout ends with a 503 in its API's
+    shape. A SIGTERM drain ends with exit status 0 (uvicorn would re-raise the signal)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            state.draining = True
+            if state.loop is not None and not state.loop.is_closed():
+                state.loop.call_soon_threadsafe(state.begin_drain)
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM and sig in getattr(self, "_captured_signals", []):
+                self._captured_signals.remove(sig)
+
+    return Server(config)
 
 
 def register_serve(subparsers) -> None:

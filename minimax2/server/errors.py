@@ -55,15 +55,20 @@ def validation_message(errors: list[dict]) -> str:
 
 async def guard_stream(path: str, events: AsyncIterator[str], gen, sse: Callable[[dict], str]) -> AsyncIterator[str]:
     """Server-sent events of one streaming response. Headers are already sent, so an error becomes a
-    last event in the API's own shape; whatever happens, the engine stream is closed (aborting it)."""
+    last event in the API's own shape (then `[DONE]` on the OpenAI routes, whose clients wait for it);
+    whatever happens, the engine stream is closed (aborting it)."""
     try:
         async for event in events:
             yield event
     except APIError as e:
         yield sse(error_body(path, e.status, e.message))
+        if not is_anthropic(path):
+            yield "data: [DONE]\n\n"
     except Exception as e:  # a bug mid-stream: report it in the stream, log the traceback
         logging.getLogger("minimax2.server").exception("stream failed")
         yield sse(error_body(path, 500, f"internal error: {type(e).__name__}"))
+        if not is_anthropic(path):
+            yield "data: [DONE]\n\n"
     finally:
         await events.aclose()
         await gen.aclose()

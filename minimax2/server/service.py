@@ -122,7 +122,7 @@ class State:
     async def _next(self, stream: AsyncIterator[Chunk]) -> Chunk:
         """The stream's next chunk, unless the drain's deadline passes first (503)."""
         try:
-            async with asyncio.timeout(self._cut_at) as t:
+            async with asyncio.timeout_at(self._cut_at) as t:
                 self._waits.add(t)
                 try:
                     return await anext(stream)

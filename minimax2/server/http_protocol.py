@@ -1,0 +1,56 @@
+"""The HTTP/1.1 protocol the server runs: uvicorn's h11 protocol plus a header-read timeout.
+
+uvicorn closes idle keep-alive connections, but a connection that has sent part of its request
+headers is held forever: a client trickling headers (or just opening sockets and sending a byte)
+can pin any number of connections. Here every request's headers must be complete within
+`header_timeout` seconds of the connection opening (or of the previous response ending), else the
+connection is closed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    header_timeout = 10.0  # set per server by `with_header_timeout`
+
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()  # no request in progress: nothing to answer
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE:  # a request's headers are in
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        self._arm()  # before: the next pipelined request may be parsed (and disarm) right away
+        super().on_response_complete()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def with_header_timeout(seconds: float) -> type[HeaderTimeoutProtocol]:
+    """The protocol class to pass as uvicorn's `http=`, with this timeout."""
+    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": float(seconds)})
