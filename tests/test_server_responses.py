@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-
 import urllib.request
+from typing import Literal
 
 import openai
 import pydantic
@@ -33,6 +33,11 @@ SCRIPT = [
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather for a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
 Q = "What is the weather in Paris?"
+
+
+class Pick(pydantic.BaseModel):
+    color: Literal["red", "green"]
+    ok: bool
 
 
 @pytest.fixture()
@@ -144,6 +149,10 @@ def test_json_schema_format(client):
     assert value["color"] in ("red", "green") and isinstance(value["ok"], bool)
     assert r.usage.output_tokens_details.reasoning_tokens == 0
 
+    parsed = client.responses.parse(model="tiny", input="Pick a color.", max_output_tokens=40,
+                                    reasoning={"effort": "none"}, text_format=Pick).output_parsed
+    assert isinstance(parsed, Pick) and parsed.color in ("red", "green")
+
 
 def test_forced_function_call(client):
     tools = [{**TOOLS[0], "parameters": {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}},
@@ -242,7 +251,7 @@ def test_encrypted_reasoning_round_trip(scripted, server):
     assert c.responses.create(model="m2", input=items, tools=TOOLS).output_text == ANSWER
     assert f"<think>\n{THOUGHT}\n</think>" in scripted.engine.prompts[-1]
     with pytest.raises(openai.BadRequestError):
-        c.responses.create(model="m2", input=[items[0], {**back, "encrypted_content": "m2r1.eA.forged"}])
+        c.responses.create(model="m2", input=[items[0], {**back, "encrypted_content": "m2r1.eA.forgé"}])
 
 
 # -- the openai-agents SDK in its default configuration (Responses) ---------------------------------

@@ -112,8 +112,7 @@ class _Run:
             e.param = "max_output_tokens" if e.param == "max_tokens" else e.param
             raise
         params = sampling_params(self.req, n_max, processors=prep.processors)
-        st.admit()
-        self.gen = st.generate(self.rid, prep.prompt, prep.prompt_ids, params)
+        self.gen = st.generate(self.rid, prep.prompt, prep.prompt_ids, params, st.admit())  # validated: take a slot
         self.parser = StreamParser(prep.tools, reasoning=prep.reasoning)
         self.writer = OutputWriter(self.summary, self.parallel, self.token)
         self.ids: list[int] = []

@@ -7,18 +7,20 @@ items, in any order) become one assistant message with `reasoning_content`, `con
 `tool_calls`; the renderer then applies M2's interleaved-thinking rule (reasoning is rendered only
 for assistant turns after the last user message). A reasoning item's text is its `content`
 (`reasoning_text` parts), else its `summary`, else its `encrypted_content` (which this server
-issues when asked to with `include: ["reasoning.encrypted_content"]`, and verifies)."""
+issues when asked to with `include: ["reasoning.encrypted_content"]`, and verifies).
+
+Plain reasoning text is accepted unsigned, as Chat Completions accepts `reasoning_content`: the
+Agents SDK and Codex send reasoning items back exactly as they received them, with no signature."""
 
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import secrets
 import threading
 from collections import OrderedDict
 
-from .anthropic_format import sign
+from .signing import sign, verify
 from .errors import APIError
 
 TEXT_PARTS = {"input_text", "output_text", "text", "summary_text", "reasoning_text"}
@@ -59,7 +61,7 @@ def _from_token(secret: bytes, token, where: str) -> str:
         text = base64.urlsafe_b64decode(body.encode()).decode()
     except (ValueError, UnicodeDecodeError) as e:
         raise APIError(400, f"{where}: encrypted_content was not issued by this server", param=where) from e
-    if tag != "m2r1" or not hmac.compare_digest(sig, sign(secret, text)):
+    if tag != "m2r1" or not verify(secret, text, sig):
         raise APIError(400, f"{where}: encrypted_content was not issued by this server", param=where)
     return text
 
