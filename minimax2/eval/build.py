@@ -1,7 +1,8 @@
 """`minimax2 eval build`: make each task's trees from two releases' sdists and validate them.
 
 Layout of a built task under <cache>/tasks/<instance_id>/:
-  buggy/       the tree the agent gets (selected fix hunks reversed, hidden test files withheld)
+  buggy/       the tree the agent gets: the buggy release's tree, with the selected files at the fixed
+               version minus the selected hunks; hidden test files withheld; leak-checked (leaks.py)
   hidden/      the fixed release's versions of the task's test files, copied in at grading
   gold.patch   the selected upstream fix (source files only), or our reference solution
   test.patch   the upstream test changes, as a diff against buggy/
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import grading, patching, sandbox, sdist, structural, testlog
+from . import grading, leaks, patching, sandbox, sdist, structural, testlog
 from .records import Task
 
 
@@ -42,7 +43,8 @@ def _materialise_release(task: Task, cache: Path, out: Path, tmp: Path) -> dict:
     fixed = sdist.unpack(fixed_arc, tmp / "fixed")
     prev = sdist.unpack(prev_arc, tmp / "prev")
     buggy = out / "buggy"
-    shutil.copytree(fixed, buggy, symlinks=True)
+    # The buggy release's tree: its CHANGELOG, docs and other modules know nothing of the fix.
+    shutil.copytree(prev, buggy, symlinks=True)
     gold, tests, hunks_used = [], [], {}
     for rel, selector in task.hunks.items():
         old, new = _read(prev / rel), _read(fixed / rel)
@@ -50,6 +52,7 @@ def _materialise_release(task: Task, cache: Path, out: Path, tmp: Path) -> dict:
         chosen = patching.select_hunks(hunks, selector)
         hunks_used[rel] = [h.index for h in chosen]
         reverted = patching.reverse_apply(old, new, chosen)
+        (buggy / rel).parent.mkdir(parents=True, exist_ok=True)
         (buggy / rel).write_text(reverted)
         gold.append(patching.unified_diff(reverted, new, rel))
     for rel in task.test_files:
@@ -60,7 +63,7 @@ def _materialise_release(task: Task, cache: Path, out: Path, tmp: Path) -> dict:
         if (prev / rel).exists():
             shutil.copy2(prev / rel, buggy / rel)
         else:
-            (buggy / rel).unlink()
+            (buggy / rel).unlink(missing_ok=True)
         tests.append(patching.unified_diff(_read(buggy / rel), _read(fixed / rel), rel,
                                            old_exists=(buggy / rel).exists()))
     (out / "gold.patch").write_text("".join(gold) or task.gold_patch)
@@ -170,6 +173,9 @@ def build_task(task: Task, cache: Path, force: bool = False) -> dict:
                 meta["provenance_build"] = _materialise_inline(task, out)
             else:
                 meta["provenance_build"] = _materialise_release(task, cache, out, Path(tmp))
+            found = leaks.check(out / "buggy", (out / "gold.patch").read_text(), task.provenance)
+            if found:
+                raise InvalidTask("the fix leaks into the agent-visible tree: " + "; ".join(map(str, found)))
             meta["validation"] = validate(task, out, Path(tmp) / "validate")
             meta["status"] = "valid"
         except (InvalidTask, ValueError, sdist.FetchError, RuntimeError) as exc:
