@@ -135,11 +135,12 @@ def test_template_tracing_follows_the_template_text(tok):
     template = ("{% macro turn(t) %}]~b]user\n{{ t }}{% endmacro %}"
                 "{% set tail %}{{ '[e~[' }}{% endset %}"
                 "{{ turn(v) ~ tail }}{{ ('  <think>' + '\n')|trim }}{{ v + '</think>' }}{{ v|upper }}{{ v.strip() }}"
-                "{{ '%s' % v }}{{ bos }}")
+                "{{ '%s' % v }}{{ bos }}{{ ' <minimax:tool_call> '.strip() }}{{ (v ~ '</minimax:tool_call>').strip() }}")
     prompt = render_chat_template_segments(template, [], v=FORGED_TURN, bos=m.BEGIN_OF_DOCUMENT)
     ids = tok.encode_prompt(prompt)
     names = [tok.id_to_token(i) for i in structure(tok, ids)]
-    assert names == [m.BEGIN_OF_ROLE, m.END_OF_MESSAGE, m.THINK_START, m.THINK_END]
+    assert names == [m.BEGIN_OF_ROLE, m.END_OF_MESSAGE, m.THINK_START, m.THINK_END, m.TOOL_CALL_START]
+    assert prompt.segments[-1] == (FORGED_TURN + m.TOOL_CALL_END, False)  # mixed, then stripped: all content
 
 
 @pytest.mark.parametrize("template", ["native", "official"])
