@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import contextmanager
 import urllib.request
 from typing import Literal
 
@@ -19,7 +20,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 
 from server_support import ServerThread
 from server_support.http import get, post
-from server_support.scripted_engine import ScriptedEngine
+from server_support.scripted_engine import FAIL, ScriptedEngine
 
 pytest_plugins = ["server_support.fixtures"]
 
@@ -45,18 +46,25 @@ def client(server):
     return openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def scripted(tiny_ckpt):
+@contextmanager
+def scripted_front(ckpt, script: list[str]):
+    """A real server (`RemoteBackend`, served as "m2") in front of a scripted engine."""
     from minimax2.server.app import create_app
     from minimax2.server.backends import RemoteBackend
     from minimax2.server.service import ServerConfig
 
-    with ScriptedEngine(SCRIPT) as engine:
-        app = create_app(RemoteBackend(tiny_ckpt, engine.url, model="scripted"), ServerConfig(served_model_name="m2"))
+    with ScriptedEngine(script) as engine:
+        app = create_app(RemoteBackend(ckpt, engine.url, model="scripted"), ServerConfig(served_model_name="m2"))
         with ServerThread(app) as front:
             front.engine = engine
             front.client = openai.OpenAI(base_url=front.url + "/v1", api_key="none", max_retries=0, timeout=60)
             yield front
+
+
+@pytest.fixture(scope="module")
+def scripted(tiny_ckpt):
+    with scripted_front(tiny_ckpt, SCRIPT) as front:
+        yield front
 
 
 def strictly_valid(url: str, body: dict) -> list[str]:
@@ -154,11 +162,24 @@ def test_json_schema_format(client):
     assert isinstance(parsed, Pick) and parsed.color in ("red", "green")
 
 
-def test_forced_function_call(client):
+def test_cut_off_response_is_incomplete(client):
+    kw = dict(model="tiny", input="Hello", max_output_tokens=3, extra_body={"ignore_eos": True})
+    r = client.responses.create(**kw)
+    assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+    assert r.output[-1].status == "incomplete" and r.usage.output_tokens == 3
+    events = list(client.responses.create(**kw, stream=True))
+    assert events[-1].type == "response.incomplete" and events[-1].response.status == "incomplete"
+
+
+@pytest.mark.parametrize("choice", [{"type": "function", "name": "get_weather"},
+                                    {"type": "allowed_tools", "mode": "required",
+                                     "tools": [{"type": "function", "name": "get_weather"}]}])
+def test_forced_function_call(client, choice):
     tools = [{**TOOLS[0], "parameters": {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}},
-                                         "required": ["city"]}}]
+                                         "required": ["city"]}},
+             {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}}}]
     r = client.responses.create(model="tiny", input=Q, tools=tools, max_output_tokens=60, reasoning={"effort": "none"},
-                                tool_choice={"type": "function", "name": "get_weather"})
+                                tool_choice=choice)
     calls = [i for i in r.output if i.type == "function_call"]
     assert len(calls) == 1 and calls[0].name == "get_weather" and calls[0].call_id.startswith("call_")
     assert json.loads(calls[0].arguments)["city"] in ("Paris", "Oslo")
@@ -254,6 +275,18 @@ def test_encrypted_reasoning_round_trip(scripted, server):
         c.responses.create(model="m2", input=[items[0], {**back, "encrypted_content": "m2r1.eA.forgé"}])
 
 
+def test_parallel_tool_calls_false_keeps_the_first_call(tiny_ckpt):
+    two = ('r</think>\n\n<minimax:tool_call>\n<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n'
+           '</invoke>\n<invoke name="get_weather">\n<parameter name="city">Oslo</parameter>\n</invoke>\n</minimax:tool_call>')
+    with scripted_front(tiny_ckpt, [two]) as front:
+        for parallel, cities in ((True, ["Paris", "Oslo"]), (False, ["Paris"])):
+            for stream in (False, True):
+                r = front.client.responses.create(model="m2", input=Q, tools=TOOLS, parallel_tool_calls=parallel,
+                                                  stream=stream)
+                r = list(r)[-1].response if stream else r
+                assert [json.loads(i.arguments)["city"] for i in r.output if i.type == "function_call"] == cities
+
+
 # -- the openai-agents SDK in its default configuration (Responses) ---------------------------------
 @pytest.mark.parametrize("streamed", [False, True])
 def test_agents_sdk_tool_loop(scripted, streamed):
@@ -287,20 +320,13 @@ def test_agents_sdk_tool_loop(scripted, streamed):
 
 
 def test_engine_failure_is_an_error_event(tiny_ckpt):
-    from minimax2.server.app import create_app
-    from minimax2.server.backends import RemoteBackend
-    from minimax2.server.service import ServerConfig
-    from server_support.scripted_engine import FAIL
-
-    with ScriptedEngine([FAIL]) as engine:
-        app = create_app(RemoteBackend(tiny_ckpt, engine.url, model="scripted"), ServerConfig(served_model_name="m2"))
-        with ServerThread(app) as front:
-            c = openai.OpenAI(base_url=front.url + "/v1", api_key="none", max_retries=0, timeout=60)
-            events = list(c.responses.create(model="m2", input=Q, stream=True))
-            assert [e.type for e in events] == ["response.created", "response.in_progress", "error"]
-            assert "engine exploded" in events[-1].message and events[-1].sequence_number == 2
-            with pytest.raises(openai.APIStatusError) as e:
-                c.responses.create(model="m2", input=Q)
-            assert e.value.status_code == 502 and "engine exploded" in e.value.message
-            status, err, _ = post(front.url + "/v1/responses", {"model": "m2", "input": Q, "max_output_tokens": 10**6})
-            assert status == 400 and err["error"]["param"] == "max_output_tokens"
+    with scripted_front(tiny_ckpt, [FAIL]) as front:
+        c = front.client
+        events = list(c.responses.create(model="m2", input=Q, stream=True))
+        assert [e.type for e in events] == ["response.created", "response.in_progress", "error"]
+        assert "engine exploded" in events[-1].message and events[-1].sequence_number == 2
+        with pytest.raises(openai.APIStatusError) as e:
+            c.responses.create(model="m2", input=Q)
+        assert e.value.status_code == 502 and "engine exploded" in e.value.message
+        status, err, _ = post(front.url + "/v1/responses", {"model": "m2", "input": Q, "max_output_tokens": 10**6})
+        assert status == 400 and err["error"]["param"] == "max_output_tokens"
