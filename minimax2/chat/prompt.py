@@ -65,9 +65,6 @@ class Prompt:
             return NotImplemented
         return Prompt.of(self.segments + other.segments)
 
-    def endswith(self, suffix: str) -> bool:
-        return self.text.endswith(suffix)
-
 
 class PromptBuilder:
     """Collects segments in order: ``structural(...)`` for the template's text, ``content(...)``
@@ -82,10 +79,6 @@ class PromptBuilder:
 
     def content(self, *texts: str) -> "PromptBuilder":
         self._parts.extend((t, False) for t in texts)
-        return self
-
-    def extend(self, prompt: Prompt) -> "PromptBuilder":
-        self._parts.extend(prompt.segments)
         return self
 
     def build(self) -> Prompt:
