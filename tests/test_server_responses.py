@@ -129,8 +129,9 @@ def test_store_false_and_unknown_ids_are_404(client, server):
     r = client.responses.create(model="tiny", input="Hello", max_output_tokens=4, store=False)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(r.id)
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as e:
         client.responses.create(model="tiny", input="Hi", max_output_tokens=4, previous_response_id=r.id)
+    assert e.value.body["param"] == "previous_response_id" and e.value.body["code"] == "response_not_found"
     kept = client.responses.create(model="tiny", input="Hello", max_output_tokens=4)
     client.responses.delete(kept.id)
     with pytest.raises(openai.NotFoundError) as e:
@@ -195,6 +196,18 @@ def test_bad_requests_use_the_openai_error_shape(server):
                         ({"model": "tiny", "input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id")):
         status, err, _ = post(server.url + "/v1/responses", body)
         assert status == 400 and err["error"]["type"] == "invalid_request_error" and err["error"]["param"] == param
+    for bad in ([{"role": "user", "content": None}], [{"type": "reasoning", "summary": "abc"}],
+                [{"type": "reasoning", "content": [1]}], [{"type": "function_call_output", "call_id": "c", "output": {}}],
+                [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{not json"}],
+                [{"type": "reasoning", "encrypted_content": "m2r1.!!.x"}], [{"role": "tool", "content": "x"}], [7]):
+        status, err, _ = post(server.url + "/v1/responses", {"model": "tiny", "input": bad, "max_output_tokens": 2})
+        assert status == 400 and err["error"]["type"] == "invalid_request_error", (bad, err)
+    for extra in ({"tools": [{"type": "function", "name": "f", "parameters": "x"}]},
+                  {"tool_choice": {"type": "allowed_tools", "tools": "x"}, "tools": TOOLS},
+                  {"text": {"format": {"type": "json_schema", "name": "s", "schema": None}}},
+                  {"text": {"format": "json"}}, {"max_output_tokens": "5"}, {"background": True}):
+        status, err, _ = post(server.url + "/v1/responses", {"model": "tiny", "input": "x", "max_output_tokens": 2, **extra})
+        assert status == 400 and err["error"]["type"] == "invalid_request_error", (extra, err)
     status, err, _ = post(server.url + "/v1/responses", {"model": "nope", "input": "x"})
     assert status == 404 and err["error"]["code"] == "model_not_found"
 

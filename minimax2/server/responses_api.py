@@ -79,7 +79,7 @@ class _Run:
         st.check_model(req.model)
         if req.background:
             raise APIError(400, "background responses are not supported by this server", param="background")
-        prev_items = store.get(req.previous_response_id)[1] if req.previous_response_id else []
+        prev_items = store.get(req.previous_response_id, "previous_response_id")[1] if req.previous_response_id else []
         self.items = prev_items + input_items(req.input)
         if not input_items(req.input):
             raise APIError(400, "input is required (a string or a list of input items)", param="input")

@@ -237,12 +237,13 @@ class ResponseStore:
         if hit is not None:
             self.size -= hit[2]
 
-    def get(self, rid: str) -> tuple[dict, list[dict]]:
+    def get(self, rid: str, param: str | None = None) -> tuple[dict, list[dict]]:
         with self._lock:
             hit = self._data.get(rid)
         if hit is None:
             raise APIError(404, f"No response found with id '{rid}' (responses created with store=false are not kept, "
-                                f"and this server keeps only the latest ones, in memory)", code="response_not_found")
+                                f"and this server keeps only the latest ones, in memory)", param=param,
+                           code="response_not_found")
         return hit[0], hit[1]
 
     def delete(self, rid: str) -> None:
