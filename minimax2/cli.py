@@ -14,7 +14,8 @@ DEFAULT_MODEL_ENV = "MINIMAX2_MODEL"
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", default=None,
-                   help="checkpoint directory (HF layout: config.json, safetensors, tokenizer.json); default: the bundled demo model")
+                   help="checkpoint directory (HF layout: config.json, safetensors, tokenizer.json), or 'demo' for "
+                        "the bundled demo model (default: demo)")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"], help="compute dtype (default bfloat16)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     p.add_argument("--quantization", "-q", choices=["int8", "int4"], help="weight-only quantisation (CPU kernels)")
@@ -53,8 +54,14 @@ def _load(args):
 def cmd_generate(args) -> int:
     import time
 
+    from .chat.markers import BEGIN_OF_DOCUMENT
+
     llm = _load(args)
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()
+    if _chat_only(llm.path) and not prompt.startswith(BEGIN_OF_DOCUMENT):
+        print(f"minimax2 generate: {llm.path.name} is a chat model trained on conversations only, so it continues "
+              "raw text with noise; talk to it with `minimax2 chat`, or give `generate` a prompt in M2's chat "
+              "format (LLM.render in Python)", file=sys.stderr)
     t0 = time.perf_counter()
     out = llm.generate([prompt], _sampling(args), on_delta=lambda i, d: (sys.stdout.write(d), sys.stdout.flush()))[0]
     dt = time.perf_counter() - t0
@@ -63,6 +70,12 @@ def cmd_generate(args) -> int:
     print(f"[{len(out.prompt_token_ids)} prompt + {len(c.token_ids)} generated tokens in {dt:.2f}s, "
           f"finish_reason={c.finish_reason}]", file=sys.stderr)
     return 0
+
+
+def _chat_only(path: Path) -> bool:
+    """Checkpoints that know only M2's chat format: the bundled demo model (and copies of it), by its model card."""
+    card = Path(path) / "MODEL_CARD.md"
+    return card.exists() and card.read_text(errors="replace").startswith("# minimax2 demo model")
 
 
 def cmd_chat(args) -> int:

@@ -74,13 +74,15 @@ def resolve_device(device: str) -> str:
 
 
 class LLM:
-    def __init__(self, model: str | Path, dtype: str | torch.dtype = "bfloat16", device: str = "cpu",
+    def __init__(self, model: str | Path = "demo", dtype: str | torch.dtype = "bfloat16", device: str = "cpu",
                  chat_template: str | None = None, progress: bool = False, skip_tokenizer_init: bool = False,
                  quantization: str | None = None, group_size: int = 128, **engine_args):
         """`quantization`: None, "int8" (per channel) or "int4" (groups of `group_size`), weight-only.
         `engine_args` are EngineConfig fields: block_size, kv_cache_gb, num_kv_blocks, max_num_seqs,
         max_num_batched_tokens, max_model_len, enable_prefix_caching."""
-        self.path = Path(model)
+        from ..assets import resolve_model  # "demo" (the default): the bundled demo model
+
+        self.path = Path(resolve_model(model))
         self.device = resolve_device(device)
         self.model = load_model(self.path, resolve_dtype(dtype), self.device, progress=progress)
         self.cfg = self.model.cfg
