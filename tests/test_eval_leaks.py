@@ -36,14 +36,19 @@ def test_planted_leaks_are_found_with_file_and_line(tmp_path):
 
 
 def test_clean_tree_and_code_reuse_are_not_leaks(tmp_path):
-    helpers = "class EmptyInputError(ValueError):\n    pass\n"  # an identifier in code is not a leak
-    task = _task({"errors.py": helpers, "README.md": "parse numbers; see issue 12 and #1234\n"},
-                 provenance={"upstream": "someone/calc abc123 (issue 123)"})
-    (tmp_path / "buggy").mkdir()
-    for rel, text in task.files.items():
-        (tmp_path / "buggy" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "buggy" / rel).write_text(text)
-    assert leaks.check(tmp_path / "buggy", GOLD, task.provenance) == []
+    """An existing class named in the docs, a one-word keyword string that other code has, other
+    issue numbers: none of them gives the fix away."""
+    gold = GOLD.replace("@@ -1,2 +1,4 @@", "@@ -1,2 +1,5 @@").replace(
+        "     return int(s)", "+    mode = 'DEFERRED'\n     return int(s)")
+    files = {"calc.py": CALC, "errors.py": "class EmptyInputError(ValueError):\n    pass\n",
+             "keywords.py": "KEYWORDS = {'DEFERRED': 1}\n",
+             "README.md": "parse numbers; raises EmptyInputError; see issue 12 and #1234\n"}
+    for rel, text in files.items():
+        (tmp_path / rel).write_text(text)
+    assert leaks.check(tmp_path, gold, {"upstream": "someone/calc abc123 (issue 123)"}) == []
+    (tmp_path / "NEWS.txt").write_text("parse() says: empty input string is not a number\n")
+    assert [str(x) for x in leaks.check(tmp_path, gold, {})] == [
+        "NEWS.txt:1 contains \"string 'empty input string is not a number'\" from the fix"]
 
 
 def test_bundled_inline_tasks_are_clean(tmp_path):

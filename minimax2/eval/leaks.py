@@ -1,8 +1,10 @@
 """Leak check at build: nothing distinctive of the fix may be visible to the agent.
 
-Needles, taken from the gold patch's added lines: string literals (8+ characters) and identifiers
-(6+ characters) that the buggy versions of the patched files do not contain, plus the issue / pull
-request numbers named in the record's provenance. Any needle found in any text file of the
+Needles, taken from the gold patch's added lines: string literals (8+ characters) that the buggy
+versions of the patched files do not contain, identifiers (snake_case / camelCase) that no Python
+file of the buggy tree contains, plus the issue / pull request numbers named in the record's
+provenance. Identifiers and one-word strings are looked for in prose (non-.py files) only; messages
+(12+ characters with a space) everywhere. Any needle found in any text file of the
 agent-visible buggy tree (a CHANGELOG naming the issue, docs quoting the new error message) is a leak,
 reported with file and line.
 """
@@ -50,13 +52,14 @@ def _distinctive(ident: str) -> bool:
 
 
 def needles(gold_patch: str, buggy: Path, provenance: dict) -> dict[str, tuple[re.Pattern, bool]]:
-    """{description: (pattern, prose_only)} of what must not appear in the buggy tree. New
-    identifiers are looked for in prose only (a helper the fix imports lives in some .py file)."""
+    """{description: (pattern, prose_only)} of what must not appear in the buggy tree."""
     added, removed = _changed_lines(gold_patch)
     before = "".join(removed.values())
     for rel in set(re.findall(r"(?m)^\+\+\+ b/(\S+)", gold_patch)):
         path = buggy / rel
         before += path.read_text(errors="replace") if path.is_file() else ""
+    code = "\n".join(p.read_text(errors="replace") for p in buggy.rglob("*.py")
+                     if p.is_file() and ".git" not in p.parts)
     found: dict[str, tuple[re.Pattern, bool]] = {}
     for line in added:
         if line.lstrip().startswith("#"):
@@ -64,9 +67,10 @@ def needles(gold_patch: str, buggy: Path, provenance: dict) -> dict[str, tuple[r
         for m in STRING.finditer(line):
             text = max(re.split(r"\{[^}]*\}|%[sdr]", m.group(1) or m.group(2)), key=len).strip()
             if len(text) >= 8 and text not in before and re.search(r"[A-Za-z]{3}", text):
-                found[f"string {text!r}"] = (re.compile(re.escape(text)), False)
+                message = len(text) >= 12 and " " in text  # a keyword-like token may live in other code
+                found[f"string {text!r}"] = (re.compile(re.escape(text)), not message)
         for ident in IDENT.findall(STRING.sub("", line)):
-            if _distinctive(ident) and not re.search(rf"\b{ident}\b", before):
+            if _distinctive(ident) and not re.search(rf"\b{ident}\b", before + code):
                 found[f"identifier {ident}"] = (re.compile(rf"\b{re.escape(ident)}\b"), True)
     for value in provenance.values():
         for number in ISSUE.findall(str(value)):
