@@ -138,3 +138,17 @@ def test_sandbox_still_runs_git_and_python(tmp_path):
                          "echo Y = 2 >> mod.py", repo, venv)
     assert result.returncode == 0 and "1" in result.output, result.output
     assert "+Y = 2" in sandbox.diff(repo)
+
+
+@pytest.mark.parametrize("level", ["pidns", "netns", "none"])
+def test_fallback_levels_still_kill_detached_children(tmp_path, monkeypatch, level):
+    """Where namespaces are missing: process-group kill plus reaping by the environment marker."""
+    if LEVEL not in ("full", level) and isolation.LEVELS.index(level) < isolation.LEVELS.index(LEVEL):
+        pytest.skip(f"level {level} does not work here")
+    monkeypatch.setattr(isolation, "detect", lambda: isolation.Isolation(level, os.geteuid() == 0))
+    tag = f"{20 + uuid.uuid4().int % 1000 / 1000:.3f}"
+    start = time.monotonic()
+    result = sandbox.run(f"setsid sleep {tag} & sleep 60", tmp_path, timeout=2)
+    assert result.timed_out and time.monotonic() - start < 8
+    time.sleep(0.2)
+    assert _processes_with(tag) == []
