@@ -24,17 +24,16 @@ torch ops and one log line. `MINIMAX2_CPU_KERNELS=0` turns the kernels off.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import platform
-import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import kernel_build
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
@@ -42,6 +41,7 @@ SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "gemv_int8.cpp", "gemv_int4.cpp",
                               "experts_int4.cpp", "attention_prep.cpp", "moe_route.cpp",
                               "decode_attention.cpp", "norms.cpp")]
 FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mavx512vnni", "-mavx512vbmi", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
 MAX_ROWS = 16  # rows of x (sequences in a decode step); 1.04-1.6x torch's bf16 GEMM at 8-16 rows (measured)
 _ext = None
 _tried = False
@@ -59,7 +59,9 @@ def _cpu_has_avx512_bf16() -> bool:
 
 
 def load(verbose: bool = True):
-    """The compiled extension, or None where it cannot be used here (decided once per process)."""
+    """The compiled extension, or None where it cannot be used here (decided once per process). The first
+    use on a machine compiles it (kernel_build.py says so while it runs); every later one, from any
+    checkout or install of the same sources, imports the cached build."""
     global _ext, _tried
     if _tried:
         return _ext
@@ -69,43 +71,13 @@ def load(verbose: bool = True):
     if not _cpu_has_avx512_bf16():
         log.info("CPU without AVX512-BF16, -VNNI and -VBMI: decode uses torch's ops")
         return None
-    t = time.time()
-    if verbose:
-        print("minimax2: loading the native decode kernels (compiled once, then cached) ...", file=sys.stderr, flush=True)
-    try:
-        _ext = _build()
-    except (RuntimeError, OSError, ImportError) as e:  # no compiler, no ninja, build error
-        print(f"minimax2: native decode kernels unavailable ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-              "using torch's ops", file=sys.stderr)
-        return None
-    if verbose:
-        print(f"minimax2: native decode kernels ready ({time.time() - t:.1f} s)", file=sys.stderr, flush=True)
+    _ext = kernel_build.load(SOURCES, FLAGS, LDFLAGS, verbose=verbose)
     return _ext
 
 
 def build_directory() -> Path:
-    """Where the extension is built and cached: one directory per source text, flags and torch version."""
-    texts = (p.read_text() for p in sorted(CSRC.iterdir()) if p.suffix in (".cpp", ".h"))
-    key = hashlib.sha1("\0".join([torch.__version__, *FLAGS, *texts]).encode()).hexdigest()[:12]
-    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
-    return root / f"minimax2_cpu_kernels_{key}"
-
-
-def _build():
-    """Compile (or load the cached build) under an OS file lock. torch's own build lock is a plain file
-    that a killed build leaves behind, after which every later load waits for it forever; holding the
-    flock (released by the OS when its holder dies) proves no build is running, so such a file is stale."""
-    import fcntl
-
-    from torch.utils.cpp_extension import load as build
-
-    d = build_directory()
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / "minimax2.flock", "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        (d / "lock").unlink(missing_ok=True)
-        return build("minimax2_cpu_kernels", [str(p) for p in SOURCES], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
-                     extra_include_paths=[str(CSRC)], build_directory=str(d))
+    """The cache entry of this machine's build (kernel_build.cache_dir: sources, flags, compiler, torch)."""
+    return kernel_build.cache_dir(SOURCES, FLAGS, LDFLAGS)
 
 
 def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
