@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import json
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
