@@ -85,8 +85,14 @@ def test_int8_linear_uses_the_kernel_for_decode_rows_only(ext):
     x1, x32 = torch.randn(1, 96).bfloat16(), torch.randn(32, 96).bfloat16()
     assert torch.equal(lin(x1), ext.gemv_int8(x1, lin.weight, lin.scale))
     assert torch.equal(lin(x32), torch.ops.aten._weight_int8pack_mm(x32, lin.weight, lin.scale))  # prefill
-    assert cpu_kernels.linear_int8(torch.randn(1, 40).bfloat16(), torch.zeros(8, 40, dtype=torch.int8),
-                                   torch.ones(8).bfloat16()) is None  # K not a multiple of 32: torch's op
+    from minimax2.model.linear import Int8Linear
+
+    odd = Int8Linear(None, torch.bfloat16, (torch.zeros(8, 40, dtype=torch.int8), torch.ones(8).bfloat16()))
+    assert odd.gemv is None  # K not a multiple of 32: the form binds torch's op
+    lin = Int8Linear(torch.randn(8, 64), torch.bfloat16)
+    x1, x17 = torch.randn(1, 64).bfloat16(), torch.randn(cpu_kernels.MAX_ROWS + 1, 64).bfloat16()
+    assert torch.equal(lin(x1), ext.gemv_int8(x1, lin.weight, lin.scale))
+    assert torch.equal(lin(x17), torch.ops.aten._weight_int8pack_mm(x17, lin.weight, lin.scale))
     with pytest.raises(RuntimeError, match="K % 32"):
         ext.gemv_int8(torch.randn(1, 40).bfloat16(), torch.zeros(8, 40, dtype=torch.int8), torch.ones(8).bfloat16())
 
@@ -125,25 +131,25 @@ def test_int4_gemv_is_as_close_to_the_exact_product_as_the_int4pack_op(ext, m, n
     assert torch.equal(lin(x), got)  # Int4Linear takes the kernel for decode rows
     with pytest.raises(RuntimeError, match="group % 32"):  # the int16 quantiser works 16 values at a time
         ext.gemv_int4(x, lin.packed, 16, lin.scale_zeros)
-    assert cpu_kernels.linear_int4(x, lin.packed, 16, lin.scale_zeros) is None
+    assert Int4Linear(None, torch.bfloat16, 16, quantized=(lin.packed, lin.scale_zeros)).gemv is None
     with pytest.raises(RuntimeError, match="N % 64"):
         ext.gemv_int4(x, lin.packed[:32], group, lin.scale_zeros[:, :32].contiguous())
 
 
-def test_linear_uses_the_kernel_only_where_it_applies(ext):
+def test_linear_form_binds_the_kernel_only_where_it_applies(ext):
+    from minimax2.model.forms import make_linear
+    from minimax2.model.linear import Bf16Linear, Linear
+
     w = torch.randn(48, 64).bfloat16()
+    lin = make_linear(w, "float", torch.bfloat16)
+    assert isinstance(lin, Bf16Linear)
     x1 = torch.randn(1, 64).bfloat16()
-    assert torch.equal(cpu_kernels.linear(x1, w), ext.gemv_bf16(x1, w))
-    for x, weight in [(torch.randn(cpu_kernels.MAX_ROWS + 1, 64).bfloat16(), w),  # prefill-sized batch: torch's GEMM
-                      (torch.randn(0, 64).bfloat16(), w),  # a step where no sequence samples
-                      (torch.randn(1, 64), w.float()),  # float32 (training, parity tests)
-                      (torch.randn(1, 32).bfloat16(), w[:, :32])]:  # strided weight view
-        assert cpu_kernels.usable(x, weight) is False
-        assert torch.equal(cpu_kernels.linear(x, weight), F.linear(x, weight))
-    wg = w.clone().requires_grad_()
-    assert not cpu_kernels.usable(x1, wg)  # autograd needs torch's op
-    with torch.no_grad():
-        assert cpu_kernels.usable(x1, wg)
+    assert torch.equal(lin(x1), ext.gemv_bf16(x1, w))
+    for x in (torch.randn(cpu_kernels.MAX_ROWS + 1, 64).bfloat16(),  # prefill-sized batch: torch's GEMM
+              torch.randn(0, 64).bfloat16()):  # a step where no sequence samples
+        assert torch.equal(lin(x), F.linear(x, w))
+    assert isinstance(make_linear(w.float(), "float", torch.float32), Linear)  # float32 (training, parity tests)
+    assert isinstance(make_linear(w[:, :40], "float", torch.bfloat16), Linear)  # K not a multiple of 32
 
 
 def test_one_token_forward_matches_torch(ext, tiny_ckpt):
@@ -151,8 +157,9 @@ def test_one_token_forward_matches_torch(ext, tiny_ckpt):
     ids = torch.tensor([5])
     with torch.inference_mode():
         got = model(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1)).float()
-        with torch_ops_only():
-            want = model(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1)).float()
+        with torch_ops_only():  # forms are chosen at load: a model loaded without the kernels
+            want = load_model(tiny_ckpt, torch.bfloat16)(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1))
+    want = want.float()
     assert (got - want).abs().max() < 0.05 * want.abs().max()
     assert got.argmax() == want.argmax()
 
@@ -177,10 +184,10 @@ def test_expert_block_equals_the_per_expert_ops(ext, tokens):
         for j, ex in enumerate(idx[m].tolist()):
             gate, up = F.linear(x[m:m + 1], w13[ex]).chunk(2, dim=-1)
             want[m, j] = F.linear(F.silu(gate) * up, w2[ex])[0]
-    assert cpu_kernels.experts_usable(x, w13, w2)
+    from minimax2.model.experts import Bf16Experts
+
     weights = torch.rand(tokens, k, generator=g)
-    _close_to_weighted_sum(cpu_kernels.experts(x, w13, w2, idx, weights), want, weights)
-    assert not cpu_kernels.experts_usable(torch.randn(cpu_kernels.MAX_EXPERT_TOKENS + 1, h).bfloat16(), w13, w2)
+    _close_to_weighted_sum(Bf16Experts(w13, w2).decode(x, idx, weights), want, weights)
     with pytest.raises(RuntimeError, match="expert index"):
         ext.moe_experts_bf16(x, w13, w2, torch.full((tokens, 1), 6), weights[:, :1])
 
@@ -194,7 +201,8 @@ def _close_to_weighted_sum(got, ys, weights):
 
 @pytest.mark.parametrize("tokens", [1, 3, 9, 16])
 def test_int8_expert_block_equals_the_int8pack_ops(ext, tokens):
-    from minimax2.model.quant import Int8Linear, int8_rows
+    from minimax2.model.experts import Int8Experts
+    from minimax2.model.linear import Int8Linear, int8_rows
 
     g = torch.Generator().manual_seed(100 + tokens)
     e, h, i, k = 6, 64, 96, 3
@@ -207,14 +215,10 @@ def test_int8_expert_block_equals_the_int8pack_ops(ext, tokens):
         for j, ex in enumerate(idx[m].tolist()):
             gate, up = Int8Linear(None, torch.bfloat16, (w13[ex], s13[ex]))(x[m:m + 1]).chunk(2, dim=-1)
             want[m, j] = Int8Linear(None, torch.bfloat16, (w2[ex], s2[ex]))(F.silu(gate) * up)[0]
-    packed = ("int8", w13, s13, w2, s2)
-    assert cpu_kernels.packed_experts_usable(x, packed)
     weights = torch.rand(tokens, k, generator=g)
-    _close_to_weighted_sum(cpu_kernels.packed_experts(x, packed, idx, weights), want, weights)
+    _close_to_weighted_sum(Int8Experts(w13, s13, w2, s2, native=True).decode(x, idx, weights), want, weights)
     with pytest.raises(RuntimeError, match="expert index"):
-        ext.moe_experts_int8(x, *packed[1:], torch.full((tokens, 1), 6), weights[:, :1])
-    odd = ("int8", w13[:, :, :40], s13, w2, s2)  # hidden 40: not a multiple of 32, so the torch path runs
-    assert not cpu_kernels.packed_experts_usable(torch.randn(tokens, 40).bfloat16(), odd)
+        ext.moe_experts_int8(x, w13, s13, w2, s2, torch.full((tokens, 1), 6), weights[:, :1])
 
 
 @pytest.mark.parametrize("tokens, experts, k", [(1, 8, 2), (5, 32, 4), (16, 256, 8)])
@@ -241,11 +245,11 @@ def test_quantised_model_runs_decode_experts_natively_with_the_torch_result(ext,
     model = quantize_model(load_model(tiny_ckpt, torch.bfloat16), method, group_size=32)
     moe = model.layers[0].moe
     x = torch.randn(tokens, model.cfg.hidden_size, generator=torch.Generator().manual_seed(tokens)).bfloat16()
-    assert cpu_kernels.packed_experts_usable(x, moe.packed_experts)
+    assert moe.experts.decode is not None
     with torch.no_grad():
         native = moe(x)
-        moe.packed_experts = None  # the per-expert torch path, through views of the same weights
-        ref = moe(x)
+        moe.experts._gemv = None  # the per-expert torch ops, over the same weights
+        ref = moe.experts(x, *moe.route(x))
     assert (native.float() - ref.float()).abs().max() <= ref.abs().max() * 2 ** -6
     if tokens == 1:  # one token's torch path also sums in float32 (the grouped one rounds each term)
         assert (native == ref).float().mean() > 0.8  # the rest differ by a bf16 rounding of an expert output
@@ -346,6 +350,7 @@ def _kernel_shaped_models(head_dim: int = 64):
     """(float32, bf16) copies of one random model whose shapes the native kernels take (head_dim 64)."""
     from minimax2.model.config import ModelConfig
     from minimax2.model.minimax_m2 import MiniMaxM2
+    from minimax2.model.quant import serving_model
     from minimax2.train.random_init import init_weights
 
     cfg = ModelConfig(hidden_size=128, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
@@ -356,7 +361,7 @@ def _kernel_shaped_models(head_dim: int = 64):
     init_weights(fp32, 0)
     bf16 = MiniMaxM2(cfg).eval()
     bf16.load_state_dict(fp32.state_dict())
-    return fp32, bf16.to(torch.bfloat16)
+    return fp32, serving_model(bf16.to(torch.bfloat16))  # forms bound now: with the kernels unless switched off
 
 
 def test_bf16_engine_with_kernels_serves_mixed_steps(ext):
@@ -387,7 +392,7 @@ def test_decode_with_a_head_dim_the_attention_kernel_cannot_take_falls_back_whol
     tokens = torch.randint(0, 300, (30,), generator=torch.Generator().manual_seed(2)).tolist()
     with_kernels = _teacher_forced_logits(bf16, tokens, 10)
     with torch_ops_only():
-        torch_only = _teacher_forced_logits(bf16, tokens, 10)
+        torch_only = _teacher_forced_logits(_kernel_shaped_models(head_dim=16)[1], tokens, 10)
     assert (with_kernels - torch_only).abs().max() < 0.05 * torch_only.abs().max()
 
 
@@ -397,7 +402,7 @@ def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):
     exact = _teacher_forced_logits(fp32, tokens, 20)
     with_kernels = _teacher_forced_logits(bf16, tokens, 20)
     with torch_ops_only():
-        torch_only = _teacher_forced_logits(bf16, tokens, 20)
+        torch_only = _teacher_forced_logits(_kernel_shaped_models()[1], tokens, 20)
     err_kernels = (with_kernels - exact).abs().mean()
     err_torch = (torch_only - exact).abs().mean()
     assert err_kernels <= 1.25 * err_torch + 1e-4, (err_kernels, err_torch)

@@ -100,7 +100,7 @@ def test_gathered_experts_match_the_grouped_loop(pair):
     """The GPU decode path (each token's chosen experts in two batched products) against the loop."""
     path, _ = pair
     moe = load_model(path, dtype=torch.float32).layers[0].moe
-    x = torch.randn(5, moe.w13.shape[-1], generator=torch.Generator().manual_seed(2))
+    x = torch.randn(5, moe.experts.w13.shape[-1], generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         idx, weights = moe.route(x)
-        assert torch.allclose(moe._gathered(x, idx, weights), moe(x), atol=1e-6, rtol=1e-5)
+        assert torch.allclose(moe.experts._gathered(x, idx, weights), moe(x), atol=1e-6, rtol=1e-5)

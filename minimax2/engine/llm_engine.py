@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import torch
+
 from ..chat.tokenizer import Tokenizer
+from ..model.config import ModelConfig
 from ..model.minimax_m2 import MiniMaxM2
 from .block_manager import BlockManager
 from .model_runner import ModelRunner, kv_bytes_per_block
@@ -56,6 +59,18 @@ def _history(seq: Sequence) -> tuple[list[int], list[int]] | None:
     return seq.token_ids[:seq.num_prompt_tokens], seq.completion_ids
 
 
+def kv_cache_blocks(cfg: ModelConfig, c: EngineConfig, dtype: torch.dtype) -> tuple[int, int]:
+    """(number of KV blocks, bytes per block) for `c`: num_kv_blocks, else kv_cache_gb, else what
+    max_num_seqs full contexts need, at most 4 GiB."""
+    per_block = kv_bytes_per_block(cfg, c.block_size, dtype)
+    if c.num_kv_blocks:
+        return c.num_kv_blocks, per_block
+    if c.kv_cache_gb:
+        return int(c.kv_cache_gb * 2**30 // per_block), per_block
+    want = c.max_num_seqs * -(-(c.max_model_len or cfg.max_position_embeddings) // c.block_size)
+    return min(want, int(4 * 2**30 // per_block)), per_block
+
+
 class RequestError(ValueError):
     """A request the engine cannot take (empty prompt, too long, bad token id)."""
 
@@ -66,14 +81,7 @@ class LLMEngine:
         self.config = c = config or EngineConfig()
         self.model, self.tokenizer, self.eos = model, tokenizer, set(eos_token_ids)
         self.max_model_len = c.max_model_len or model.cfg.max_position_embeddings
-        per_block = kv_bytes_per_block(model, c.block_size)
-        if c.num_kv_blocks:
-            num_blocks = c.num_kv_blocks
-        elif c.kv_cache_gb:
-            num_blocks = int(c.kv_cache_gb * 2**30 // per_block)
-        else:
-            want = c.max_num_seqs * -(-self.max_model_len // c.block_size)
-            num_blocks = min(want, int(4 * 2**30 // per_block))
+        num_blocks, per_block = kv_cache_blocks(model.cfg, c, model.dtype)
         if num_blocks < 1:
             raise ValueError(f"KV budget too small: one block of {c.block_size} tokens needs {per_block} bytes")
         self.block_manager = BlockManager(num_blocks, c.block_size, c.enable_prefix_caching)

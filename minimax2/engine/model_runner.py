@@ -6,12 +6,13 @@ import torch
 
 from ..model import cpu_kernels
 from ..model.attention import AttentionMetadata
+from ..model.config import ModelConfig
 from ..model.minimax_m2 import MiniMaxM2
 from .sequence import Sequence
 
 
-def kv_bytes_per_block(model: MiniMaxM2, block_size: int, dtype: torch.dtype | None = None) -> int:
-    c = model.cfg
+def kv_bytes_per_block(model: MiniMaxM2 | ModelConfig, block_size: int, dtype: torch.dtype | None = None) -> int:
+    c = model if isinstance(model, ModelConfig) else model.cfg
     elem = torch.empty((), dtype=dtype or model.dtype).element_size()
     return 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * block_size * elem
 

@@ -3,8 +3,10 @@ FP8 block-quantised.
 
 The whole checkpoint is validated against the config before a byte of weights is read (every tensor
 present, none unexpected, every shape right), so errors name the tensor and both shapes instead of
-surfacing as a matmul failure. The model is built on the meta device and filled tensor by tensor
-from memory-mapped files, so peak memory stays near the final model size.
+surfacing as a matmul failure. The model is built on the meta device and each tensor is read from
+its memory-mapped shard, dequantized when it is FP8, put into its serving form (quantized when asked)
+and written into its final buffer (fill.py), one tensor or one expert in flight: no float copy of a
+quantized model ever exists.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from .config import ModelConfig
+from .fill import fill
+from .forms import check_form
 from .fp8 import FP8_DTYPE, dequantize, scale_shape
+from .memory import check_memory
 from .minimax_m2 import MiniMaxM2
+from .progress import LoadProgress
 from .weights import checkpoint_targets, is_ignored
 
 SCALE_SUFFIX = "_scale_inv"  # "x.weight" is paired with "x.weight_scale_inv"
@@ -57,13 +63,6 @@ def _open(file: Path, stack: ExitStack):
         raise CheckpointError(f"{file}: cannot read safetensors file, it is truncated or corrupt ({e})") from e
 
 
-def _read(handle, name: str, file: Path) -> torch.Tensor:
-    try:
-        return handle.get_tensor(name)
-    except (SafetensorError, OSError, RuntimeError) as e:
-        raise CheckpointError(f"{file}: cannot read tensor {name} ({e})") from e
-
-
 def validate(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]) -> None:
     """Raise CheckpointError naming the first missing, unexpected or mis-shaped tensor."""
     targets = checkpoint_targets(cfg)
@@ -91,11 +90,48 @@ def validate(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]) -> None:
         raise CheckpointError(f"missing tensor {missing[0]} with expected shape {list(targets[missing[0]].shape)}{more}")
 
 
+class Reader:
+    """Tensors of a checkpoint by name, FP8 ones dequantized, whole or a range of rows at a time, with
+    the bytes read reported to a progress bar."""
+
+    def __init__(self, files: dict[str, Path], handles: dict, block: tuple[int, int], bar=None):
+        self.files, self.handles, self.block, self.bar = files, handles, block, bar
+
+    def _slice(self, name: str, a: int | None = None, b: int | None = None) -> torch.Tensor:
+        f = self.files[name]
+        try:
+            t = self.handles[f].get_tensor(name) if a is None else self.handles[f].get_slice(name)[a:b]
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise CheckpointError(f"{f}: cannot read tensor {name} ({e})") from e
+        if self.bar is not None:
+            self.bar.advance(t.numel() * t.element_size())
+        return t
+
+    def __call__(self, name: str, a: int | None = None, b: int | None = None) -> torch.Tensor:
+        """The tensor (rows [a, b) when given; a a multiple of the FP8 block height), dequantized."""
+        t = self._slice(name, a, b)
+        if t.dtype != FP8_DTYPE:
+            return t
+        scale_name = name + SCALE_SUFFIX
+        if scale_name not in self.files:
+            raise CheckpointError(f"tensor {name} is float8 but {scale_name} is missing")
+        br = self.block[0]
+        s = self._slice(scale_name, None if a is None else a // br, None if a is None else -(-b // br))
+        return dequantize(t, s, self.block)
+
+
 def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
-               progress: bool = False) -> MiniMaxM2:
+               progress: bool = False, quantization: str | None = None, group_size: int = 128,
+               kv_bytes: int = 0, max_memory: int | None = None) -> MiniMaxM2:
+    """Load a checkpoint straight into its serving form: `quantization` None keeps the weights in `dtype`
+    (bf16 on a CPU with the native kernels gets their forms), "int8" / "int4" quantise each tensor as it
+    is read. Before reading, the serving form plus `kv_bytes` is checked against the memory this process
+    may use (`max_memory` bytes when given): InsufficientMemoryError instead of an OOM kill."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
+    form = quantization or "float"
+    check_form(form, device, group_size)
     cfg = ModelConfig.from_file(path)
     files = checkpoint_files(path)
     with ExitStack() as stack:
@@ -107,38 +143,16 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
             except (SafetensorError, OSError) as e:
                 raise CheckpointError(f"{f}: tensor {name} listed in the index is not in the file ({e})") from e
         validate(cfg, shapes)
-        with torch.device("meta"):
-            model = MiniMaxM2(cfg).to(dtype)
-        for layer in model.layers:  # the routing bias stays float32, as in the reference
-            layer.moe.e_score_correction_bias = layer.moe.e_score_correction_bias.float()
-        model.to_empty(device=device)
+        check_memory(cfg, form, dtype, group_size, kv_bytes, max_memory)
         block = tuple(cfg.quantization_config["weight_block_size"]) if cfg.quantization_config else (128, 128)
-        targets = checkpoint_targets(cfg)
-        names = list(targets)
-        bar = _progress(len(names)) if progress else None
-        with torch.no_grad():
-            for n, name in enumerate(names):
-                f = files[name]
-                t = _read(handles[f], name, f)
-                if t.dtype == FP8_DTYPE:
-                    scale_name = name + SCALE_SUFFIX
-                    if scale_name not in files:
-                        raise CheckpointError(f"tensor {name} is float8 but {scale_name} is missing")
-                    t = dequantize(t, _read(handles[files[scale_name]], scale_name, files[scale_name]), block)
-                dst = targets[name].view(model)
-                dst.copy_(t.to(dst.dtype))
-                if bar is not None and n % 64 == 0:
-                    bar[0].update(bar[1], completed=n + 1)
-        if bar is not None:
-            bar[0].stop()
+        bar = LoadProgress(sum(f.stat().st_size for f in handles)) if progress else None
+        with torch.device("meta"):
+            model = MiniMaxM2(cfg)
+        try:
+            with torch.no_grad():
+                fill(model, Reader(files, handles, block, bar), form, dtype, torch.device(device), group_size)
+        finally:
+            if bar is not None:
+                bar.close()
     model.eval()
     return model
-
-
-def _progress(total: int):
-    from rich.progress import Progress
-
-    p = Progress(transient=True)
-    task = p.add_task("loading weights", total=total)
-    p.start()
-    return p, task

@@ -9,7 +9,9 @@ Semantics follow the transformers reference (`MiniMaxM2ForCausalLM`) exactly:
     unbiased scores of the chosen experts renormalised to sum 1; SwiGLU experts; untied lm_head.
 
 Tokens arrive flat ([T]) with positions and `AttentionMetadata` (see attention.py); q, k and v come
-from one fused projection, and each expert's gate and up projections are one fused matrix.
+from one fused projection, and each expert's gate and up projections are one fused matrix. The model
+is built in its float form (training); the loader swaps in each projection's and expert stack's
+serving form (linear.py, experts.py, forms.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from torch import nn
 from . import cpu_kernels
 from .attention import AttentionMetadata, attend
 from .config import ModelConfig
-from .cpu_kernels import Linear, linear
+from .experts import MAX_EXPERT_TOKENS, TorchExperts
+from .linear import Linear
 
 
 class RMSNorm(nn.Module):
@@ -101,66 +104,24 @@ class SparseMoE(nn.Module):
         self.top_k, self.num_experts = cfg.num_experts_per_tok, e
         self.gate = Linear(h, e, bias=False)
         self.register_buffer("e_score_correction_bias", torch.zeros(e, dtype=torch.float32))
-        self.w13 = nn.Parameter(torch.empty(e, 2 * i, h))  # per expert: rows [0, I) = w1 (gate), [I, 2I) = w3 (up)
-        self.w2 = nn.Parameter(torch.empty(e, h, i))  # down
-        self.expert_load: torch.Tensor | None = None  # tokens per expert in the last training forward
-        self.q13: nn.ModuleList | None = None  # weight-only quantised experts (quant.py) replace w13 / w2
-        self.q2: nn.ModuleList | None = None
-        self.packed_experts: tuple | None = None  # quantised experts stacked for the native block (quant.py)
+        self.experts: nn.Module = TorchExperts(e, h, i)  # replaced by its serving form at load (experts.py)
 
-    def route(self, x: torch.Tensor, native: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = linear(x, self.gate.weight)  # the gate module's product, without its call overhead
-        if native:  # decode batches: one call, same choice and weights to float32 rounding
-            return cpu_kernels.route(logits, self.e_score_correction_bias, self.top_k)
-        scores = torch.sigmoid(logits.float())
+    @property
+    def expert_load(self) -> torch.Tensor | None:
+        """Tokens per expert in the last training forward (the trainer's bias balancing reads it)."""
+        return self.experts.load
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = torch.sigmoid(self.gate(x).float())
         _, idx = torch.topk(scores + self.e_score_correction_bias, self.top_k, dim=-1, sorted=False)
         w = scores.gather(1, idx)
         return idx, w / w.sum(dim=-1, keepdim=True)
 
-    def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        gate, up = (self.q13[e](x) if self.q13 is not None else linear(x, self.w13[e])).chunk(2, dim=-1)
-        h = F.silu(gate) * up
-        return self.q2[e](h) if self.q2 is not None else linear(h, self.w2[e])
-
-    def _gathered(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Each (token, choice) pair through its expert in two batched products over the chosen experts'
-        weights. The grouped loop below asks the host which experts are active, a device sync per layer
-        that dominates a GPU decode step. This gathers a copy of the expert's weights for every pair (about
-        three times the bytes the loop reads), so it serves only batches of at most num_experts pairs."""
-        t, k = idx.shape
-        flat = idx.flatten()
-        xs = x.repeat_interleave(k, dim=0)[:, :, None]  # [T*k, H, 1]
-        gate, up = torch.bmm(self.w13[flat], xs).squeeze(-1).chunk(2, dim=-1)
-        ys = torch.bmm(self.w2[flat], (F.silu(gate) * up)[:, :, None]).squeeze(-1)  # [T*k, H]
-        return (weights[:, :, None] * ys.view(t, k, -1)).sum(1).to(x.dtype)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # decode batches: routing and the chosen experts in two native calls, same rounding as below
-        if self.q13 is None and not self.training and cpu_kernels.experts_usable(x, self.w13, self.w2):
-            return cpu_kernels.experts(x, self.w13, self.w2, *self.route(x, native=True))
-        if cpu_kernels.packed_experts_usable(x, self.packed_experts):
-            return cpu_kernels.packed_experts(x, self.packed_experts, *self.route(x, native=True))
-        idx, weights = self.route(x)
-        if x.device.type != "cpu" and not self.training and self.q13 is None and idx.numel() <= self.num_experts:
-            return self._gathered(x, idx, weights)  # GPU decode: no host sync
-        if x.shape[0] == 1:  # one token (batch-1 decode): no grouping needed
-            ys = torch.cat([self._expert(e, x) for e in idx[0].tolist()])
-            return (weights[0, :, None] * ys).sum(0, keepdim=True).to(x.dtype)
-        flat = idx.flatten()
-        order = flat.argsort(stable=True)
-        token = order // self.top_k
-        counts = torch.bincount(flat, minlength=self.num_experts)
-        if self.training:  # read by the trainer's auxiliary-loss-free bias balancing
-            self.expert_load = counts
-        active = counts.nonzero().flatten().tolist()
-        ends = counts.cumsum(0).tolist()
-        xs = x.index_select(0, token)
-        ys = torch.empty_like(xs)
-        counts = counts.tolist()
-        for e in active:
-            ys[ends[e] - counts[e]:ends[e]] = self._expert(e, xs[ends[e] - counts[e]:ends[e]])
-        ys = (ys * weights.flatten()[order, None]).to(x.dtype)
-        return torch.zeros_like(x).index_add_(0, token, ys)
+        if self.experts.decode is not None and x.shape[0] <= MAX_EXPERT_TOKENS:
+            # decode batch: routing and the chosen experts in two native calls, same rounding as below
+            return self.experts.decode(x, *cpu_kernels.route(self.gate(x), self.e_score_correction_bias, self.top_k))
+        return self.experts(x, *self.route(x))
 
 
 class DecoderLayer(nn.Module):

@@ -62,9 +62,9 @@ def checkpoint_targets(cfg: ModelConfig) -> dict[str, Target]:
             (cfg.num_local_experts,), lambda m, f=layer: f(m).moe.e_score_correction_bias)
         for e in range(cfg.num_local_experts):
             x = f"{moe}experts.{e}."
-            t[x + "w1.weight"] = Target((i, h), lambda m, f=layer, e=e: f(m).moe.w13[e, :i])
-            t[x + "w3.weight"] = Target((i, h), lambda m, f=layer, e=e: f(m).moe.w13[e, i:])
-            t[x + "w2.weight"] = Target((h, i), lambda m, f=layer, e=e: f(m).moe.w2[e])
+            t[x + "w1.weight"] = Target((i, h), lambda m, f=layer, e=e: f(m).moe.experts.w13[e, :i])
+            t[x + "w3.weight"] = Target((i, h), lambda m, f=layer, e=e: f(m).moe.experts.w13[e, i:])
+            t[x + "w2.weight"] = Target((h, i), lambda m, f=layer, e=e: f(m).moe.experts.w2[e])
     return t
 
 

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from .config import ModelConfig
 from .fp8 import DEFAULT_BLOCK, quantize
-from .loader import checkpoint_files, _open, _read
+from .loader import Reader, _open, checkpoint_files
 from .weights import FP8_WEIGHT_RE
 
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
@@ -88,9 +88,9 @@ def _fp8_tensors(src: Path, block: tuple[int, int]) -> Iterator[tuple[str, torch
 
     files = checkpoint_files(src)
     with ExitStack() as stack:
-        handles = {f: _open(f, stack) for f in set(files.values())}
-        for name, f in files.items():
-            t = _read(handles[f], name, f)
+        read = Reader(files, {f: _open(f, stack) for f in set(files.values())}, block)
+        for name in files:
+            t = read(name)
             if FP8_WEIGHT_RE.search(name) and t.dim() == 2:
                 q, scale = quantize(t, block)
                 yield name, q

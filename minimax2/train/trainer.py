@@ -72,7 +72,7 @@ def train_step(model, opt, examples, step: int, cfg: TrainConfig, info: dist.Dis
     model.train()
     opt.zero_grad(set_to_none=True)
     loss_sum = torch.zeros((), dtype=torch.float64)
-    loads = [torch.zeros(layer.moe.w13.shape[0], dtype=torch.float64) for layer in model.layers]
+    loads = [torch.zeros(layer.moe.num_experts, dtype=torch.float64) for layer in model.layers]
     tokens = 0
     for seqs in micro:
         b = flat_batch(seqs, cfg.device)

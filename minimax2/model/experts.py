@@ -1,0 +1,153 @@
+"""The serving forms of a layer's expert stack, one module type each (chosen once at load, `forms.py`).
+
+Every form is called as `experts(x, idx, weights)` with the router's choice (idx [T, k], weights [T, k]
+float32) and returns the weighted sum of the chosen SwiGLU experts, [T, H] in x's dtype. A form with
+a native decode block also has `decode(x, idx, weights)` for decode batches (at most
+`MAX_EXPERT_TOKENS` tokens), which `SparseMoE` routes natively and calls directly.
+
+* `TorchExperts`: float w13 [E, 2I, H] (rows [0, I) = w1 gate, [I, 2I) = w3 up) and w2 [E, H, I]
+  parameters; the training form and the fallback. Tokens are grouped by expert and only experts that
+  received tokens run; on a GPU, small batches run their chosen experts as two batched products.
+* `Bf16Experts`: the same stacks in bf16 with the native bf16 expert block for decode.
+* `Int8Experts` / `Int4Experts`: quantised stacks (per-row int8; int4 groups in torch's int4pack
+  layout) with their native blocks; prefill runs each active expert through torch's packed ops.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import cpu_kernels
+
+MAX_EXPERT_TOKENS = cpu_kernels.MAX_EXPERT_TOKENS
+
+
+def grouped(x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, num_experts: int,
+            expert: Callable[[int, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted sum [T, H], tokens per expert [E]): tokens grouped by expert, each active expert run once."""
+    if x.shape[0] == 1:  # one token (batch-1 decode): no grouping needed
+        ys = torch.cat([expert(e, x) for e in idx[0].tolist()])
+        return (weights[0, :, None] * ys).sum(0, keepdim=True).to(x.dtype), None
+    top_k = idx.shape[1]
+    flat = idx.flatten()
+    order = flat.argsort(stable=True)
+    token = order // top_k
+    counts = torch.bincount(flat, minlength=num_experts)
+    ends, sizes = counts.cumsum(0).tolist(), counts.tolist()
+    xs = x.index_select(0, token)
+    ys = torch.empty_like(xs)
+    for e in counts.nonzero().flatten().tolist():
+        ys[ends[e] - sizes[e]:ends[e]] = expert(e, xs[ends[e] - sizes[e]:ends[e]])
+    ys = (ys * weights.flatten()[order, None]).to(x.dtype)
+    return torch.zeros_like(x).index_add_(0, token, ys), counts
+
+
+def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+class TorchExperts(nn.Module):
+    decode = None  # no native decode block
+
+    def __init__(self, num_experts: int, hidden: int, inter: int):
+        super().__init__()
+        self.num_experts = num_experts
+        self.w13 = nn.Parameter(torch.empty(num_experts, 2 * inter, hidden))
+        self.w2 = nn.Parameter(torch.empty(num_experts, hidden, inter))
+        self.load: torch.Tensor | None = None  # tokens per expert in the last training forward
+
+    def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(swiglu(F.linear(x, self.w13[e])), self.w2[e])
+
+    def _gathered(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Each (token, choice) pair through its expert in two batched products over the chosen experts'
+        weights. The grouped loop asks the host which experts are active, a device sync per layer that
+        dominates a GPU decode step. This gathers a copy of the expert's weights for every pair (about
+        three times the bytes the loop reads), so it serves only batches of at most num_experts pairs."""
+        t, k = idx.shape
+        flat = idx.flatten()
+        xs = x.repeat_interleave(k, dim=0)[:, :, None]  # [T*k, H, 1]
+        h = swiglu(torch.bmm(self.w13[flat], xs).squeeze(-1))
+        ys = torch.bmm(self.w2[flat], h[:, :, None]).squeeze(-1)  # [T*k, H]
+        return (weights[:, :, None] * ys.view(t, k, -1)).sum(1).to(x.dtype)
+
+    def forward(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" and not self.training and idx.numel() <= self.num_experts:
+            return self._gathered(x, idx, weights)  # GPU decode: no host sync
+        out, counts = grouped(x, idx, weights, self.num_experts, self._expert)
+        if self.training:  # read by the trainer's auxiliary-loss-free bias balancing
+            self.load = counts if counts is not None else torch.bincount(idx.flatten(), minlength=self.num_experts)
+        return out
+
+
+class Bf16Experts(nn.Module):
+    """bf16 stacks on a CPU with the native kernels; w13 / w2 as in `TorchExperts`, as buffers."""
+
+    def __init__(self, w13: torch.Tensor, w2: torch.Tensor):
+        super().__init__()
+        self.num_experts = w13.shape[0]
+        self.register_buffer("w13", w13)
+        self.register_buffer("w2", w2)
+        self._block = cpu_kernels.load().moe_experts_bf16
+
+    def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(swiglu(F.linear(x, self.w13[e])), self.w2[e])
+
+    def decode(self, x, idx, weights):
+        return self._block(x, self.w13, self.w2, idx, weights)
+
+    def forward(self, x, idx, weights):
+        return grouped(x, idx, weights, self.num_experts, self._expert)[0]
+
+
+class Int8Experts(nn.Module):
+    """int8 stacks: w13 [E, 2I, H] int8 with s13 [E, 2I], w2 [E, H, I] with s2 [E, H]."""
+
+    def __init__(self, w13, s13, w2, s2, native: bool):
+        super().__init__()
+        self.num_experts = w13.shape[0]
+        for name, t in (("w13", w13), ("s13", s13), ("w2", w2), ("s2", s2)):
+            self.register_buffer(name, t)
+        self.decode = self._decode if native else None
+        self._mm = torch.ops.aten._weight_int8pack_mm
+        self._gemv = cpu_kernels.load().gemv_int8 if native else None
+
+    def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        mm = self._gemv if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS else self._mm
+        return mm(swiglu(mm(x, self.w13[e], self.s13[e])), self.w2[e], self.s2[e])
+
+    def _decode(self, x, idx, weights):
+        return cpu_kernels.load().moe_experts_int8(x, self.w13, self.s13, self.w2, self.s2, idx, weights)
+
+    def forward(self, x, idx, weights):
+        return grouped(x, idx, weights, self.num_experts, self._expert)[0]
+
+
+class Int4Experts(nn.Module):
+    """int4 stacks in torch's int4pack layout: p13 [E, 2I, H/2] with sz13 [E, H/g, 2I, 2], p2, sz2."""
+
+    def __init__(self, p13, sz13, p2, sz2, group_size: int, native: bool):
+        super().__init__()
+        self.num_experts, self.group_size = p13.shape[0], group_size
+        for name, t in (("p13", p13), ("sz13", sz13), ("p2", p2), ("sz2", sz2)):
+            self.register_buffer(name, t)
+        self.decode = self._decode if native else None
+        self._mm = torch.ops.aten._weight_int4pack_mm_for_cpu
+        self._gemv = cpu_kernels.load().gemv_int4 if native else None
+
+    def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        mm = self._gemv if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS else self._mm
+        g = self.group_size
+        return mm(swiglu(mm(x, self.p13[e], g, self.sz13[e])), self.p2[e], g, self.sz2[e])
+
+    def _decode(self, x, idx, weights):
+        return cpu_kernels.load().moe_experts_int4(x, self.p13, self.sz13, self.p2, self.sz2, self.group_size,
+                                                   idx, weights)
+
+    def forward(self, x, idx, weights):
+        return grouped(x, idx, weights, self.num_experts, self._expert)[0]

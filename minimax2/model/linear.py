@@ -1,0 +1,107 @@
+"""The serving forms of a linear layer (attention projections, the router, lm_head), one module type each.
+
+The form is chosen once, at load (`forms.py`), from the checkpoint, the requested quantization and
+the device; each module's forward is the kernel of its form, bound at construction. The only choice
+left per call is the batch kind: decode rows (at most `MAX_ROWS`) take the native matrix-vector
+kernel, larger batches (prefill) torch's GEMM.
+
+* `Linear`: float weights through torch's ops (training, float32, GPUs, CPUs without the kernels);
+* `Bf16Linear`: bf16 weights, the native bf16 matrix-vector kernel for decode rows;
+* `Int8Linear`: symmetric int8 per output row, `aten._weight_int8pack_mm` / native int8 kernel;
+* `Int4Linear`: asymmetric int4 in groups of the input, torch's int4pack layout / native int4 kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import cpu_kernels
+
+MAX_ROWS = cpu_kernels.MAX_ROWS
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` without bias and with the state-dict names of the model: the float / training form."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class Bf16Linear(nn.Module):
+    """bf16 weights on a CPU with the native kernels (the caller checked `cpu_kernels.loaded()`)."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight.detach().contiguous())
+        self.gemv = cpu_kernels.load().gemv_bf16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] <= MAX_ROWS:
+            return self.gemv(x, self.weight)
+        return F.linear(x, self.weight)
+
+
+def int8_rows(weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output row: (q int8, scale in `dtype`), weight ~= q * scale[:, None]."""
+    w = weight.float()
+    scale = (w.abs().amax(dim=-1) / 127).clamp(min=1e-12).to(dtype)  # round first: q uses the stored scale
+    return (w / scale.float()[..., None]).round().clamp(-128, 127).to(torch.int8), scale
+
+
+def int4_groups(weight: torch.Tensor, dtype: torch.dtype, group_size: int,
+                name: str = "weight") -> tuple[torch.Tensor, torch.Tensor]:
+    """Asymmetric int4 in groups of `group_size` inputs: (packed [N, K/2] in torch's int4pack layout,
+    scale_zeros [K/group, N, 2] in `dtype`); the kernels compute (q - 8) * scale + zero."""
+    n, k = weight.shape
+    if k % group_size:
+        raise ValueError(f"int4 group size {group_size} does not divide the {k} input features of {name}; "
+                         f"use --quantization int8 or a group size that divides {k}")
+    w = weight.float().view(n, k // group_size, group_size)
+    lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+    scale = ((hi - lo) / 15).clamp(min=1e-12)
+    q = ((w - lo) / scale).round().clamp(0, 15).to(torch.int32).view(n, k)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+    sz = torch.cat([scale, lo + 8 * scale], dim=-1).transpose(0, 1).contiguous()  # [groups, n, 2]
+    return packed, sz.to(dtype)
+
+
+def _native_int8(weight: torch.Tensor) -> bool:
+    return cpu_kernels.loaded() and weight.shape[1] % 32 == 0
+
+
+def _native_int4(packed: torch.Tensor, group: int, scale_zeros: torch.Tensor) -> bool:
+    return (cpu_kernels.loaded() and packed.shape[0] % 64 == 0 and group % 32 == 0
+            and scale_zeros.dtype == torch.bfloat16)
+
+
+class Int8Linear(nn.Module):
+    def __init__(self, weight: torch.Tensor | None, dtype: torch.dtype, quantized: tuple | None = None):
+        super().__init__()
+        q, scale = quantized if quantized is not None else int8_rows(weight, dtype)
+        self.register_buffer("weight", q)
+        self.register_buffer("scale", scale)
+        self.out_features = q.shape[0]
+        self.gemv = cpu_kernels.load().gemv_int8 if _native_int8(q) and dtype == torch.bfloat16 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gemv is not None and x.shape[0] <= MAX_ROWS:
+            return self.gemv(x, self.weight, self.scale)
+        return torch.ops.aten._weight_int8pack_mm(x, self.weight, self.scale)
+
+
+class Int4Linear(nn.Module):
+    def __init__(self, weight: torch.Tensor | None, dtype: torch.dtype, group_size: int, name: str = "weight",
+                 quantized: tuple | None = None):
+        super().__init__()
+        packed, sz = quantized if quantized is not None else int4_groups(weight, dtype, group_size, name)
+        self.register_buffer("packed", packed)
+        self.register_buffer("scale_zeros", sz)
+        self.group_size, self.out_features = group_size, sz.shape[1]
+        self.gemv = cpu_kernels.load().gemv_int4 if _native_int4(packed, group_size, sz) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gemv is not None and x.shape[0] <= MAX_ROWS:
+            return self.gemv(x, self.packed, self.group_size, self.scale_zeros)
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, self.group_size, self.scale_zeros)
