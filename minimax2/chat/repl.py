@@ -15,35 +15,55 @@ HELP = "commands: /tool TEXT (reply to the last tool call), /reset, /exit"
 
 
 class _StreamView:
-    """Prints generated text as it streams: dimmed while in <think>, hidden once a tool call starts."""
+    """Prints generated text as it streams: the reasoning dimmed until </think>, then the answer, nothing from
+    the first tool call on. Text that may be the start of a marker, and whitespace that may end a part, is
+    held back until the next text decides it; `finish` prints what is still held once generation ends. The
+    reasoning and the answer are separated by one line break (the format's own newlines are dropped)."""
 
     def __init__(self, console: Console):
-        self.console, self.buf, self.shown, self.thinking = console, "", 0, True
+        self.console, self.buf, self.shown = console, "", 0
+        self.thinking, self.fresh, self.printed = True, True, False
 
     def __call__(self, _i: int, delta: str) -> None:
         self.buf += delta
-        while True:
-            if self.thinking:
-                end = self.buf.find(m.THINK_END, self.shown)
-                stop = len(self.buf) if end < 0 else end
-                safe = stop if end >= 0 else max(self.shown, stop - len(m.THINK_END) + 1)
-                self._emit(safe, "dim")
-                if end < 0:
-                    return
-                self.shown, self.thinking = end + len(m.THINK_END), False
-                self.console.print()
-                continue
-            call = self.buf.find(m.TOOL_CALL_START, self.shown)
-            limit = call if call >= 0 else max(self.shown, len(self.buf) - len(m.TOOL_CALL_START) + 1)
-            self._emit(limit, None)
-            return
+        self._advance(final=False)
 
-    def _emit(self, upto: int, style: str | None) -> None:
-        if upto > self.shown:
-            text = self.buf[self.shown:upto]
-            self.console.print(text.lstrip("\n") if self.shown == 0 else text, style=style, end="",
-                               markup=False, highlight=False)
-            self.shown = upto
+    def finish(self) -> None:
+        self._advance(final=True)
+
+    def _advance(self, final: bool) -> None:
+        if self.thinking:
+            end = self.buf.find(m.THINK_END, self.shown)
+            if end < 0:
+                self._emit(len(self.buf) if final else len(self.buf) - len(m.THINK_END) + 1, "dim", final)
+                return
+            self._emit(end, "dim", closing=True)
+            self.shown, self.thinking, self.fresh = end + len(m.THINK_END), False, True
+            if self.printed:
+                self.console.print()
+        call = self.buf.find(m.TOOL_CALL_START, self.shown)
+        if call >= 0:
+            self._emit(call, None, closing=True)
+        else:
+            self._emit(len(self.buf) if final else len(self.buf) - len(m.TOOL_CALL_START) + 1, None, final)
+
+    def _emit(self, upto: int, style: str | None, closing: bool) -> None:
+        """Print buf[shown:upto] without the part's leading whitespace and, unless the part ends here (closing),
+        holding back its trailing whitespace."""
+        text = self.buf[self.shown:max(upto, self.shown)]
+        if self.fresh:
+            lead = len(text) - len(text.lstrip())
+            self.shown, text = self.shown + lead, text[lead:]
+        body = text.rstrip()
+        if body:
+            self.console.print(body, style=style, end="", markup=False, highlight=False, soft_wrap=True)
+            self.fresh, self.printed = False, True
+        self.shown = upto if closing and upto > self.shown else self.shown + len(body)
+
+
+def finish_reason(reply) -> str:
+    """'tool_calls' for a turn that ended by calling tools (the engine itself only knows it stopped)."""
+    return "tool_calls" if reply.tool_calls and reply.finish_reason == "stop" else reply.finish_reason
 
 
 def run_repl(llm, sampling, tools: list | None = None, system: str | None = None) -> int:
@@ -76,7 +96,9 @@ def run_repl(llm, sampling, tools: list | None = None, system: str | None = None
         else:
             history.append({"role": "user", "content": line})
         console.print("[bold blue]ai> [/]", end="")
-        reply = llm.chat(history, tools=tools, sampling_params=sampling, on_delta=_StreamView(console))
+        view = _StreamView(console)
+        reply = llm.chat(history, tools=tools, sampling_params=sampling, on_delta=view)
+        view.finish()
         console.print()
         msg = {"role": "assistant", "content": reply.content, "reasoning_content": reply.reasoning}
         if reply.tool_calls:
@@ -88,4 +110,4 @@ def run_repl(llm, sampling, tools: list | None = None, system: str | None = None
                                     border_style="cyan"))
         history.append(msg)
         console.print(f"[dim]({reply.prompt_tokens} prompt + {reply.completion_tokens} generated tokens, "
-                      f"{reply.finish_reason})[/]")
+                      f"{finish_reason(reply)})[/]")
