@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml requirements-cpu.txt
 	$(BIN)/pip install --quiet -e '.[serve,eval,dev]'
 	touch $(STAMP)
 
-# The native bf16 decode kernels (minimax2/model/csrc), compiled once with the machine's C++ compiler
-# and cached; where they cannot be built the engine says so once and uses torch's ops.
+# The native decode kernels (minimax2/model/csrc), compiled once per machine with its C++ compiler and
+# cached in ~/.cache/torch_extensions, shared by every checkout and install of the same sources (see
+# minimax2/model/kernel_build.py); where they cannot be built it says why in one line and uses torch's ops.
+# MINIMAX2_CPU_KERNELS=0 skips them.
 kernels: $(STAMP)
 	@$(BIN)/python -c "from minimax2.model import cpu_kernels; cpu_kernels.load()"
 
