@@ -17,9 +17,10 @@ and -VBMI (Zen 4, Sapphire Rapids and later):
 Each rounds where the torch code rounds, so outputs agree with the torch path to bf16 rounding
 (tests/test_cpu_kernels.py). Training, float32, prefill and autograd take the torch ops.
 
-The extension is compiled with the machine's C++ compiler through `torch.utils.cpp_extension` and
-cached (`~/.cache/torch_extensions`); a machine without the instructions or a compiler gets the
-torch ops and one log line. `MINIMAX2_CPU_KERNELS=0` turns the kernels off.
+The extension is compiled with the machine's C++ compiler through `torch.utils.cpp_extension`, once
+per machine: kernel_build.py keeps one cache entry per sources, flags, compiler and torch, shared by
+every checkout and install. A machine without the instructions or a compiler gets the torch ops and
+one line saying why. `MINIMAX2_CPU_KERNELS=0` turns the kernels off.
 """
 
 from __future__ import annotations
