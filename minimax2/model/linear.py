@@ -38,7 +38,7 @@ class Bf16Linear(nn.Module):
         self.gemv = cpu_kernels.load().gemv_bf16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] <= MAX_ROWS:
+        if 0 < x.shape[0] <= MAX_ROWS:
             return self.gemv(x, self.weight)
         return F.linear(x, self.weight)
 
@@ -86,7 +86,7 @@ class Int8Linear(nn.Module):
         self.gemv = cpu_kernels.load().gemv_int8 if _native_int8(q) and dtype == torch.bfloat16 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gemv is not None and x.shape[0] <= MAX_ROWS:
+        if self.gemv is not None and 0 < x.shape[0] <= MAX_ROWS:
             return self.gemv(x, self.weight, self.scale)
         return torch.ops.aten._weight_int8pack_mm(x, self.weight, self.scale)
 
@@ -102,6 +102,6 @@ class Int4Linear(nn.Module):
         self.gemv = cpu_kernels.load().gemv_int4 if _native_int4(packed, group_size, sz) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gemv is not None and x.shape[0] <= MAX_ROWS:
+        if self.gemv is not None and 0 < x.shape[0] <= MAX_ROWS:
             return self.gemv(x, self.packed, self.group_size, self.scale_zeros)
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, self.group_size, self.scale_zeros)
