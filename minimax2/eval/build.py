@@ -44,7 +44,8 @@ def _materialise_release(task: Task, cache: Path, out: Path, tmp: Path) -> dict:
     prev = sdist.unpack(prev_arc, tmp / "prev")
     buggy = out / "buggy"
     # The buggy release's tree: its CHANGELOG, docs and other modules know nothing of the fix.
-    shutil.copytree(prev, buggy, symlinks=True)
+    # A refactoring is asked of the fixed release itself (its reference solution is a diff to it).
+    shutil.copytree(fixed if task.task_type == "refactor" else prev, buggy, symlinks=True)
     gold, tests, hunks_used = [], [], {}
     for rel, selector in task.hunks.items():
         old, new = _read(prev / rel), _read(fixed / rel)
