@@ -161,7 +161,14 @@ torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13,
 }  // namespace
 
 namespace minimax2 {  // gemv_int8.cpp, gemv_int4.cpp, experts_int8.cpp, experts_int4.cpp, moe_route.cpp, attention_prep.cpp,
-                    // decode_attention.cpp, norms.cpp
+                    // decode_attention.cpp, norms.cpp, gemv_fp8.cpp, experts_fp8.cpp
+torch::Tensor gemv_fp8(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& scale_inv);
+torch::Tensor fp8_dequantize_bf16(const torch::Tensor& w, const torch::Tensor& scale_inv, int64_t r0, int64_t r1);
+torch::Tensor fp8_e4m3_to_bf16(const torch::Tensor& codes);
+torch::Tensor moe_experts_fp8(const torch::Tensor& x, const torch::Tensor& idx, const torch::Tensor& weights,
+                              const torch::Tensor& w1_ptrs, const torch::Tensor& w3_ptrs, const torch::Tensor& w2_ptrs,
+                              const torch::Tensor& s1_ptrs, const torch::Tensor& s3_ptrs, const torch::Tensor& s2_ptrs,
+                              int64_t I, int64_t H);
 torch::Tensor gemv_int8(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& scale);
 torch::Tensor gemv_int4(const torch::Tensor& x, const torch::Tensor& packed, int64_t group, const torch::Tensor& sz);
 torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& s13,
@@ -193,4 +200,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv_int8", &minimax2::gemv_int8, "y = (x @ w.T) * scale for bf16 x [M <= 16, K], int8 w [N, K] (AVX512-VNNI)");
   m.def("gemv_int4", &minimax2::gemv_int4, "y = x @ w.T for bf16 x [M <= 16, K], int4pack w [N, K / 2] (AVX512-VNNI)");
   m.def("gemv_bf16", &gemv_bf16, "y = x @ w.T for bf16 x [M <= 16, K], w [N, K] (AVX512-BF16)");
+  m.def("gemv_fp8", &minimax2::gemv_fp8, "y = x @ W.T for bf16 x [M <= 16, K], float8_e4m3fn w [N, K] with float32 128x128 block scales");
+  m.def("fp8_dequantize_bf16", &minimax2::fp8_dequantize_bf16, "rows [r0, r1) of an fp8 block-scaled weight as bf16 (prefill tiles)");
+  m.def("fp8_e4m3_to_bf16", &minimax2::fp8_e4m3_to_bf16, "float8_e4m3fn codes -> bf16 through the fp8 kernels' conversion");
+  m.def("moe_experts_fp8", &minimax2::moe_experts_fp8, "a few tokens through their top-k fp8 SwiGLU experts (pointer tables), weighted -> [M, H]");
 }
