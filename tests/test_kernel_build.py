@@ -163,11 +163,11 @@ def test_a_cold_build_says_so_survives_a_killed_builder_and_cleans_up(tmp_path):
     assert (entry / "builder").exists(), "the first build never started"
     second = subprocess.Popen([sys.executable, "-c", LOAD], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    waiting = second.stderr.readline()  # said at once, before it blocks on the lock
     os.killpg(first.pid, signal.SIGKILL)  # the compiler and ninja too, as Ctrl-C in a terminal would
     first.wait()
-    out, err = second.communicate(timeout=900)
+    out, err = second.communicate(timeout=1200)
     assert second.returncode == 0 and out.split()[0] == "True", err
-    assert f"waiting for process {first.pid}'s build" in err, err
+    assert f"waiting for process {first.pid}'s build, started" in waiting, waiting + err
     assert "compiling the native decode kernels" in err and "built in" in err, err
     assert sorted(p.name for p in entry.iterdir()) == ["build.lock", f"{kernel_build.NAME}.so"]
