@@ -92,14 +92,22 @@ def cmd_info(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .model.writer import convert_to_fp8
-
-    if not args.to_fp8:
-        print("minimax2 convert: nothing to do; pass --to-fp8", file=sys.stderr)
+    to = "fp8" if args.to_fp8 else args.to
+    if to is None:
+        print("minimax2 convert: nothing to do; pass --to int8|int4|fp8", file=sys.stderr)
         return 2
     shard = int(args.shard_size_mb * 2**20) if args.shard_size_mb else None
-    out = convert_to_fp8(args.model, args.out, block=(args.block, args.block), max_shard_bytes=shard)
-    print(f"wrote FP8 ({args.block}x{args.block} blocks) checkpoint to {out}")
+    if to == "fp8":
+        from .model.writer import convert_to_fp8
+
+        out = convert_to_fp8(args.model, args.out, block=(args.block, args.block), max_shard_bytes=shard)
+        print(f"wrote FP8 ({args.block}x{args.block} blocks) checkpoint to {out}")
+        return 0
+    from .model.prequant import convert
+
+    out = convert(args.model, args.out, to, args.group_size, max_shard_bytes=shard or 2**30, progress=True)
+    group = f", groups of {args.group_size}" if to == "int4" else ""
+    print(f"wrote the {to}{group} serving form to {out}; it loads zero-copy (`--model {out}`, no --quantization)")
     return 0
 
 
@@ -143,12 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--context", type=int, default=32768, help="context length for the memory column (default 32768)")
     i.set_defaults(func=cmd_info)
 
-    v = sub.add_parser("convert", help="rewrite a checkpoint with FP8 block-quantised weights (official layout)")
-    v.add_argument("--model", "-m", required=True, help="source checkpoint directory (bf16/fp32)")
+    v = sub.add_parser("convert", help="write a checkpoint in another form: pre-quantised int8/int4 (zero-copy "
+                                       "starts) or the official FP8 block layout",
+                       description="--to int8|int4: quantise once (from bf16, fp32 or the official FP8) into the "
+                                   "serving form, which later starts map from disk without reading it up front. "
+                                   "--to fp8: MiniMax's FP8 layout (float8_e4m3fn + 128x128 weight_scale_inv).")
+    v.add_argument("--model", "-m", required=True, help="source checkpoint directory")
     v.add_argument("--out", "-o", required=True, help="destination directory")
-    v.add_argument("--to-fp8", action="store_true", help="quantise attention projections and experts to float8_e4m3fn")
-    v.add_argument("--block", type=int, default=128, help="square block size of the scales (default 128)")
-    v.add_argument("--shard-size-mb", type=float, default=None, help="split into shards of this size, with an index")
+    v.add_argument("--to", choices=["int8", "int4", "fp8"], help="target form")
+    v.add_argument("--to-fp8", action="store_true", help="same as --to fp8")
+    v.add_argument("--group-size", type=int, default=128, help="int4: input channels per (scale, zero) (default 128)")
+    v.add_argument("--block", type=int, default=128, help="fp8: square block size of the scales (default 128)")
+    v.add_argument("--shard-size-mb", type=float, default=None,
+                   help="split into shards of this size, with an index (default: int8/int4 1 GiB, fp8 one file)")
     v.set_defaults(func=cmd_convert)
 
     n = sub.add_parser("init", help="write a random M2-shaped checkpoint (for tests and benchmarks)")

@@ -20,8 +20,8 @@ from ..chat import (Prompt, load_chat_template, parse_output, render_chat_templa
 from ..chat.parser import ToolCall
 from ..chat.tokenizer import Tokenizer
 from ..model.loader import load_model
-from ..model.quant import quantize_model
-from .llm_engine import EngineConfig, LLMEngine
+from ..model.config import ModelConfig
+from .llm_engine import EngineConfig, LLMEngine, kv_cache_blocks
 from .sampling_params import SamplingParams
 
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32,
@@ -76,24 +76,32 @@ def resolve_device(device: str) -> str:
 class LLM:
     def __init__(self, model: str | Path = "demo", dtype: str | torch.dtype = "bfloat16", device: str = "cpu",
                  chat_template: str | None = None, progress: bool = False, skip_tokenizer_init: bool = False,
-                 quantization: str | None = None, group_size: int = 128, **engine_args):
-        """`quantization`: None, "int8" (per channel) or "int4" (groups of `group_size`), weight-only.
-        `engine_args` are EngineConfig fields: block_size, kv_cache_gb, num_kv_blocks, max_num_seqs,
-        max_num_batched_tokens, max_model_len, enable_prefix_caching."""
+                 quantization: str | None = None, group_size: int = 128, max_memory: int | None = None,
+                 **engine_args):
+        """`quantization`: None, "int8" (per channel) or "int4" (groups of `group_size`), weight-only,
+        applied to each tensor as it is read. `max_memory`: bytes the weights plus the KV cache may use
+        (default: what the machine and its cgroup have available); a model that does not fit is refused
+        with InsufficientMemoryError before anything is allocated. `engine_args` are EngineConfig fields:
+        block_size, kv_cache_gb, num_kv_blocks, max_num_seqs, max_num_batched_tokens, max_model_len,
+        enable_prefix_caching."""
         from ..assets import resolve_model  # "demo" (the default): the bundled demo model
 
         self.path = Path(resolve_model(model))
         self.device = resolve_device(device)
-        self.model = load_model(self.path, resolve_dtype(dtype), self.device, progress=progress)
+        engine_config, dtype = EngineConfig(**engine_args), resolve_dtype(dtype)
+        if (self.path / "config.json").is_file():
+            blocks, per_block = kv_cache_blocks(ModelConfig.from_file(self.path), engine_config, dtype)
+        else:
+            blocks, per_block = 0, 0  # load_model says what is wrong with the path
+        self.model = load_model(self.path, dtype, self.device, progress=progress, quantization=quantization,
+                                group_size=group_size, kv_bytes=blocks * per_block, max_memory=max_memory)
         self.cfg = self.model.cfg
-        if quantization:
-            quantize_model(self.model, quantization, group_size)
         # skip_tokenizer_init (as in vLLM): token-id prompts only, outputs carry token ids and no text.
         self.tokenizer = None if skip_tokenizer_init else Tokenizer(self.path)
         tok_eos = self.tokenizer.eos_token_id if self.tokenizer else None
         self.eos_token_ids = sorted(set(self.cfg.eos_token_id + _generation_eos(self.path)
                                         + ([tok_eos] if tok_eos is not None else [])))
-        self.engine = LLMEngine(self.model, self.tokenizer, self.eos_token_ids, EngineConfig(**engine_args))
+        self.engine = LLMEngine(self.model, self.tokenizer, self.eos_token_ids, engine_config)
         self._counter = 0
         # Chat prompts: an explicit template file, else the checkpoint's own, else our native M2 renderer.
         if chat_template == "native":

@@ -120,9 +120,13 @@ class ModelConfig:
         qc = self.quantization_config
         if qc is not None:
             method = qc.get("quant_method")
+            if method == "minimax2":  # pre-quantised by `minimax2 convert` (model/prequant.py)
+                if qc.get("bits") not in (4, 8):
+                    raise ConfigError(f"config.json field 'quantization_config.bits' = {qc.get('bits')!r}: expected 8 or 4")
+                return
             if method != "fp8":
                 raise ConfigError(f"config.json field 'quantization_config.quant_method' = {method!r}: only the "
-                                  "official 'fp8' block format is supported")
+                                  "official 'fp8' block format and minimax2's own int8/int4 are supported")
             if qc.get("fmt", "float8_e4m3fn") not in ("float8_e4m3fn", "e4m3"):
                 raise ConfigError(f"config.json field 'quantization_config.fmt' = {qc.get('fmt')!r}: expected float8_e4m3fn")
             block = qc.get("weight_block_size")

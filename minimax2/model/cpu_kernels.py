@@ -4,14 +4,14 @@ In a decode step (a few rows per layer) PyTorch's cost is dispatch, not arithmet
 ops per layer. The `csrc/` kernels do a layer's work in five calls on CPUs with AVX512-BF16, -VNNI
 and -VBMI (Zen 4, Sapphire Rapids and later):
 
-* `linear`: bf16 matrix-vector products that read weights at about twice the speed of torch's
-  bf16 linear (35 vs 14 GB/s per core measured on Zen 4); `linear_int8` the same for int8 weights
+* `gemv_bf16`: bf16 matrix-vector products that read weights at about twice the speed of torch's
+  bf16 linear (35 vs 14 GB/s per core measured on Zen 4); `gemv_int8` the same for int8 weights
   (int16-quantised activations, integer products with AVX512-VNNI: csrc/int8_dot.h) and
-  `linear_int4` for torch's int4pack layout (csrc/int4_dot.h);
+  `gemv_int4` for torch's int4pack layout (csrc/int4_dot.h); the serving forms of linear.py bind them;
 * `attention_prep`: qkv split, QK-norm, partial RoPE and the k / v cache write;
 * `decode_attention`: one query per sequence, reading the paged cache in place;
-* `route` + `experts` (bf16) / `packed_experts` (int8, int4): the sigmoid router, then the
-  chosen experts grouped by expert (each read once per step) and their weighted sum;
+* `route` + `moe_experts_{bf16,int8,int4}`: the sigmoid router, then the chosen experts grouped by
+  expert (each read once per step) and their weighted sum (bound by the forms of experts.py);
 * `rms_norm` and `add_rms_norm`: the norms, the latter fused with the residual add before it.
 
 Each rounds where the torch code rounds, so outputs agree with the torch path to bf16 rounding
@@ -31,8 +31,6 @@ import platform
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from . import kernel_build
 
@@ -81,75 +79,12 @@ def build_directory() -> Path:
     return kernel_build.cache_dir(SOURCES, FLAGS, LDFLAGS)
 
 
-def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
-    return (x.dtype == torch.bfloat16 and w.dtype == torch.bfloat16 and x.device.type == "cpu" and x.dim() == 2
-            and 1 <= x.shape[0] <= MAX_ROWS and x.shape[1] % 32 == 0 and w.is_contiguous()
-            and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)))
+def loaded() -> bool:
+    """Whether the native kernels are available in this process (building or loading them once)."""
+    return load(verbose=False) is not None
 
 
-def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x @ w.T for x [M, K] and w [N, K]."""
-    if _ext is not None and usable(x, w):
-        return _ext.gemv_bf16(x.contiguous(), w)
-    return F.linear(x, w)
-
-
-def linear_int8(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor | None:
-    """(x @ w.T) * scale for a few bf16 rows x [M, K] and int8 rows w [N, K], or None where torch's
-    `_weight_int8pack_mm` must run (no kernels, too many rows, K not a multiple of 32, autograd)."""
-    if (_ext is not None and x.dtype == torch.bfloat16 and x.dim() == 2 and 1 <= x.shape[0] <= MAX_ROWS
-            and x.shape[1] % 32 == 0 and x.device.type == "cpu" and w.is_contiguous()
-            and not (torch.is_grad_enabled() and x.requires_grad)):
-        return _ext.gemv_int8(x.contiguous(), w, scale)
-    return None
-
-
-def linear_int4(x: torch.Tensor, packed: torch.Tensor, group: int, scale_zeros: torch.Tensor) -> torch.Tensor | None:
-    """x @ w.T for a few bf16 rows x [M, K] and w in torch's int4pack layout ([N, K / 2], scales and
-    zeros [K / group, N, 2]), or None where torch's `_weight_int4pack_mm_for_cpu` must run."""
-    if (_ext is not None and x.dtype == torch.bfloat16 and x.dim() == 2 and 1 <= x.shape[0] <= MAX_ROWS
-            and packed.shape[0] % 64 == 0 and group % 32 == 0 and x.shape[1] % group == 0 and x.device.type == "cpu"
-            and scale_zeros.dtype == torch.bfloat16
-            and not (torch.is_grad_enabled() and x.requires_grad)):
-        return _ext.gemv_int4(x.contiguous(), packed, group, scale_zeros)
-    return None
-
-
-MAX_EXPERT_TOKENS = 16  # tokens per step up to which the native expert block runs (decode batches)
-
-
-def experts_usable(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> bool:
-    """A decode-sized bf16 batch against bf16 expert stacks w13 [E, 2I, H], w2 [E, H, I] (`SparseMoE`'s layout)."""
-    return (_ext is not None and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS and x.dtype == torch.bfloat16
-            and x.device.type == "cpu" and x.shape[1] % 32 == 0 and w13.dtype == torch.bfloat16
-            and w2.dtype == torch.bfloat16 and w13.is_contiguous() and w2.is_contiguous() and w2.shape[-1] % 32 == 0
-            and not (torch.is_grad_enabled() and (x.requires_grad or w13.requires_grad or w2.requires_grad)))
-
-
-def experts(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, idx: torch.Tensor,
-            weights: torch.Tensor) -> torch.Tensor:
-    """[M, H]: each token of x [M, H] through its experts idx [M, k] (SwiGLU), summed with `weights`
-    [M, k] float32, grouped by expert so a chosen expert's weights are read once per step. Check
-    `experts_usable` first."""
-    return _ext.moe_experts_bf16(x.contiguous(), w13, w2, idx, weights)
-
-
-def packed_experts_usable(x: torch.Tensor, packed) -> bool:
-    """A decode-sized bf16 batch against quantised experts stacked by quant.py: ("int8", w13, s13, w2, s2)
-    or ("int4", p13, sz13, p2, sz2, group_size)."""
-    return (_ext is not None and packed is not None and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS
-            and x.dtype == torch.bfloat16 and x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad)
-            and (packed[1].shape[-1] % 32 == 0 and packed[3].shape[-1] % 32 == 0 if packed[0] == "int8"
-                 else packed[1].shape[1] % 64 == 0 and packed[3].shape[1] % 64 == 0 and packed[5] % 32 == 0
-                 and packed[2].dtype == torch.bfloat16))
-
-
-def packed_experts(x: torch.Tensor, packed, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The quantised twins of `experts`. int8: integer products of int8 weights and int16-quantised
-    activations (csrc/int8_dot.h); int4: the same with torch's int4pack layout read in place (csrc/int4_dot.h)."""
-    method, *tensors = packed
-    fn = _ext.moe_experts_int8 if method == "int8" else _ext.moe_experts_int4
-    return fn(x.contiguous(), *tensors, idx, weights)
+MAX_EXPERT_TOKENS = 16  # tokens per step up to which the native expert blocks run (decode batches)
 
 
 def route(logits: torch.Tensor, bias: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,10 +134,3 @@ def attention_prep(qkv: torch.Tensor, attn, cos: torch.Tensor, sin: torch.Tensor
 def decode_attention(q, k_cache, v_cache, slots, lens, scale: float) -> torch.Tensor:
     """One query per sequence against its cached keys/values, read in place through `slots` [B, N]."""
     return _ext.decode_attention_bf16(q.contiguous(), k_cache, v_cache, slots, lens, scale)
-
-
-class Linear(nn.Linear):
-    """`nn.Linear` (same parameters, same state-dict names) whose product goes through `linear`."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight) if self.bias is None else F.linear(x, self.weight, self.bias)

@@ -69,7 +69,7 @@ def make_linear(weight: torch.Tensor | None, form: str, dtype: torch.dtype, grou
     if form in QUANTIZATIONS:
         n, k = shape or weight.shape
         qs = quantize_rows(form, n, k, rows or (lambda a, b: weight[a:b]), dtype, group_size, name)
-        return Int8Linear(None, dtype, qs) if form == "int8" else Int4Linear(None, dtype, group_size, quantized=qs)
+        return quantized_linear(form, *qs, dtype, group_size)
     w = (weight if weight is not None else rows(0, shape[0])).detach().to(dtype)
     if _native_bf16(dtype, w.device) and w.shape[1] % 32 == 0:
         return Bf16Linear(w.contiguous())
@@ -116,19 +116,28 @@ class ExpertsBuilder:
             self.bufs[2 * k + 1][e].copy_(s)
 
     def module(self) -> nn.Module:
-        b, dtype = self.bufs, self.dtype
-        if self.form == "float":
-            h, i = b[1].shape[1], b[1].shape[2]
-            if _native_bf16(dtype, b[0].device) and h % 32 == 0 and i % 32 == 0:
-                return Bf16Experts(*b)
-            mod = TorchExperts(b[0].shape[0], h, i).to("meta")
-            mod.w13, mod.w2 = (nn.Parameter(t, requires_grad=False) for t in b)
-            return mod
-        native = cpu_kernels.loaded() and dtype == torch.bfloat16
-        if self.form == "int8":
-            return Int8Experts(*b, native=native and b[0].shape[-1] % 32 == 0 and b[2].shape[-1] % 32 == 0)
-        return Int4Experts(*b, self.group_size, native=native and b[0].shape[1] % 64 == 0
-                           and b[2].shape[1] % 64 == 0 and self.group_size % 32 == 0)
+        return experts_module(self.form, self.bufs, self.dtype, self.group_size)
+
+
+def experts_module(form: str, b: list[torch.Tensor], dtype: torch.dtype, group_size: int = 128) -> nn.Module:
+    """The expert-stack module of `form` over its final buffers (filled here, or views of a file)."""
+    if form == "float":
+        h, i = b[1].shape[1], b[1].shape[2]
+        if _native_bf16(dtype, b[0].device) and h % 32 == 0 and i % 32 == 0:
+            return Bf16Experts(*b)
+        mod = TorchExperts(b[0].shape[0], h, i).to("meta")
+        mod.w13, mod.w2 = (nn.Parameter(t, requires_grad=False) for t in b)
+        return mod
+    native = cpu_kernels.loaded() and dtype == torch.bfloat16
+    if form == "int8":
+        return Int8Experts(*b, native=native and b[0].shape[-1] % 32 == 0 and b[2].shape[-1] % 32 == 0)
+    return Int4Experts(*b, group_size, native=native and b[0].shape[1] % 64 == 0 and b[2].shape[1] % 64 == 0
+                       and group_size % 32 == 0)
+
+
+def quantized_linear(form: str, q: torch.Tensor, s: torch.Tensor, dtype: torch.dtype, group_size: int) -> nn.Module:
+    """The int8 / int4 linear over already quantised tensors (int8: weight, scale; int4: packed, scale_zeros)."""
+    return Int8Linear(None, dtype, (q, s)) if form == "int8" else Int4Linear(None, dtype, group_size, quantized=(q, s))
 
 
 def lm_head_form(form: str) -> str:

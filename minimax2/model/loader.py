@@ -24,6 +24,8 @@ from .forms import check_form
 from .fp8 import FP8_DTYPE, dequantize, scale_shape
 from .memory import check_memory
 from .minimax_m2 import MiniMaxM2
+from .prequant import form_of
+from .zero_copy import load_mapped
 from .progress import LoadProgress
 from .weights import checkpoint_targets, is_ignored
 
@@ -130,10 +132,18 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
-    form = quantization or "float"
-    check_form(form, device, group_size)
     cfg = ModelConfig.from_file(path)
     files = checkpoint_files(path)
+    pre = form_of(cfg)
+    if pre is not None:  # written by `minimax2 convert`: the file is the serving form, mapped as it is
+        if quantization not in (None, pre[0]) or torch.device(device).type != "cpu":
+            raise CheckpointError(f"{path} is pre-quantised to {pre[0]} for CPUs; load it without --quantization "
+                                  f"(or convert the original checkpoint again)")
+        model = load_mapped(cfg, files, pre[0], pre[1], dtype, kv_bytes, max_memory)
+        model.eval()
+        return model
+    form = quantization or "float"
+    check_form(form, device, group_size)
     with ExitStack() as stack:
         handles = {f: _open(f, stack) for f in sorted(set(files.values()))}
         shapes = {}

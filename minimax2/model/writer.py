@@ -19,13 +19,15 @@ from safetensors.torch import save_file
 from .config import ModelConfig
 from .fp8 import DEFAULT_BLOCK, quantize
 from .loader import Reader, _open, checkpoint_files
+from .mapped import save_aligned
 from .weights import FP8_WEIGHT_RE
 
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
               "chat_template.jinja", "README.md", "MODEL_CARD.md")
 
 
-def write_tensors(tensors: Iterable[tuple[str, torch.Tensor]], out: Path, max_shard_bytes: int | None = None) -> list[Path]:
+def write_tensors(tensors: Iterable[tuple[str, torch.Tensor]], out: Path, max_shard_bytes: int | None = None,
+                  aligned: bool = False) -> list[Path]:
     """Stream (name, tensor) pairs into safetensors shards, holding at most one shard in memory.
 
     Writes `model.safetensors`, or `model-0000i-of-0000n.safetensors` plus the index when the
@@ -38,7 +40,10 @@ def write_tensors(tensors: Iterable[tuple[str, torch.Tensor]], out: Path, max_sh
 
     def flush():
         p = out / f".part-{len(parts):05d}.safetensors"
-        save_file(shard, str(p), metadata={"format": "pt"})
+        if aligned:  # every tensor 64-byte aligned when mapped (pre-quantised checkpoints, mapped.py)
+            save_aligned(shard, p)
+        else:
+            save_file(shard, str(p), metadata={"format": "pt"})
         parts.append((p, list(shard)))
 
     for name, t in tensors:

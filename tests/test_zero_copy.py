@@ -1,0 +1,83 @@
+"""Zero-copy starts (issue 15 item 3): `minimax2 convert --to int8|int4` writes the serving form once;
+loading it maps the shards (no weights in anonymous memory) and gives the logits of quantising at load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from minimax2.model.attention import AttentionMetadata
+from minimax2.model.config import ModelConfig
+from minimax2.model.loader import CheckpointError, load_model
+from minimax2.model.memory import serving_bytes
+from minimax2.model.synth import write_random_checkpoint
+
+MiB = 2**20
+SHAPE = dict(hidden_size=1024, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2, head_dim=128,
+             rotary_dim=64, num_local_experts=32, num_experts_per_tok=4, intermediate_size=1024, vocab_size=4096,
+             max_position_embeddings=512)
+
+PROBE = r"""
+import json, sys, torch
+from minimax2.model.loader import load_model
+from minimax2.model.mapped import rss_anon
+load_model(sys.argv[2], torch.bfloat16)  # library initialisation, on a tiny checkpoint
+base = rss_anon()
+m = load_model(sys.argv[1], torch.bfloat16)
+print(json.dumps({"extra": rss_anon() - base, "experts": type(m.layers[0].moe.experts).__name__}))
+"""
+
+
+def _logits(model, n: int = 24) -> torch.Tensor:
+    ids = torch.arange(5, 5 + n)
+    with torch.no_grad():
+        return model(ids, torch.arange(n), AttentionMetadata.for_batch(1, n)).float()
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zc")
+    src = write_random_checkpoint(root / "fp8", ModelConfig(**SHAPE), fp8=True, max_shard_bytes=64 * MiB)
+    out = {"src": src}
+    for form, group in (("int8", 128), ("int4", 64)):
+        args = ["--to", form] + (["--group-size", str(group)] if form == "int4" else []) + ["--shard-size-mb", "64"]
+        r = subprocess.run([sys.executable, "-m", "minimax2.cli", "convert", "--model", str(src),
+                            "--out", str(root / form), *args], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "loads zero-copy" in r.stdout
+        out[form] = root / form
+    return out
+
+
+@pytest.mark.parametrize("form, group", [("int8", 128), ("int4", 64)])
+def test_converted_checkpoint_gives_the_logits_of_quantising_at_load(ckpts, form, group):
+    cfg = json.loads((ckpts[form] / "config.json").read_text())["quantization_config"]
+    assert cfg["quant_method"] == "minimax2" and cfg["bits"] == (8 if form == "int8" else 4)
+    mapped = load_model(ckpts[form], torch.bfloat16)
+    copied = load_model(ckpts["src"], torch.bfloat16, quantization=form, group_size=group)
+    assert type(mapped.layers[1].moe.experts) is type(copied.layers[1].moe.experts)
+    assert torch.equal(_logits(mapped), _logits(copied))
+
+
+@pytest.mark.parametrize("form", ["int8", "int4"])
+def test_loading_a_converted_checkpoint_keeps_weights_out_of_anonymous_memory(ckpts, tmp_path, form):
+    tiny = write_random_checkpoint(tmp_path / "tiny", ModelConfig(**{**SHAPE, "hidden_size": 128, "head_dim": 32,
+                                                                   "rotary_dim": 16, "intermediate_size": 128}))
+    r = subprocess.run([sys.executable, "-c", PROBE, str(ckpts[form]), str(tiny)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    weights = serving_bytes(ModelConfig(**SHAPE), form, torch.bfloat16, 64)
+    assert m["extra"] < 512 * MiB and m["extra"] < 0.1 * weights, (m["extra"] / MiB, weights / MiB)
+
+
+def test_a_converted_checkpoint_is_not_quantised_again(ckpts):
+    with pytest.raises(CheckpointError, match="pre-quantised to int8"):
+        load_model(ckpts["int8"], torch.bfloat16, quantization="int4")
+    r = subprocess.run([sys.executable, "-m", "minimax2.cli", "convert", "--model", str(ckpts["int8"]), "--out",
+                        str(ckpts["int8"].parent / "again"), "--to", "int4"], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "already pre-quantised" in r.stderr
