@@ -75,7 +75,7 @@ def experts_row(args, bw: float, g: torch.Generator) -> None:
     tables = []
     for _ in range(layers):
         w1, w3, w2 = ([random_fp8(*shape, g) for _ in range(e)] for shape in ((i, h), (i, h), (h, i)))
-        tables.append(fp8_kernels.Fp8Experts([w for w, _ in w1], [w for w, _ in w3], [w for w, _ in w2],
+        tables.append(fp8_kernels.Fp8ExpertTables([w for w, _ in w1], [w for w, _ in w3], [w for w, _ in w2],
                                              [s for _, s in w1], [s for _, s in w3], [s for _, s in w2]))
     choices = [torch.stack([torch.randperm(e, generator=g)[:top] for _ in range(16)]) for _ in range(97)]
     print(f"\n{'expert block (fp8)':27} {'tokens':>6} {'GB/s':>7} {'share':>6} {'ms':>7}")

@@ -18,7 +18,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "the bundled demo model (default: demo)")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"], help="compute dtype (default bfloat16)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    p.add_argument("--quantization", "-q", choices=["int8", "int4"], help="weight-only quantisation (CPU kernels)")
+    p.add_argument("--quantization", "-q", choices=["bf16", "fp8", "int8", "int4"],
+                   help="serving form of the weights (CPU kernels): int8 / int4 quantised while loading, fp8 the "
+                        "official FP8 weights as released (the default for FP8 checkpoints), bf16 dequantized "
+                        "(default: the checkpoint's own form)")
+    p.add_argument("--max-memory-gb", type=float, default=None,
+                   help="refuse to load when weights + KV cache exceed this (default: MemAvailable / the cgroup limit)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use)")
     p.add_argument("--group-size", type=int, default=128, help="int4 group size: 32, 64, 128 or 256 (default 128)")
     p.add_argument("--max-model-len", type=int, help="context length (default: the model's)")
     p.add_argument("--kv-cache-gb", type=float, help="KV cache budget in GiB (default: what the context needs, <= 4)")
@@ -46,9 +52,14 @@ def _load(args):
 
     from .engine.llm import LLM
 
-    with Console(stderr=True).status(f"loading {args.model} ({args.quantization or args.dtype})"):
-        return LLM(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization,
-                   group_size=args.group_size, max_model_len=args.max_model_len, kv_cache_gb=args.kv_cache_gb)
+    Console(stderr=True).print(f"loading {args.model} ({args.quantization or args.dtype})", style="dim")
+    return LLM(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization, progress=True,
+               group_size=args.group_size, max_model_len=args.max_model_len, kv_cache_gb=args.kv_cache_gb,
+               max_memory=_gib(args.max_memory_gb), threads=args.threads)
+
+
+def _gib(gb: float | None) -> int | None:
+    return None if gb is None else int(gb * 2**30)
 
 
 def cmd_generate(args) -> int:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from minimax2.model import cpu_kernels
 from minimax2.model.attention import AttentionMetadata
 from minimax2.model.loader import load_model
+from model_support import teacher_forced_logits
 
 
 @contextlib.contextmanager
@@ -332,20 +333,6 @@ def test_add_rms_norm_equals_the_residual_add_then_the_norm(ext, rows, h):
         ext.add_rms_norm_bf16(x, torch.cat([delta, delta]), norm.weight, 1e-6)
 
 
-def _teacher_forced_logits(model, tokens: list[int], prompt: int) -> torch.Tensor:
-    """Prefill `prompt` tokens, then decode the rest one by one through the paged cache."""
-    model.allocate_kv_cache(256)
-    out = []
-    with torch.inference_mode():
-        meta = AttentionMetadata.from_block_tables([prompt], [prompt], [[0]], 256)
-        out.append(model(torch.tensor(tokens[:prompt]), torch.arange(prompt), meta)[-1].float())
-        for i in range(prompt, len(tokens)):
-            meta = AttentionMetadata.from_block_tables([1], [i + 1], [[0]], 256)
-            out.append(model(torch.tensor([tokens[i]]), torch.tensor([i]), meta)[0].float())
-    model.free_kv_cache()
-    return torch.stack(out)
-
-
 def _kernel_shaped_models(head_dim: int = 64):
     """(float32, bf16) copies of one random model whose shapes the native kernels take (head_dim 64)."""
     from minimax2.model.config import ModelConfig
@@ -390,19 +377,19 @@ def test_decode_with_a_head_dim_the_attention_kernel_cannot_take_falls_back_whol
     head_dim % 32 == 0, so both must fall back to torch together (same logits as with no kernels)."""
     _, bf16 = _kernel_shaped_models(head_dim=16)
     tokens = torch.randint(0, 300, (30,), generator=torch.Generator().manual_seed(2)).tolist()
-    with_kernels = _teacher_forced_logits(bf16, tokens, 10)
+    with_kernels = teacher_forced_logits(bf16, tokens, 10)
     with torch_ops_only():
-        torch_only = _teacher_forced_logits(_kernel_shaped_models(head_dim=16)[1], tokens, 10)
+        torch_only = teacher_forced_logits(_kernel_shaped_models(head_dim=16)[1], tokens, 10)
     assert (with_kernels - torch_only).abs().max() < 0.05 * torch_only.abs().max()
 
 
 def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):
     fp32, bf16 = _kernel_shaped_models()
     tokens = torch.randint(0, 300, (60,), generator=torch.Generator().manual_seed(1)).tolist()
-    exact = _teacher_forced_logits(fp32, tokens, 20)
-    with_kernels = _teacher_forced_logits(bf16, tokens, 20)
+    exact = teacher_forced_logits(fp32, tokens, 20)
+    with_kernels = teacher_forced_logits(bf16, tokens, 20)
     with torch_ops_only():
-        torch_only = _teacher_forced_logits(_kernel_shaped_models()[1], tokens, 20)
+        torch_only = teacher_forced_logits(_kernel_shaped_models()[1], tokens, 20)
     err_kernels = (with_kernels - exact).abs().mean()
     err_torch = (torch_only - exact).abs().mean()
     assert err_kernels <= 1.25 * err_torch + 1e-4, (err_kernels, err_torch)

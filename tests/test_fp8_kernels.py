@@ -116,7 +116,7 @@ def _experts(e: int, h: int, i: int, g: torch.Generator, pow2: bool):
             views[-1].append(v)
             off += q.numel()
     scales = [[s for _, s in ms] for ms in mats]
-    return fp8_kernels.Fp8Experts(*views, *scales), views, scales
+    return fp8_kernels.Fp8ExpertTables(*views, *scales), views, scales
 
 
 def _torch_experts(x, idx, views, scales, product):
@@ -193,9 +193,9 @@ def test_expert_block_checks_its_inputs(ext):
     with pytest.raises(RuntimeError, match="expert index"):
         fp8_kernels.moe_experts_fp8(x, torch.full((2, 1), 4), torch.ones(2, 1), experts)
     with pytest.raises(ValueError, match="expert 1 w2"):
-        fp8_kernels.Fp8Experts(views[0], views[1], [views[2][0], views[2][1].T, *views[2][2:]], *scales)
+        fp8_kernels.Fp8ExpertTables(views[0], views[1], [views[2][0], views[2][1].T, *views[2][2:]], *scales)
     with pytest.raises(ValueError, match="weight_scale_inv"):
-        fp8_kernels.Fp8Experts(*views, scales[0], scales[1], [torch.ones(2, 1), *scales[2][1:]])
+        fp8_kernels.Fp8ExpertTables(*views, scales[0], scales[1], [torch.ones(2, 1), *scales[2][1:]])
 
 
 @pytest.mark.parametrize("n, k", [(200, 288), (1531, 1056), (130, 96)])

@@ -73,21 +73,35 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def set_threads(threads: int | None = None) -> int:
+    """Use `threads` CPU threads (torch's ops and, through the same OpenMP runtime, the native kernels);
+    default: the CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    import os
+
+    n = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    torch.set_num_threads(n)
+    return n
+
+
 class LLM:
     def __init__(self, model: str | Path = "demo", dtype: str | torch.dtype = "bfloat16", device: str = "cpu",
                  chat_template: str | None = None, progress: bool = False, skip_tokenizer_init: bool = False,
                  quantization: str | None = None, group_size: int = 128, max_memory: int | None = None,
-                 **engine_args):
+                 threads: int | None = None, **engine_args):
         """`quantization`: None, "int8" (per channel) or "int4" (groups of `group_size`), weight-only,
         applied to each tensor as it is read. `max_memory`: bytes the weights plus the KV cache may use
         (default: what the machine and its cgroup have available); a model that does not fit is refused
-        with InsufficientMemoryError before anything is allocated. `engine_args` are EngineConfig fields:
+        with InsufficientMemoryError before anything is allocated. `threads`: CPU threads for torch and the
+        native kernels (default: the CPUs this process may run on). `engine_args` are EngineConfig fields:
         block_size, kv_cache_gb, num_kv_blocks, max_num_seqs, max_num_batched_tokens, max_model_len,
         enable_prefix_caching."""
         from ..assets import resolve_model  # "demo" (the default): the bundled demo model
 
         self.path = Path(resolve_model(model))
         self.device = resolve_device(device)
+        set_threads(threads)
         engine_config, dtype = EngineConfig(**engine_args), resolve_dtype(dtype)
         if (self.path / "config.json").is_file():
             blocks, per_block = kv_cache_blocks(ModelConfig.from_file(self.path), engine_config, dtype)

@@ -2,7 +2,8 @@
 from the requested quantization, the model dtype and the device, and the builders that fill them.
 
 Forms: "float" (the model dtype: bf16 with the native kernels on a CPU that has them, torch's ops
-otherwise), "int8" and "int4" (weight-only, CPU). Under int8 and int4 lm_head is int8 (as llama.cpp
+otherwise), "fp8" (the official FP8 weights and block scales read in place, CPU; zero_copy.py), "int8"
+and "int4" (weight-only, CPU). Under int8 and int4 lm_head is int8 (as llama.cpp
 keeps its output matrix at 6-8 bits in Q4 files); the router, the routing bias, norms and embeddings
 stay in the model dtype, as in M2's own FP8 release.
 
@@ -20,17 +21,25 @@ from .experts import Bf16Experts, Int4Experts, Int8Experts, TorchExperts
 from .linear import Bf16Linear, Int4Linear, Int8Linear, Linear, int4_groups, int8_rows
 
 QUANTIZATIONS = ("int8", "int4")
-FORMS = ("float",) + QUANTIZATIONS
+FORMS = ("float", "fp8") + QUANTIZATIONS
 INT4_GROUPS = (32, 64, 128, 256)
 
 
 def check_form(form: str, device: torch.device | str, group_size: int) -> None:
     if form not in FORMS:
-        raise ValueError(f"unknown quantization {form!r}; choose one of {', '.join(QUANTIZATIONS)} (or none)")
-    if form in QUANTIZATIONS and torch.device(device).type != "cpu":
-        raise ValueError("int8/int4 weight-only kernels are CPU kernels; use bf16 on CUDA")
+        raise ValueError(f"unknown quantization {form!r}; choose one of {', '.join(FORMS[1:])} (or none)")
+    if form != "float" and torch.device(device).type != "cpu":
+        raise ValueError(f"the {form} kernels are CPU kernels; use bf16 on CUDA (FP8 checkpoints are "
+                         f"dequantized to it at load)")
     if form == "int4" and group_size not in INT4_GROUPS:
         raise ValueError(f"int4 group size must be 32, 64, 128 or 256, got {group_size}")
+
+
+def default_form(fp8_checkpoint: bool, dtype: torch.dtype, device: torch.device | str) -> str:
+    """The form when no quantization is asked for: FP8 checkpoints are served as released ("fp8") in bf16 on
+    a CPU with the native kernels (without them every decode step would dequantize tiles); everything
+    else keeps its weights in the model dtype ("float")."""
+    return "fp8" if fp8_checkpoint and _native_bf16(dtype, device) else "float"
 
 
 def _native_bf16(dtype: torch.dtype, device: torch.device | str) -> bool:

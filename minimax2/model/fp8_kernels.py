@@ -7,7 +7,7 @@ partial edge blocks; see fp8.py). One byte per weight, nothing requantized.
   bf16 pairs summed in float32 per 128-column block and scaled per block, rounded to bf16 once.
 * `moe_experts_fp8(x, idx, weights, experts)`: the decode expert block (csrc/experts_fp8.cpp) over
   separate per-expert w1 / w3 / w2 tensors (zero-copy views of the checkpoint), addressed through the
-  pointer tables of an `Fp8Experts` built once at load.
+  pointer tables of an `Fp8ExpertTables` built once at load.
 * `fp8_linear_prefill(x, w, scale_inv)`: any number of rows; 128-row tiles of W dequantized to x's
   dtype a few at a time (natively for bf16: `dequantize_rows`) into torch's GEMM, so the whole
   dequantized weight never exists.
@@ -109,7 +109,7 @@ def linear_fp8(x: torch.Tensor, w: torch.Tensor, scale_inv: torch.Tensor) -> tor
     return fp8_linear_prefill(x, w, scale_inv)
 
 
-class Fp8Experts:
+class Fp8ExpertTables:
     """One layer's FP8 experts as separate tensors (w1 / w3 [I, H], w2 [H, I], float8_e4m3fn, and their
     float32 block scales), with the int64 tables of their data pointers that the native expert block
     reads. Built once at load; keeps the tensors alive, so the pointers stay valid."""
@@ -133,14 +133,14 @@ class Fp8Experts:
         return len(self.tensors[0])
 
 
-def experts_usable(x: torch.Tensor, experts: Fp8Experts) -> bool:
+def experts_usable(x: torch.Tensor, experts: Fp8ExpertTables) -> bool:
     """A decode-sized bf16 batch the native expert block takes (intermediate size a multiple of 16)."""
     return (x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.dim() == 2
             and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS and experts.intermediate % 16 == 0
             and not (torch.is_grad_enabled() and x.requires_grad) and kernels() is not None)
 
 
-def moe_experts_fp8(x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, experts: Fp8Experts) -> torch.Tensor:
+def moe_experts_fp8(x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, experts: Fp8ExpertTables) -> torch.Tensor:
     """[M, H] bf16: each token of x [M, H] through its experts idx [M, k] (int64, as `cpu_kernels.route`
     returns them; SwiGLU), summed with `weights` [M, k] float32, grouped by expert so a chosen
     expert's weights are read once per step. Check `experts_usable` first."""

@@ -20,12 +20,12 @@ from safetensors import SafetensorError, safe_open
 
 from .config import ModelConfig
 from .fill import fill
-from .forms import check_form
+from .forms import check_form, default_form
 from .fp8 import FP8_DTYPE, dequantize, scale_shape
 from .memory import check_memory
 from .minimax_m2 import MiniMaxM2
 from .prequant import form_of
-from .zero_copy import load_mapped
+from .zero_copy import load_fp8, load_mapped
 from .progress import LoadProgress
 from .weights import checkpoint_targets, is_ignored
 
@@ -126,8 +126,9 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
                progress: bool = False, quantization: str | None = None, group_size: int = 128,
                kv_bytes: int = 0, max_memory: int | None = None) -> MiniMaxM2:
     """Load a checkpoint straight into its serving form: `quantization` None keeps the weights in `dtype`
-    (bf16 on a CPU with the native kernels gets their forms), "int8" / "int4" quantise each tensor as it
-    is read. Before reading, the serving form plus `kv_bytes` is checked against the memory this process
+    (bf16 on a CPU with the native kernels gets their forms; an official FP8 checkpoint loaded in bf16 on
+    such a CPU is served as released, "fp8"), "int8" / "int4" quantise each tensor as it is read, "fp8"
+    maps the FP8 weights and their block scales as they are on disk. Before reading, the serving form plus `kv_bytes` is checked against the memory this process
     may use (`max_memory` bytes when given): InsufficientMemoryError instead of an OOM kill."""
     path = Path(path)
     if not path.is_dir():
@@ -142,8 +143,12 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
         model = load_mapped(cfg, files, pre[0], pre[1], dtype, kv_bytes, max_memory)
         model.eval()
         return model
-    form = quantization or "float"
+    fp8_ckpt = (cfg.quantization_config or {}).get("quant_method") == "fp8"
+    form = "float" if quantization == "bf16" else quantization or default_form(fp8_ckpt, dtype, device)
     check_form(form, device, group_size)
+    if form == "fp8" and not fp8_ckpt:
+        raise CheckpointError(f"--quantization fp8 serves an FP8 checkpoint as released, and {path} is not one "
+                              f"(`minimax2 convert --to fp8` makes one)")
     with ExitStack() as stack:
         handles = {f: _open(f, stack) for f in sorted(set(files.values()))}
         shapes = {}
@@ -153,6 +158,10 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
             except (SafetensorError, OSError) as e:
                 raise CheckpointError(f"{f}: tensor {name} listed in the index is not in the file ({e})") from e
         validate(cfg, shapes)
+        if form == "fp8":  # the file is the serving form: mapped, nothing read up front
+            model = load_fp8(cfg, files, dtype, kv_bytes, max_memory)
+            model.eval()
+            return model
         check_memory(cfg, form, dtype, group_size, kv_bytes, max_memory)
         block = tuple(cfg.quantization_config["weight_block_size"]) if cfg.quantization_config else (128, 128)
         bar = LoadProgress(sum(f.stat().st_size for f in handles)) if progress else None

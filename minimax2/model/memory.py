@@ -17,7 +17,7 @@ from .config import ModelConfig
 GiB = 2**30
 
 
-class InsufficientMemoryError(MemoryError):
+class InsufficientMemoryError(MemoryError, ValueError):
     """The serving form plus the KV cache would not fit in the memory this process may use."""
 
 

@@ -44,3 +44,47 @@ def load_mapped(cfg: ModelConfig, files: dict[str, Path], form: str, group_size:
         # torch's packed int8/int4 ops need 64-byte aligned weights: `convert` writes them so (no copy)
         fill_mapped(model, lambda name: maps[files[name]].tensor(name, align=64), form, group_size, dtype)
     return model
+
+
+def fill_fp8(model: MiniMaxM2, get, dtype: torch.dtype) -> None:
+    """The official FP8 checkpoint served as released: every weight a view of the mapped shards (FP8
+    projections and experts with their block scales; bf16 embeddings, norms, router and lm_head)."""
+    from .experts import Fp8Experts
+    from .forms import make_linear
+    from .linear import Fp8Linear
+
+    def keep(name: str) -> torch.nn.Parameter:
+        t = get(name)
+        return torch.nn.Parameter(t if t.dtype == dtype else t.to(dtype), requires_grad=False)
+
+    def fp8(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return get(name + ".weight"), get(name + ".weight_scale_inv")
+
+    cfg = model.cfg
+    model.embed_tokens.weight = keep("model.embed_tokens.weight")
+    model.norm.weight = keep("model.norm.weight")
+    model.lm_head = make_linear(keep("lm_head.weight"), "float", dtype)
+    for n, layer in enumerate(model.layers):
+        p, a, moe = f"model.layers.{n}.", layer.attn, layer.moe
+        layer.input_norm.weight = keep(p + "input_layernorm.weight")
+        layer.post_norm.weight = keep(p + "post_attention_layernorm.weight")
+        a.q_norm.weight, a.k_norm.weight = keep(p + "self_attn.q_norm.weight"), keep(p + "self_attn.k_norm.weight")
+        a.qkv_proj = Fp8Linear([fp8(p + f"self_attn.{x}_proj") for x in "qkv"])
+        a.o_proj = Fp8Linear([fp8(p + "self_attn.o_proj")])
+        m = p + "block_sparse_moe."
+        moe.gate = make_linear(keep(m + "gate.weight"), "float", dtype)
+        moe.e_score_correction_bias = get(m + "e_score_correction_bias").float()
+        parts = [[fp8(f"{m}experts.{e}.{w}") for e in range(cfg.num_local_experts)] for w in ("w1", "w3", "w2")]
+        moe.experts = Fp8Experts(*([w for w, _ in ws] for ws in parts), *([s for _, s in ws] for ws in parts))
+
+
+def load_fp8(cfg: ModelConfig, files: dict[str, Path], dtype: torch.dtype, kv_bytes: int = 0,
+             max_memory: int | None = None) -> MiniMaxM2:
+    """An official FP8 checkpoint (already validated) in the fp8 form, as views of its mapped shards."""
+    check_memory(cfg, "fp8", dtype, 128, kv_bytes, max_memory)
+    maps = {f: MappedFile(f) for f in sorted(set(files.values()))}
+    with torch.device("meta"):
+        model = MiniMaxM2(cfg)
+    with torch.no_grad():
+        fill_fp8(model, lambda name: maps[files[name]].tensor(name), dtype)
+    return model

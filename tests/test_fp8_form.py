@@ -1,0 +1,107 @@
+"""The official FP8 served as released (issue 15 item 2): FP8 checkpoints load in bf16 on a CPU as views of
+their mapped shards (e4m3 weights and 128x128 block scales read in place by the fp8 kernels), follow the
+dequantized model, and keep the weights out of anonymous memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from minimax2.model import cpu_kernels
+from minimax2.model.config import ModelConfig
+from minimax2.model.loader import CheckpointError, load_model
+from minimax2.model.memory import serving_bytes
+from minimax2.model.synth import write_random_checkpoint
+from model_support import teacher_forced_logits
+
+MiB = 2**20
+# widths with partial 128-blocks (q 640, kv 128 + 64-wide heads, experts 160 x 352)
+SHAPE = dict(hidden_size=352, num_hidden_layers=2, num_attention_heads=5, num_key_value_heads=1, head_dim=128,
+             rotary_dim=64, num_local_experts=16, num_experts_per_tok=4, intermediate_size=160, vocab_size=1024,
+             max_position_embeddings=512)
+BIG = dict(SHAPE, hidden_size=1024, num_attention_heads=8, num_key_value_heads=2, num_local_experts=32,
+           intermediate_size=1024, vocab_size=4096)
+
+needs_kernels = pytest.mark.skipif(not cpu_kernels.loaded(), reason="native CPU kernels unavailable here")
+
+
+@pytest.fixture(scope="module")
+def fp8_ckpt(tmp_path_factory):
+    return write_random_checkpoint(tmp_path_factory.mktemp("fp8") / "m", ModelConfig(**SHAPE), fp8=True, seed=3)
+
+
+@needs_kernels
+def test_fp8_checkpoint_is_served_as_released_and_follows_the_dequantized_model(fp8_ckpt):
+    from minimax2.model.experts import Fp8Experts
+    from minimax2.model.linear import Fp8Linear
+
+    fp8 = load_model(fp8_ckpt, torch.bfloat16)  # the default for FP8 checkpoints on a CPU with the kernels
+    assert isinstance(fp8.layers[0].attn.qkv_proj, Fp8Linear) and isinstance(fp8.layers[0].moe.experts, Fp8Experts)
+    assert fp8.layers[0].moe.experts.decode is not None
+    bf16 = load_model(fp8_ckpt, torch.bfloat16, quantization="bf16")  # dequantized at load
+    exact = load_model(fp8_ckpt, torch.float32)
+    ids = torch.randint(0, 1024, (60,), generator=torch.Generator().manual_seed(5)).tolist()
+    got, ref, want = (teacher_forced_logits(m, ids, 40) for m in (fp8, bf16, exact))
+    err_fp8, err_bf16 = (got - want).abs().mean(), (ref - want).abs().mean()
+    assert err_fp8 <= 1.25 * err_bf16 + 1e-4, (err_fp8, err_bf16)  # as close to exact as bf16 is
+    assert (got - ref).abs().max() < 0.05 * want.abs().max()
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.9
+
+
+def test_fp8_form_without_the_kernels_dequantizes_by_default_and_still_serves_fp8_when_asked(fp8_ckpt):
+    code = ("import sys, torch; from minimax2.model.loader import load_model; "
+            "a = load_model(sys.argv[1], torch.bfloat16); b = load_model(sys.argv[1], torch.bfloat16, quantization='fp8');"
+            "from minimax2.model.attention import AttentionMetadata as M; ids = torch.arange(3, 20);"
+            "la, lb = (m(ids, torch.arange(17), M.for_batch(1, 17)).float() for m in (a, b));"
+            "print(type(a.layers[0].moe.experts).__name__, type(b.layers[0].moe.experts).__name__,"
+            " float((la - lb).abs().max() / la.abs().max()))")
+    r = subprocess.run([sys.executable, "-c", code, str(fp8_ckpt)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "MINIMAX2_CPU_KERNELS": "0"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    kind_a, kind_b, rel = r.stdout.split()
+    assert (kind_a, kind_b) == ("TorchExperts", "Fp8Experts") and float(rel) < 0.05
+
+
+def test_fp8_is_only_for_fp8_checkpoints(tiny_ckpt):
+    with pytest.raises(CheckpointError, match="not one"):
+        load_model(tiny_ckpt, torch.bfloat16, quantization="fp8")
+
+
+PROBE = r"""
+import json, sys, torch
+from minimax2.model.loader import load_model
+from minimax2.model.mapped import rss_anon
+load_model(sys.argv[2], torch.bfloat16)  # library initialisation, on a small checkpoint
+base = rss_anon()
+m = load_model(sys.argv[1], torch.bfloat16)
+ids = torch.arange(1, 9)
+with torch.no_grad():
+    m(ids, torch.arange(8), AttentionMetadata.for_batch(1, 8))
+print(json.dumps({"extra": rss_anon() - base, "experts": type(m.layers[0].moe.experts).__name__}))
+"""
+
+
+@needs_kernels
+def test_fp8_start_is_zero_copy(fp8_ckpt, tmp_path):
+    big = write_random_checkpoint(tmp_path / "big", ModelConfig(**BIG), fp8=True, max_shard_bytes=64 * MiB)
+    r = subprocess.run([sys.executable, "-c", PROBE, str(big), str(fp8_ckpt)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads(r.stdout.strip().splitlines()[-1])
+    weights = serving_bytes(ModelConfig(**BIG), "fp8")
+    assert m["experts"] == "Fp8Experts"
+    assert m["extra"] < 512 * MiB and m["extra"] < 0.15 * weights, (m["extra"] / MiB, weights / MiB)
+
+
+def test_the_cli_memory_guard_names_both_figures(fp8_ckpt):
+    r = subprocess.run([sys.executable, "-m", "minimax2.cli", "generate", "--model", str(fp8_ckpt), "--prompt", "hi",
+                        "--max-memory-gb", "0.001"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "not enough memory" in r.stderr and "are available (max_memory)" in r.stderr
+    assert "Traceback" not in r.stderr
