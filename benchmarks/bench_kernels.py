@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from minimax2.engine.benchmark import read_bandwidth
 from minimax2.model import cpu_kernels
-from minimax2.model.quant import Int4Linear, int8_rows
+from minimax2.model.linear import Int4Linear, int8_rows
 
 
 POOL = 512 << 20  # bytes of distinct weights each row cycles through: 16x the 32 MiB L3 this VM reports
@@ -71,7 +71,8 @@ def main() -> None:
     ap.add_argument("--only", choices=["attention"], help="run only these rows")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if cpu_kernels.load() is None:
+    ext = cpu_kernels.load()
+    if ext is None:
         raise SystemExit("native kernels unavailable on this machine (see the log line above)")
     bw = read_bandwidth()
     print(f"read bandwidth {bw / 1e9:.1f} GB/s, {args.threads} threads")
@@ -84,7 +85,7 @@ def main() -> None:
         ws = [(torch.randn(n, k, generator=g) / 32).bfloat16() for _ in range(copies)]
         x = torch.randn(1, k, generator=g).bfloat16()
         it = iter(range(10 ** 9))
-        nat = timed(lambda: cpu_kernels.linear(x, ws[next(it) % copies]), args.runs)
+        nat = timed(lambda: ext.gemv_bf16(x, ws[next(it) % copies]), args.runs)
         ref = timed(lambda: F.linear(x, ws[next(it) % copies]), args.runs)
         rows.append((name, n * k * 2, nat, ref))
     n, k = 1536, 1024
@@ -92,13 +93,13 @@ def main() -> None:
     qs = [int8_rows(torch.randn(n, k, generator=g), torch.bfloat16) for _ in range(c8)]
     x = torch.randn(1, k, generator=g).bfloat16()
     it = iter(range(10 ** 9))
-    nat = timed(lambda: cpu_kernels.linear_int8(x, *qs[next(it) % c8]), args.runs)
+    nat = timed(lambda: ext.gemv_int8(x, *qs[next(it) % c8]), args.runs)
     ref = timed(lambda: torch.ops.aten._weight_int8pack_mm(x, *qs[next(it) % c8]), args.runs)
     rows.append(("qkv int8 1536x1024", n * k, nat, ref))
     del qs
     c4 = copies_for(n * k // 2)
     q4 = [Int4Linear(torch.randn(n, k, generator=g), torch.bfloat16, 128) for _ in range(c4)]
-    nat = timed(lambda: cpu_kernels.linear_int4(x, (q := q4[next(it) % c4]).packed, 128, q.scale_zeros), args.runs)
+    nat = timed(lambda: ext.gemv_int4(x, (q := q4[next(it) % c4]).packed, 128, q.scale_zeros), args.runs)
     ref = timed(lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(x, (q := q4[next(it) % c4]).packed, 128,
                                                                     q.scale_zeros), args.runs)
     del q4
@@ -123,7 +124,7 @@ def main() -> None:
             ys.append(F.linear(F.silu(gate) * up, w2[j][ex]))
         return (wts[0, :, None] * torch.cat(ys)).sum(0)
 
-    nat = timed(lambda: cpu_kernels.experts(x, w13[next(it) % layers], w2[next(it) % layers], route(), wts), args.runs)
+    nat = timed(lambda: ext.moe_experts_bf16(x, w13[next(it) % layers], w2[next(it) % layers], route(), wts), args.runs)
     ref = timed(lambda: torch_experts(next(it) % layers), args.runs)
     rows.append(("experts bf16 (4 of 32)", top * 3 * h * i * 2, nat, ref))
     q = [int8_rows(w13[j].float(), torch.bfloat16) + int8_rows(w2[j].float(), torch.bfloat16) for j in range(layers)]
@@ -136,7 +137,7 @@ def main() -> None:
             ys.append(torch.ops.aten._weight_int8pack_mm(F.silu(gate) * up, q2[ex], s2[ex]))
         return (wts[0, :, None] * torch.cat(ys)).sum(0)
 
-    nat = timed(lambda: cpu_kernels.packed_experts(x, packed[next(it) % layers], route(), wts), args.runs)
+    nat = timed(lambda: ext.moe_experts_int8(x, *packed[next(it) % layers][1:], route(), wts), args.runs)
     ref = timed(lambda: torch_int8(next(it) % layers), args.runs)
     rows.append(("experts int8 (4 of 32)", top * 3 * h * i, nat, ref))
     del packed, q
@@ -155,7 +156,7 @@ def main() -> None:
             ys.append(torch.ops.aten._weight_int4pack_mm_for_cpu(F.silu(gate) * up, p2[ex], grp, sz2[ex]))
         return (wts[0, :, None] * torch.cat(ys)).sum(0)
 
-    nat = timed(lambda: cpu_kernels.packed_experts(x, packed4[next(it) % layers], route(), wts), args.runs)
+    nat = timed(lambda: ext.moe_experts_int4(x, *packed4[next(it) % layers][1:], route(), wts), args.runs)
     ref = timed(lambda: torch_int4(next(it) % layers), args.runs)
     rows.append(("experts int4 g128 (4 of 32)", top * 3 * h * i // 2, nat, ref))
     report(rows, bw)

@@ -1,0 +1,103 @@
+"""The released model's exact widths on this machine: load time, peak anonymous memory, decode and
+prefill speed with their share of the memory-bandwidth roofline, per serving form.
+
+    python benchmarks/make_checkpoints.py --out checkpoints --shape m2-slice --layers 4
+    python benchmarks/bench_slice.py --model checkpoints/m2-slice-4l-fp8 [--forms fp8 int8 int4 int4-pre bf16]
+
+Each form runs in its own process (the peak is that process's RssAnon, sampled every 5 ms): "fp8"
+serves the FP8 checkpoint as released (mapped), "int8" / "int4" quantise while loading, "int4-pre"
+converts once (`minimax2 convert --to int4`, timed apart) and maps the result, "bf16" dequantizes
+(31 GB for 4 layers: the memory guard's refusal is the expected result on a 24 GB machine). The
+roofline counts the bytes a step reads as the forms store them (model/projection.py), at a read
+bandwidth probed in the same process right before the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROBE = r"""
+import json, statistics, sys, threading, time, torch
+from minimax2.model.mapped import rss_anon
+form, model, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+base, peak, done = rss_anon(), [0], [False]
+def watch():
+    while not done[0]:
+        peak[0] = max(peak[0], rss_anon()); time.sleep(0.005)
+threading.Thread(target=watch, daemon=True).start()
+from minimax2 import LLM
+from minimax2.model.memory import InsufficientMemoryError
+t = time.perf_counter()
+try:
+    llm = LLM(model, quantization=None if form in ("fp8", "int4-pre") else form, kv_cache_gb=0.25, max_num_seqs=8,
+              threads=threads, max_model_len=4096)
+except InsufficientMemoryError as e:
+    print(json.dumps({"form": form, "refused": str(e)})); sys.exit(0)
+load_s = time.perf_counter() - t
+done[0] = True
+out = {"form": form, "load_s": load_s, "peak_anon": max(peak[0], rss_anon()) - base, "after_anon": rss_anon() - base}
+from minimax2.engine.benchmark import engine_run, random_prompts, read_bandwidth
+from minimax2.model.projection import step_bytes
+cfg, kind = llm.cfg, {"fp8": "fp8", "int4-pre": "int4"}.get(form, form)
+engine_run(llm.engine, random_prompts(1, 16, 1000), 4)  # warm-up: touch the mapped pages once
+for batch in (1, 8):
+    runs = [engine_run(llm.engine, random_prompts(batch, 64, 1000, seed=s), 16) for s in range(3)]
+    bw = read_bandwidth()
+    tok_s = statistics.median(r["decode_tok_s"] for r in runs)
+    roof = batch * bw / step_bytes(cfg, kind, batch, context=72)
+    out[f"decode_b{batch}"], out[f"share_b{batch}"], out[f"bw_b{batch}"] = tok_s, tok_s / roof, bw / 1e9
+out["prefill"] = statistics.median(engine_run(llm.engine, random_prompts(1, 512, 1000, seed=9), 1)["prefill_tok_s"]
+                                   for _ in range(2))
+print(json.dumps(out))
+"""
+
+
+def run_form(form: str, model: str, threads: int) -> dict:
+    r = subprocess.run([sys.executable, "-c", PROBE, form, model, str(threads)], capture_output=True, text=True)
+    if r.returncode != 0:
+        return {"form": form, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="an FP8 m2-slice checkpoint (benchmarks/make_checkpoints.py)")
+    ap.add_argument("--forms", nargs="+", default=["fp8", "int8", "int4", "int4-pre", "bf16"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="also write the rows to this file")
+    a = ap.parse_args()
+    rows = []
+    for form in a.forms:
+        model = a.model
+        if form == "int4-pre":
+            pre = Path(a.model).with_name(Path(a.model).name + "-int4")
+            if not (pre / "config.json").exists():
+                t = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "minimax2.cli", "convert", "--model", a.model, "--out", str(pre),
+                                "--to", "int4"], check=True)
+                print(f"convert --to int4: {time.perf_counter() - t:.0f} s", flush=True)
+            model = str(pre)
+        rows.append(run_form(form, model, a.threads))
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"\n{a.model}, {a.threads} threads (decode: medians of 3 runs of 16 tokens after a 64-token prompt)")
+    print(f"{'form':9} {'load s':>7} {'peak anon GB':>12} {'after GB':>9} {'b1 tok/s':>9} {'b1 roof':>8} "
+          f"{'b8 tok/s':>9} {'b8 roof':>8} {'prefill tok/s':>13}")
+    for r in rows:
+        if "refused" in r or "error" in r:
+            print(f"{r['form']:9} {r.get('refused') or r.get('error')}")
+            continue
+        print(f"{r['form']:9} {r['load_s']:7.1f} {r['peak_anon'] / 1e9:12.2f} {r['after_anon'] / 1e9:9.2f} "
+              f"{r['decode_b1']:9.2f} {r['share_b1']:8.0%} {r['decode_b8']:9.2f} {r['share_b8']:8.0%} {r['prefill']:13.1f}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
