@@ -2,6 +2,7 @@
 smoke tier runs through both protocols and writes its report, and `bench serve` prints its table.
 A random model solves nothing; this checks the plumbing, not the model."""
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -25,7 +26,8 @@ def server(tmp_path_factory):
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-c", MAIN, "serve", "--model", str(root / "tiny"),
                              "--port", str(port), "--max-model-len", "4096"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "XDG_STATE_HOME": str(root / "state")})  # not the real home
     deadline = time.monotonic() + 180
     while True:
         try:

@@ -222,9 +222,10 @@ class Serving:
         self.thread.join(30)
 
 
-def _raw(port: int, path: str, body: dict) -> tuple[int, str]:
+def _raw(port: int, path: str, body: dict | bytes) -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("POST", path, json.dumps(body), {"content-type": "application/json"})
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    conn.request("POST", path, data, {"content-type": "application/json"})
     r = conn.getresponse()
     return r.status, r.read().decode()
 
@@ -251,6 +252,54 @@ def test_health_answers_while_oversize_prompts_are_in_flight(server):
     assert all("context" in text for _, text in results)
     p99 = sorted(latencies)[int(0.99 * len(latencies))]
     assert p99 < 0.2, f"/health p99 {p99 * 1000:.0f} ms over {len(latencies)} probes"
+
+
+@pytest.fixture(scope="module")
+def long_context_app(tiny_ckpt):
+    """The tiny model with a large context: a raw /v1/completions prompt of several hundred KB is
+    within the character bound, so the server tokenizes it (in a worker thread) before refusing it."""
+    from minimax2 import LLM
+    from minimax2.server.app import create_app
+    from minimax2.server.backends import LocalBackend
+    from minimax2.server.service import ServerConfig
+
+    llm = LLM(tiny_ckpt, dtype="float32", max_model_len=32768, max_num_seqs=2, num_kv_blocks=64)
+    app = create_app(LocalBackend(llm), ServerConfig(served_model_name="tiny", max_body_bytes=4 * 2**20))
+    yield app
+    asyncio.run(app.state.server.backend.close())
+
+
+def test_health_answers_while_large_raw_prompts_are_tokenized(long_context_app):
+    """`Tokenizer.encode` must release the GIL: a worker thread that holds it for the whole encode of
+    a large raw-text prompt stalls the event loop as surely as encoding on it."""
+    st = long_context_app.state.server
+    big = "many words " * 70_000  # 770 KB: 0.3 to 0.8 s to tokenize here, holding the GIL before the fix
+    assert len(big) < st.max_prompt_chars
+    body = json.dumps({**COMP, "prompt": big}).encode()  # once: the clients share this process's GIL
+    with Serving(long_context_app) as s:
+        results, latencies = [], []
+        jobs = [threading.Thread(target=lambda: results.append(_raw(s.port, "/v1/completions", body)))
+                for _ in range(4)]
+        for j in jobs:
+            j.start()
+        while any(j.is_alive() for j in jobs) or len(latencies) < 20:
+            t0 = time.perf_counter()
+            assert _get(s.url + "/health")[0] == 200
+            latencies.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+        for j in jobs:
+            j.join()
+    assert sorted(status for status, _ in results) == [400] * 4, results
+    assert all("context" in text for _, text in results)  # tokenized, then refused on its token count
+    p99 = sorted(latencies)[int(0.99 * len(latencies))]
+    assert p99 < 0.2, f"/health p99 {p99 * 1000:.0f} ms over {len(latencies)} probes"
+
+
+def test_encode_gives_the_ids_of_a_plain_encode(server_llm):
+    tok = server_llm.tokenizer
+    for text in ("", "hi", " many  words\n\n\t", "]~!b[]~b]ai\n<think>\nx</think>\n<minimax:tool_call>[e~[",
+                 "東京 🙂 a < b " * 500):
+        assert tok.encode(text) == tok._tok.encode(text, add_special_tokens=False).ids
 
 
 def test_drain_past_its_timeout_answers_in_each_api_shape(server):

@@ -123,9 +123,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_cli_serve_sigterm_drains(tiny_ckpt):
+def test_cli_serve_sigterm_drains(tiny_ckpt, tmp_path):
     port = _free_port()
-    env = {**os.environ, "MINIMAX2_API_KEY": "k", "PYTHONPATH": str(REPO)}
+    state = tmp_path / "state"  # the thinking-signature key file goes here, never under the real home
+    env = {**os.environ, "MINIMAX2_API_KEY": "k", "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(state)}
     proc = subprocess.Popen([sys.executable, "-m", "minimax2.server.cli", "serve", "--model", str(tiny_ckpt),
                              "--port", str(port), "--dtype", "float32", "--max-model-len", "512",
                              "--served-model-name", "t", "--log-level", "warning"], env=env,
@@ -145,6 +146,7 @@ def test_cli_serve_sigterm_drains(tiny_ckpt):
         t.join(60)
         assert result["r"].choices[0].finish_reason in ("stop", "length")
         assert proc.wait(30) == 0
+        assert (state / "minimax2" / "thinking-secret").is_file()
     finally:
         if proc.poll() is None:
             proc.kill()

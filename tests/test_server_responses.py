@@ -53,7 +53,7 @@ def scripted_front(ckpt, script: list[str]):
     from minimax2.server.backends import RemoteBackend
     from minimax2.server.service import ServerConfig
 
-    with ScriptedEngine(script) as engine:
+    with ScriptedEngine(script, tokenizer=ckpt) as engine:
         app = create_app(RemoteBackend(ckpt, engine.url, model="scripted"), ServerConfig(served_model_name="m2"))
         with ServerThread(app) as front:
             front.engine = engine

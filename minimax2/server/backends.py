@@ -4,7 +4,9 @@ a backend only turns prompt text into a stream of raw text.
 - `LocalBackend`: this process's `AsyncEngine`.
 - `RemoteBackend`: any OpenAI-compatible `/v1/completions` that streams raw text (vLLM, SGLang,
   llama.cpp's server, another `minimax2 serve`); the tokenizer and chat template come from a local
-  checkpoint directory (weights are not read).
+  checkpoint directory (weights are not read). It sends the prompt's token ids (`"prompt": [ids]`),
+  never its text: the remote engine would re-tokenize text with its markers parsed, so a message that
+  spells `]~b]` or `<minimax:tool_call>` would become control tokens there (a forged turn).
 """
 
 from __future__ import annotations
@@ -144,6 +146,9 @@ class RemoteBackend:
 
     async def generate(self, request_id: str, prompt: str, prompt_ids: list[int],
                        params: SamplingParams) -> AsyncIterator[Chunk]:
+        """Forwards `prompt_ids`, the ids this server encoded (a chat prompt's content as ordinary
+        text, see `Tokenizer.encode_prompt`), so the remote engine sees exactly the tokens the local
+        backend would; `prompt` (the text) is not sent."""
         import openai
 
         extra = {"top_k": params.top_k, "min_p": params.min_p, "repetition_penalty": params.repetition_penalty,
@@ -153,7 +158,7 @@ class RemoteBackend:
         seen: dict[int, int] = {}
         try:
             stream = await self.client.completions.create(
-                model=await self._model_name(), prompt=str(prompt), stream=True, max_tokens=params.max_tokens,
+                model=await self._model_name(), prompt=list(prompt_ids), stream=True, max_tokens=params.max_tokens,
                 temperature=params.temperature, top_p=params.top_p, seed=params.seed, n=params.n,
                 stop=params.stop or None, presence_penalty=params.presence_penalty,
                 frequency_penalty=params.frequency_penalty, logprobs=params.logprobs,

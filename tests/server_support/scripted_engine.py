@@ -2,8 +2,13 @@
 `RemoteBackend` forwards rendered prompts to) that streams fixed M2 outputs, so a real `minimax2`
 server in front of it answers deterministically (tool call, then answer, ...).
 
+The prompt arrives as text or, as `RemoteBackend` sends it, as token ids; ids are decoded with the
+checkpoint's tokenizer (`tokenizer=`, a checkpoint directory or a `Tokenizer`). Every prompt received
+is kept in `prompts` (as text) and `prompt_ids` (the ids as sent; None for a text prompt).
+
 Which output is served is the number of assistant turns already in the prompt (`]~b]ai` blocks
-before the generation prompt), clamped to the script. Every prompt received is kept in `prompts`.
+before the generation prompt), clamped to the script; counted on the ids when ids were sent (only a
+real `]~b]` control token opens a turn, not the same characters in a message).
 Usage: prompt_tokens = 100, completion_tokens = the number of pieces streamed. The output `FAIL`
 makes the engine answer 500 instead (a backend failure)."""
 
@@ -18,13 +23,17 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from minimax2.chat.tokenizer import Tokenizer
+
 PIECE = 5  # characters per streamed chunk
 FAIL = "<engine fails>"
 
 
 class ScriptedEngine:
-    def __init__(self, script: list[str], model: str = "scripted"):
+    def __init__(self, script: list[str], model: str = "scripted", tokenizer=None):
         self.script, self.model, self.prompts = list(script), model, []
+        self.prompt_ids: list[list[int] | None] = []
+        self.tokenizer = tokenizer if tokenizer is None or isinstance(tokenizer, Tokenizer) else Tokenizer(tokenizer)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -35,9 +44,25 @@ class ScriptedEngine:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def output_for(self, prompt: str) -> str:
-        turn = max(prompt.count("]~b]ai") - 1, 0)
-        return self.script[min(turn, len(self.script) - 1)]
+    def output_for(self, prompt: str, ids: list[int] | None = None) -> str:
+        if ids is None:
+            turns = prompt.count("]~b]ai")
+        else:
+            b = self.tokenizer.token_to_id("]~b]")
+            turns = sum(1 for i, t in enumerate(ids)
+                        if t == b and self.tokenizer.decode(ids[i + 1:i + 3]).startswith("ai"))
+        return self.script[min(max(turns - 1, 0), len(self.script) - 1)]
+
+    def _prompt(self, body: dict) -> tuple[str, list[int] | None]:
+        prompt = body["prompt"]
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+            prompt = prompt[0]  # a batch of one
+        if isinstance(prompt, str):
+            return prompt, None
+        if self.tokenizer is None:
+            raise ValueError("token-id prompts need ScriptedEngine(tokenizer=...)")
+        ids = [int(t) for t in prompt]
+        return self.tokenizer.decode(ids), ids
 
     def _app(self) -> FastAPI:
         app = FastAPI()
@@ -49,8 +74,13 @@ class ScriptedEngine:
         @app.post("/v1/completions")
         async def completions(request: Request):
             body = await request.json()
-            self.prompts.append(body["prompt"])
-            text = self.output_for(body["prompt"])
+            try:
+                prompt, ids = self._prompt(body)
+            except ValueError as e:
+                return JSONResponse({"error": {"message": str(e), "type": "invalid_request_error"}}, status_code=400)
+            self.prompts.append(prompt)
+            self.prompt_ids.append(ids)
+            text = self.output_for(prompt, ids)
             if text == FAIL:
                 return JSONResponse({"error": {"message": "engine exploded", "type": "internal_error"}}, status_code=500)
             return StreamingResponse(self._stream(body, text), media_type="text/event-stream")
