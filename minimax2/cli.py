@@ -18,13 +18,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "the bundled demo model (default: demo)")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"], help="compute dtype (default bfloat16)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    p.add_argument("--quantization", "-q", choices=["bf16", "fp8", "int8", "int4"],
-                   help="serving form of the weights (CPU kernels): int8 / int4 quantised while loading, fp8 the "
-                        "official FP8 weights as released (the default for FP8 checkpoints), bf16 dequantized "
-                        "(default: the checkpoint's own form)")
-    p.add_argument("--max-memory-gb", type=float, default=None,
-                   help="refuse to load when weights + KV cache exceed this (default: MemAvailable / the cgroup limit)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use)")
+    from .engine.options import add_load_arguments
+
+    add_load_arguments(p)
     p.add_argument("--group-size", type=int, default=128, help="int4 group size: 32, 64, 128 or 256 (default 128)")
     p.add_argument("--max-model-len", type=int, help="context length (default: the model's)")
     p.add_argument("--kv-cache-gb", type=float, help="KV cache budget in GiB (default: what the context needs, <= 4)")
@@ -51,15 +47,11 @@ def _load(args):
     from rich.console import Console
 
     from .engine.llm import LLM
+    from .engine.options import load_kwargs
 
     Console(stderr=True).print(f"loading {args.model} ({args.quantization or args.dtype})", style="dim")
-    return LLM(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization, progress=True,
-               group_size=args.group_size, max_model_len=args.max_model_len, kv_cache_gb=args.kv_cache_gb,
-               max_memory=_gib(args.max_memory_gb), threads=args.threads)
-
-
-def _gib(gb: float | None) -> int | None:
-    return None if gb is None else int(gb * 2**30)
+    return LLM(args.model, dtype=args.dtype, device=args.device, progress=True, group_size=args.group_size,
+               max_model_len=args.max_model_len, kv_cache_gb=args.kv_cache_gb, **load_kwargs(args))
 
 
 def cmd_generate(args) -> int:
@@ -99,7 +91,33 @@ def cmd_chat(args) -> int:
 def cmd_info(args) -> int:
     from .model.info import print_info
 
-    return print_info(model=args.model, preset=args.preset, context=args.context)
+    code = print_info(model=args.model, preset=args.preset, context=args.context)
+    if args.model:
+        from .model.config import ModelConfig
+        from .model.memory import serving_bytes
+        from .model.prequant import form_of
+
+        cfg = ModelConfig.from_file(args.model)
+        qc = cfg.quantization_config or {}
+        form = form_of(cfg) or (("fp8", 128) if qc.get("quant_method") == "fp8" else ("float", 128))
+        name = {"float": "bf16"}.get(form[0], form[0]) + (f" (groups of {form[1]})" if form[0] == "int4" else "")
+        on_disk = sum(f.stat().st_size for f in Path(args.model).glob("*.safetensors"))
+        print(f"on disk: {name}, {on_disk / 1e9:.2f} GB in safetensors; serving forms: "
+              + ", ".join(f"{f} {serving_bytes(cfg, 'float' if f == 'bf16' else f) / 1e9:.2f} GB"
+                          for f in ("bf16", "fp8", "int8", "int4") if f != "fp8" or form[0] == "fp8"))
+    if args.bandwidth:
+        from .model.config import ModelConfig
+        from .model.projection import MEASURED_SHARES, projection_rows
+
+        cfg = ModelConfig.from_file(args.model) if args.model else ModelConfig()
+        print(f"\nprojected batch-1 decode tok/s (short context / {args.context:,}-token context) at the roofline "
+              f"share measured on the released widths ({MEASURED_SHARES['source']})")
+        header = ["form", "weights", f"RAM w/ {args.context // 1024}K ctx", "share"] + [f"{b:g} GB/s" for b in args.bandwidth]
+        print("  ".join(f"{h:>16}" for h in header))
+        for row in projection_rows(cfg, {f: MEASURED_SHARES[f] for f in ("fp8", "int8", "int4")}, args.bandwidth,
+                                   args.context):
+            print("  ".join(f"{c:>16}" for c in row))
+    return code
 
 
 def cmd_convert(args) -> int:
@@ -160,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", "-m", help="checkpoint directory (reads config.json only)")
     src.add_argument("--preset", choices=["minimax-m2", "kimi-k2", "deepseek-v3.2", "all"], help="built-in architecture")
     i.add_argument("--context", type=int, default=32768, help="context length for the memory column (default 32768)")
+    i.add_argument("--bandwidth", type=float, nargs="+", metavar="GBPS",
+                   help="also project decode tok/s at these memory bandwidths (GB/s) for fp8 / int8 / int4, from the "
+                        "roofline share measured on the released widths (benchmarks/bench_slice.py)")
     i.set_defaults(func=cmd_info)
 
     v = sub.add_parser("convert", help="write a checkpoint in another form: pre-quantised int8/int4 (zero-copy "

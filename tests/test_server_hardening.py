@@ -237,21 +237,28 @@ def test_health_answers_while_oversize_prompts_are_in_flight(server):
               ("/v1/messages/count_tokens", {"model": "tiny", "messages": [{"role": "user", "content": big}]}),
               ("/v1/completions", {**COMP, "prompt": big})] * 2
     with Serving(side_app(server, max_body_bytes=4 * 2**20)) as s:
-        results, latencies = [], []
-        jobs = [threading.Thread(target=lambda p=p, b=b: results.append(_raw(s.port, p, b))) for p, b in bodies]
-        for j in jobs:
-            j.start()
-        while any(j.is_alive() for j in jobs) or len(latencies) < 20:
-            t0 = time.perf_counter()
-            assert _get(s.url + "/health")[0] == 200
-            latencies.append(time.perf_counter() - t0)
-            time.sleep(0.01)
-        for j in jobs:
-            j.join()
+        results, latencies = _probe_health_while(s, bodies)
     assert sorted(status for status, _ in results) == [400] * 8, results
     assert all("context" in text for _, text in results)
     p99 = sorted(latencies)[int(0.99 * len(latencies))]
     assert p99 < 0.2, f"/health p99 {p99 * 1000:.0f} ms over {len(latencies)} probes"
+
+
+def _probe_health_while(s, bodies) -> tuple[list, list[float]]:
+    """Send every (path, body) from its own thread and probe /health every 10 ms until all are answered
+    (at least 20 probes): ([(status, text)], [probe latency in s])."""
+    results, latencies = [], []
+    jobs = [threading.Thread(target=lambda p=p, b=b: results.append(_raw(s.port, p, b))) for p, b in bodies]
+    for j in jobs:
+        j.start()
+    while any(j.is_alive() for j in jobs) or len(latencies) < 20:
+        t0 = time.perf_counter()
+        assert _get(s.url + "/health")[0] == 200
+        latencies.append(time.perf_counter() - t0)
+        time.sleep(0.01)
+    for j in jobs:
+        j.join()
+    return results, latencies
 
 
 @pytest.fixture(scope="module")
@@ -277,18 +284,7 @@ def test_health_answers_while_large_raw_prompts_are_tokenized(long_context_app):
     assert len(big) < st.max_prompt_chars
     body = json.dumps({**COMP, "prompt": big}).encode()  # once: the clients share this process's GIL
     with Serving(long_context_app) as s:
-        results, latencies = [], []
-        jobs = [threading.Thread(target=lambda: results.append(_raw(s.port, "/v1/completions", body)))
-                for _ in range(4)]
-        for j in jobs:
-            j.start()
-        while any(j.is_alive() for j in jobs) or len(latencies) < 20:
-            t0 = time.perf_counter()
-            assert _get(s.url + "/health")[0] == 200
-            latencies.append(time.perf_counter() - t0)
-            time.sleep(0.01)
-        for j in jobs:
-            j.join()
+        results, latencies = _probe_health_while(s, [("/v1/completions", body)] * 4)
     assert sorted(status for status, _ in results) == [400] * 4, results
     assert all("context" in text for _, text in results)  # tokenized, then refused on its token count
     p99 = sorted(latencies)[int(0.99 * len(latencies))]

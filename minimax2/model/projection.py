@@ -39,3 +39,8 @@ def projection_rows(cfg: ModelConfig, shares: dict[str, float], bandwidths: list
                   for bw in bandwidths]
         rows.append([form, f"{w / 1e9:.0f} GB", f"{(w + kv) / 1e9:.0f} GB", f"{share:.0%}", *speeds])
     return rows
+
+
+# Batch-1 decode roofline shares measured on the 4-layer slice of the released widths (bench_slice.py);
+# provisional until that run: see README "Running the real MiniMax-M2" for the measurement.
+MEASURED_SHARES = {"fp8": 0.5, "int8": 0.5, "int4": 0.5, "source": "provisional"}

@@ -30,13 +30,9 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
                    help="model id(s) clients may send; the first is reported (default: the directory name)")
     p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
     p.add_argument("--max-num-seqs", type=int, default=16, help="sequences decoded together (default 16)")
-    p.add_argument("--quantization", choices=["bf16", "fp8", "int8", "int4"], default=None,
-                   help="serving form of the weights: int8 per channel or int4 in groups of 128, quantised while "
-                        "loading; fp8 the official FP8 weights as released (the default for FP8 checkpoints on a "
-                        "CPU); bf16 dequantized (default: the checkpoint's own form)")
-    p.add_argument("--max-memory-gb", type=float, default=None,
-                   help="refuse to load when weights + KV cache exceed this (default: MemAvailable / the cgroup limit)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use)")
+    from ..engine.options import add_load_arguments
+
+    add_load_arguments(p)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"],
                    help="compute dtype (default bfloat16)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
@@ -78,10 +74,9 @@ def build_backend(args):
             raise ValueError("--backend remote needs --backend-url URL")
         return RemoteBackend(args.model, args.backend_url, args.backend_api_key, args.backend_model, args.max_model_len)
     from ..engine.llm import LLM
+    from ..engine.options import load_kwargs
 
-    max_memory = None if args.max_memory_gb is None else int(args.max_memory_gb * 2**30)
-    return LocalBackend(LLM(args.model, dtype=args.dtype, device=args.device, quantization=args.quantization,
-                            max_memory=max_memory, threads=args.threads, progress=True,
+    return LocalBackend(LLM(args.model, dtype=args.dtype, device=args.device, progress=True, **load_kwargs(args),
                             max_model_len=args.max_model_len, max_num_seqs=args.max_num_seqs,
                             kv_cache_gb=args.kv_cache_gb, num_kv_blocks=args.num_kv_blocks))
 

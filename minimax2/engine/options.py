@@ -1,0 +1,21 @@
+"""Command-line flags that choose how a checkpoint loads, shared by generate, chat and serve (no torch
+import here, so `--help` stays fast)."""
+
+from __future__ import annotations
+
+
+def add_load_arguments(p) -> None:
+    """The command-line flags that choose how a checkpoint loads (generate, chat and serve share them)."""
+    p.add_argument("--quantization", "-q", choices=["bf16", "fp8", "int8", "int4"], default=None,
+                   help="serving form of the weights (CPU kernels): int8 / int4 quantised while loading, fp8 the "
+                        "official FP8 weights as released (the default for FP8 checkpoints on a CPU), bf16 "
+                        "dequantized (default: the checkpoint's own form)")
+    p.add_argument("--max-memory-gb", type=float, default=None,
+                   help="refuse to load when weights + KV cache exceed this (default: MemAvailable / the cgroup limit)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use)")
+
+
+def load_kwargs(args) -> dict:
+    """LLM keyword arguments from the flags of `add_load_arguments`."""
+    gb = args.max_memory_gb
+    return dict(quantization=args.quantization, threads=args.threads, max_memory=None if gb is None else int(gb * 2**30))
