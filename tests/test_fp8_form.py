@@ -80,6 +80,7 @@ load_model(sys.argv[2], torch.bfloat16)  # library initialisation, on a small ch
 base = rss_anon()
 m = load_model(sys.argv[1], torch.bfloat16)
 ids = torch.arange(1, 9)
+from minimax2.model.attention import AttentionMetadata
 with torch.no_grad():
     m(ids, torch.arange(8), AttentionMetadata.for_batch(1, 8))
 print(json.dumps({"extra": rss_anon() - base, "experts": type(m.layers[0].moe.experts).__name__}))

@@ -84,7 +84,8 @@ def check_memory(cfg: ModelConfig, form: str, dtype: torch.dtype, group_size: in
             and q != form]
     hint = (f"--quantization {fits[0]} would fit ({serving_bytes(cfg, fits[0], dtype, group_size) / GiB:.1f} GiB "
             f"of weights)" if fits else "no quantization fits; lower --kv-cache-gb or use a machine with more memory")
+    shown = str(dtype).removeprefix("torch.").replace("bfloat16", "bf16") if form == "float" else form
     raise InsufficientMemoryError(
-        f"not enough memory to load this model as {form}: it needs {need / GiB:.1f} GiB "
+        f"not enough memory to load this model as {shown}: it needs {need / GiB:.1f} GiB "
         f"({(need - kv_bytes) / GiB:.1f} GiB of weights + {kv_bytes / GiB:.1f} GiB of KV cache) but only "
         f"{avail / GiB:.1f} GiB are available ({source}); {hint}")

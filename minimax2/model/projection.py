@@ -41,6 +41,7 @@ def projection_rows(cfg: ModelConfig, shares: dict[str, float], bandwidths: list
     return rows
 
 
-# Batch-1 decode roofline shares measured on the 4-layer slice of the released widths (bench_slice.py);
-# provisional until that run: see README "Running the real MiniMax-M2" for the measurement.
-MEASURED_SHARES = {"fp8": 0.5, "int8": 0.5, "int4": 0.5, "source": "provisional"}
+# Batch-1 decode roofline shares measured on the 4-layer FP8 slice of the released widths, 2 threads, on
+# 2026-12-03 (`python benchmarks/bench_slice.py --model checkpoints/m2-slice-4l-fp8`, README "Running the
+# real MiniMax-M2"): fp8 61%, int8 66%, int4 65% quantised at load and 50% pre-quantised (mean 57%).
+MEASURED_SHARES = {"fp8": 0.61, "int8": 0.66, "int4": 0.57, "source": "4-layer slice, 2 threads, 2026-12-03"}
