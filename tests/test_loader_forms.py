@@ -82,7 +82,7 @@ def test_memory_guard_refuses_with_both_figures_and_a_quantization_that_fits(fp8
     cfg = ModelConfig(**BIG)
     limit = (serving_bytes(cfg, "int4", torch.bfloat16) + serving_bytes(cfg, "int8", torch.bfloat16)) // 2
     with pytest.raises(InsufficientMemoryError) as e:
-        load_model(big, torch.bfloat16, max_memory=limit)
+        load_model(big, torch.bfloat16, quantization="bf16", max_memory=limit)
     msg = str(e.value)
     assert f"{serving_bytes(cfg, 'float', torch.bfloat16) / 2**30:.1f} GiB" in msg
     assert f"only {limit / 2**30:.1f} GiB are available (max_memory)" in msg

@@ -182,8 +182,9 @@ def test_forced_function_call(client, choice):
     r = client.responses.create(model="tiny", input=Q, tools=tools, max_output_tokens=60, reasoning={"effort": "none"},
                                 tool_choice=choice)
     calls = [i for i in r.output if i.type == "function_call"]
-    assert len(calls) == 1 and calls[0].name == "get_weather" and calls[0].call_id.startswith("call_")
-    assert json.loads(calls[0].arguments)["city"] in ("Paris", "Oslo")
+    # forced means at least one call, each to an allowed tool; the unseeded tiny model sometimes makes two
+    assert calls and all(c.name == "get_weather" and c.call_id.startswith("call_") for c in calls)
+    assert all(json.loads(c.arguments)["city"] in ("Paris", "Oslo") for c in calls)
 
 
 def test_bad_requests_use_the_openai_error_shape(server):
