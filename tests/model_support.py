@@ -20,3 +20,19 @@ def teacher_forced_logits(model, tokens: list[int], prompt: int) -> torch.Tensor
             out.append(model(torch.tensor([tokens[i]]), torch.tensor([i]), meta)[0].float())
     model.free_kv_cache()
     return torch.stack(out)
+
+
+def kernels_or_skip(ext, what: str):
+    """`ext` when the native kernels loaded; a failure where this CPU has the instructions but `what` did
+    not build (a broken build must not pass as a skip), a skip where the kernels cannot run."""
+    import os
+
+    import pytest
+
+    from minimax2.model import cpu_kernels
+
+    if ext is None and cpu_kernels._cpu_has_avx512_bf16() and os.environ.get("MINIMAX2_CPU_KERNELS", "1") != "0":
+        pytest.fail(f"this CPU has the instructions but {what} did not build (see the log above)")
+    if ext is None:
+        pytest.skip("native kernels unavailable here (no AVX512-BF16/VNNI/VBMI, or disabled)")
+    return ext

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from minimax2.model import cpu_kernels
 from minimax2.model.attention import AttentionMetadata
 from minimax2.model.loader import load_model
-from model_support import teacher_forced_logits
+from model_support import kernels_or_skip, teacher_forced_logits
 
 
 @contextlib.contextmanager
@@ -29,12 +29,7 @@ def torch_ops_only():
 
 @pytest.fixture(scope="module")
 def ext():
-    e = cpu_kernels.load()
-    if e is None and cpu_kernels._cpu_has_avx512_bf16() and os.environ.get("MINIMAX2_CPU_KERNELS", "1") != "0":
-        pytest.fail("this CPU has the instructions but the native kernels did not build (see the log above)")
-    if e is None:
-        pytest.skip("native decode kernels unavailable here (no AVX512-BF16/VNNI/VBMI, or disabled)")
-    return e
+    return kernels_or_skip(cpu_kernels.load(), "the native kernels")
 
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 7, 16])

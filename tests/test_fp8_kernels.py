@@ -4,23 +4,18 @@ the expert block over separate per-expert tensors, and the tiled prefill GEMM.""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from minimax2.model import cpu_kernels, fp8, fp8_kernels
+from minimax2.model import fp8, fp8_kernels
+from model_support import kernels_or_skip
 
 
 @pytest.fixture(scope="module")
 def ext():
-    e = fp8_kernels.kernels()
-    if e is None and cpu_kernels._cpu_has_avx512_bf16() and os.environ.get("MINIMAX2_CPU_KERNELS", "1") != "0":
-        pytest.fail("this CPU has the instructions but the fp8 kernels did not build (see the log above)")
-    if e is None:
-        pytest.skip("native kernels unavailable here (no AVX512-BF16/VNNI/VBMI, or disabled)")
-    return e
+    return kernels_or_skip(fp8_kernels.kernels(), "the fp8 kernels")
 
 
 def exact_weights(q: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
