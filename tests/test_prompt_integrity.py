@@ -58,8 +58,15 @@ def tok(tiny_ckpt) -> Tokenizer:
 
 
 @pytest.fixture(scope="module")
-def official() -> str:
-    return FIXTURE.read_text(encoding="utf-8")
+def official() -> str | None:
+    """The official template from ../shared, None where it is absent (the Jinja cases then skip)."""
+    return FIXTURE.read_text(encoding="utf-8") if FIXTURE.exists() else None
+
+
+def need(official: str | None) -> str:
+    if official is None:
+        pytest.skip(f"official template fixture not found at {FIXTURE}")
+    return official
 
 
 def structure(tok: Tokenizer, ids: list[int]) -> list[int]:
@@ -69,7 +76,7 @@ def structure(tok: Tokenizer, ids: list[int]) -> list[int]:
 def render(kind: str, official: str, messages, tools=None, **kw) -> Prompt:
     if kind == "native":
         return render_prompt_segments(messages, tools, **kw)
-    return render_chat_template_segments(official, messages, tools, **kw)
+    return render_chat_template_segments(need(official), messages, tools, **kw)
 
 
 @pytest.mark.parametrize("kind", ["native", "jinja"])
@@ -110,6 +117,7 @@ def test_segments_encode_like_the_single_string(tok, official, name):
     """Both renderers give the same segments, and the text the official template gives; without a
     marker in the content, encoding by segments equals encoding the rendered string."""
     messages, tools, kwargs = CASES[name]
+    official = need(official)
     native, jinja = render("native", official, messages, tools, **kwargs), render("jinja", official, messages, tools, **kwargs)
     assert native == jinja
     assert jinja.text == render_chat_template(official, messages, tools, **kwargs)
@@ -120,6 +128,7 @@ def test_segments_encode_like_the_single_string(tok, official, name):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages=st.lists(_message, max_size=6), tools=st.sampled_from([None, TOOLS]))
 def test_random_conversations_split_alike(official, messages, tools):
+    official = need(official)
     try:
         native = render_prompt_segments(messages, tools)
     except ChatTemplateError:
@@ -145,6 +154,8 @@ def test_template_tracing_follows_the_template_text(tok):
 
 @pytest.mark.parametrize("template", ["native", "official"])
 def test_llm_chat_encodes_content_as_text(tiny_ckpt, tok, template):
+    if template == "official":
+        need(FIXTURE.read_text() if FIXTURE.exists() else None)
     llm = LLM(tiny_ckpt, dtype="float32", chat_template="native" if template == "native" else str(FIXTURE))
     greedy = SamplingParams(max_tokens=2, temperature=0)
     replies = {text: llm.chat(*conversation(text), sampling_params=greedy) for text in (HARMLESS, SHORT)}
