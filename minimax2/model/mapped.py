@@ -29,9 +29,18 @@ class MappedFile:
     def __init__(self, path: Path):
         self.path = Path(path)
         with open(self.path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            self.header = json.loads(f.read(n))
-            self.header.pop("__metadata__", None)
+            try:  # a truncated or corrupt file is a clear error, not a crash or a huge read
+                size = self.path.stat().st_size
+                (n,) = struct.unpack("<Q", f.read(8))
+                if n > min(size - 8, 100 * 2**20):
+                    raise ValueError(f"header length {n} does not fit the file")
+                self.header = json.loads(f.read(n))
+                self.header.pop("__metadata__", None)
+                ends = [8 + n + meta["data_offsets"][1] for meta in self.header.values()]
+                if ends and max(ends) > size:
+                    raise ValueError("tensor data runs past the end of the file")
+            except (struct.error, ValueError, KeyError, TypeError, IndexError, OSError) as e:
+                raise ValueError(f"{self.path}: cannot read safetensors file, it is truncated or corrupt ({e})") from e
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         self.data_start = 8 + n
         self.bytes = torch.frombuffer(self.map, dtype=torch.uint8) if len(self.map) else torch.empty(0, dtype=torch.uint8)
