@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from minimax2 import SamplingParams
-from minimax2.engine.generate import generate_batch
+from engine_support import generate_batch
 from minimax2.engine.llm_engine import EngineConfig, LLMEngine
 from minimax2.model.loader import load_model
 from minimax2.chat.tokenizer import Tokenizer

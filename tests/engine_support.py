@@ -1,8 +1,11 @@
-"""The reference generation loop: one batch of requests, a contiguous KV region per sequence.
+"""The reference generation loop the paged engine is tested against: one batch of requests, a
+contiguous KV region per sequence.
 
-All prompts are prefilled in one flat forward; then every unfinished sequence decodes one token
-per step. No scheduler, no paging, no prefix cache: the paged engine (llm_engine.py) is tested
-against this loop, and `LLM` runs on the engine.
+All prompts are prefilled in one flat forward; then every unfinished sequence decodes one token per
+step. No scheduler, no paging, no prefix cache, no request validation (the engine's own, in
+`LLMEngine.add_request`, is tested on the engine; callers here pass valid prompts). It shares the
+model, the sampler and the detokenizer (`OutputText`) with the engine, and keeps its own few lines of
+stop/length bookkeeping so that the engine's are checked against an independent version.
 """
 
 from __future__ import annotations
@@ -12,16 +15,16 @@ from typing import Callable
 
 import torch
 
-from ..chat.tokenizer import Tokenizer
-from ..model.attention import AttentionMetadata
-from ..model.minimax_m2 import MiniMaxM2
-from .output import OutputText
-from .sampler import make_generator, sample
-from .sampling_params import SamplingParams
+from minimax2.chat.tokenizer import Tokenizer
+from minimax2.engine.output import OutputText
+from minimax2.engine.sampler import make_generator, sample
+from minimax2.engine.sampling_params import SamplingParams
+from minimax2.model.attention import AttentionMetadata
+from minimax2.model.minimax_m2 import MiniMaxM2
 
 
 @dataclass
-class SeqState:
+class ReferenceSeq:
     prompt_ids: list[int]
     params: SamplingParams
     out: OutputText | None
@@ -31,27 +34,15 @@ class SeqState:
     finish_reason: str | None = None
 
 
-class ContextLengthError(ValueError):
-    pass
-
-
 def generate_batch(model: MiniMaxM2, tokenizer: Tokenizer | None, prompts: list[list[int]],
                    params: list[SamplingParams], eos_ids: list[int],
-                   on_delta: Callable[[int, str], None] | None = None) -> list[SeqState]:
+                   on_delta: Callable[[int, str], None] | None = None) -> list[ReferenceSeq]:
     """Run `prompts` to completion. `on_delta(i, text)` streams sequence i's text as it is released."""
     max_len = model.cfg.max_position_embeddings
-    seqs = []
-    for i, (p, sp) in enumerate(zip(prompts, params)):
-        if not p:
-            raise ValueError(f"prompt {i} is empty")
-        if len(p) >= max_len:
-            raise ContextLengthError(f"prompt {i} has {len(p)} tokens; the model's context is {max_len}")
-        bad = [t for t in p if not 0 <= t < model.cfg.vocab_size]
-        if bad:
-            raise ValueError(f"prompt {i} has token id {bad[0]} outside the vocabulary (0..{model.cfg.vocab_size - 1})")
-        specials = tokenizer.special_ids if tokenizer else set()
-        out = OutputText(tokenizer, sp.stop, specials) if tokenizer else None
-        seqs.append(SeqState(list(p), sp, out, make_generator(sp)))
+    assert all(0 < len(p) < max_len for p in prompts), "the reference loop takes only valid prompts"
+    specials = tokenizer.special_ids if tokenizer else set()
+    seqs = [ReferenceSeq(list(p), sp, OutputText(tokenizer, sp.stop, specials) if tokenizer else None,
+                         make_generator(sp)) for p, sp in zip(prompts, params)]
     cap = max(min(len(s.prompt_ids) + s.params.max_tokens, max_len) for s in seqs)
     saved = [(layer.attn.k_cache, layer.attn.v_cache) for layer in model.layers]  # an engine's cache, if any
     model.allocate_kv_cache(cap * len(seqs))
@@ -64,7 +55,7 @@ def generate_batch(model: MiniMaxM2, tokenizer: Tokenizer | None, prompts: list[
     return seqs
 
 
-def _run(model, seqs: list[SeqState], cap: int, eos_ids: list[int], on_delta) -> None:
+def _run(model, seqs: list[ReferenceSeq], cap: int, eos_ids: list[int], on_delta) -> None:
     dev = model.device
     active = list(range(len(seqs)))
     feed = {i: seqs[i].prompt_ids for i in active}  # tokens to run this step, per sequence
@@ -80,14 +71,13 @@ def _run(model, seqs: list[SeqState], cap: int, eos_ids: list[int], on_delta) ->
                            [(seqs[i].prompt_ids, seqs[i].token_ids) for i in active])
         still = []
         for i, tok in zip(active, tokens):
-            s = seqs[i]
-            if _append(s, tok, eos_ids, on_delta, i, cap):
+            if _record(seqs[i], tok, eos_ids, on_delta, i, cap):
                 still.append(i)
                 feed[i] = [tok]
         active = still
 
 
-def _append(s: SeqState, tok: int, eos_ids: list[int], on_delta, i: int, cap: int) -> bool:
+def _record(s: ReferenceSeq, tok: int, eos_ids: list[int], on_delta, i: int, cap: int) -> bool:
     """Record one sampled token; returns whether the sequence goes on."""
     sp = s.params
     if (tok in eos_ids and not sp.ignore_eos) or tok in sp.stop_token_ids:
