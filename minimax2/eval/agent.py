@@ -90,7 +90,7 @@ def _run_tools(calls: list, repo: Path, venv: Path, traj: Trajectory, step: int,
 def solve(task: Task, built: Path, workdir: Path, cfg, traj_path: Path) -> dict:
     endpoint, limits = cfg.endpoint, cfg.limits
     protocol = endpoint["protocol"]
-    repo, venv = sandbox.create(built / "buggy", workdir, task.python)
+    repo, venv = sandbox.create(built / "buggy", workdir, task.python, built / "deps")
     system, user = render_prompts(cfg.prompt_version, task, str(repo))
     client = clients.make_client(endpoint)
     tool_defs = tools.SCHEMAS if protocol == "openai" else tools.anthropic_tools()

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import grading, leaks, patching, sandbox, sdist, structural, testlog
-from .records import Task
+from . import grading, leaks, patching, sandbox, sdist, structural, testdeps, testlog
+from .records import PLACEHOLDER, Task
 
 
 class InvalidTask(RuntimeError):
@@ -90,7 +90,7 @@ ERROR_LINES = 40  # of a suite's log, shown with an invalid build
 
 def _suite(task: Task, out: Path, work: Path, patch: str, hidden: bool) -> dict:
     """Run the suite on one tree; its log is kept at out/logs/<tree>.log."""
-    repo, venv = sandbox.create(out / "buggy", work, task.python)
+    repo, venv = sandbox.create(out / "buggy", work, task.python, out / "deps")
     sandbox.apply_patch(repo, patch)
     if hidden:
         grading.copy_hidden(out, repo)
@@ -170,10 +170,17 @@ def build_task(task: Task, cache: Path, force: bool = False) -> dict:
     meta = {"instance_id": task.instance_id, "record_hash": digest}
     with tempfile.TemporaryDirectory(prefix=f"build-{task.instance_id}-") as tmp:
         try:
+            if PLACEHOLDER in task.problem_statement:
+                raise InvalidTask("problem_statement is still the placeholder that `eval new` wrote: "
+                                  "replace it in the record with what goes wrong and how to see it "
+                                  "(without the fix), then build again")
             if task.files:
                 meta["provenance_build"] = _materialise_inline(task, out)
             else:
                 meta["provenance_build"] = _materialise_release(task, cache, out, Path(tmp))
+            deps = testdeps.prepare(task, out / "buggy", cache, out, Path(tmp))
+            if deps:
+                meta["provenance_build"]["test_requires"] = deps
             found = leaks.check(out / "buggy", (out / "gold.patch").read_text(), task.provenance)
             if found:
                 raise InvalidTask("the fix leaks into the agent-visible tree: " + "; ".join(map(str, found)))

@@ -1,4 +1,4 @@
-"""Command line: `minimax2 eval build|run|report|compare` and `minimax2 bench serve`.
+"""Command line: `minimax2 eval new|build|run|report|compare` (new: scaffold.py) and `minimax2 bench serve`.
 
 The main `minimax2` CLI calls register_eval(subparsers) and register_bench_serve(bench_subparsers);
 `python -m minimax2.eval.cli` runs the same commands standalone."""
@@ -146,6 +146,9 @@ def register_eval(subparsers) -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+", type=Path, help="run directories")
     c.add_argument("--html", type=Path, default=None, help="also write a self-contained HTML page")
     c.set_defaults(func=cmd_compare)
+    from . import scaffold
+
+    scaffold.register(sub)
     return p
 
 

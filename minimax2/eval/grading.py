@@ -43,8 +43,9 @@ def split_patch(patch: str) -> dict[str, str]:
     return parts
 
 
-def suite_command(task: Task, paths: list[str] = ()) -> str:
-    """The task's test command with addopts neutralised (unless keep_addopts), deselections, paths.
+def suite_command(task: Task, paths: list[str] = (), plugins: list[str] = ()) -> str:
+    """The task's test command with addopts neutralised (unless keep_addopts), the test deps' pytest
+    plugins loaded by name (autoload is off), deselections, paths.
 
     The project's own pytest config must not change how its suite runs here: its addopts may name
     plugins the sandbox lacks (`--cov`) or force colour, and the cache would be written into the tree."""
@@ -56,6 +57,8 @@ def suite_command(task: Task, paths: list[str] = ()) -> str:
             words.append("--color=no")
         if "no:cacheprovider" not in task.test_cmd:
             words += ["-p", "no:cacheprovider"]
+    if task.log_parser == "pytest":
+        words += [w for p in plugins for w in ("-p", p)]
     deselect = [f"--deselect={t}" for t in task.known_failures] if task.log_parser == "pytest" else []
     return " ".join([task.test_cmd, *map(shlex.quote, [*words, *deselect, *paths])])
 
@@ -63,7 +66,8 @@ def suite_command(task: Task, paths: list[str] = ()) -> str:
 def run_suite(task: Task, repo: Path, venv: Path, paths: list[str] = ()) -> tuple[dict, bool, str]:
     """Run the task's test command (optionally on some files); ({id: status}, ran, log).
     The log is returned without ANSI escape codes."""
-    result = sandbox.run(suite_command(task, paths), repo, venv, timeout=task.test_timeout, limit=2_000_000)
+    cmd = suite_command(task, paths, sandbox.pytest_plugins(venv))
+    result = sandbox.run(cmd, repo, venv, timeout=task.test_timeout, limit=2_000_000)
     log = testlog.strip_ansi(result.output)
     ran = not result.timed_out and testlog.suite_ran(log, task.log_parser)
     return testlog.parse(log, task.log_parser), ran, log
@@ -76,7 +80,7 @@ def copy_hidden(built: Path, repo: Path) -> None:
 
 
 def _fresh(built: Path, tree: str, workdir: Path, task: Task, patch: str) -> tuple[Path, Path] | str:
-    repo, venv = sandbox.create(built / tree, workdir, task.python)
+    repo, venv = sandbox.create(built / tree, workdir, task.python, built / "deps")
     try:
         sandbox.apply_patch(repo, patch)
     except RuntimeError as exc:

@@ -17,6 +17,8 @@ TASK_DIR = Path(__file__).parent / "tasks"
 TASK_TYPES = ("bugfix", "add_tests", "refactor", "smoke")
 # Third-party pytest plugins of the host are not loaded: suites run on pytest alone (and start fast).
 DEFAULT_TEST_CMD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -rA -p no:cacheprovider"
+# What `eval new` writes as problem_statement; `eval build` refuses a record that still has it.
+PLACEHOLDER = "TODO(minimax2 eval new): describe the bug"
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Task:
     version_fixed: str = ""  # the release that carries the fix
     hunks: dict = field(default_factory=dict)  # source file -> selector (see patching.select_hunks)
     test_files: list = field(default_factory=list)  # hidden at run time, copied in at grading
+    test_requires: list = field(default_factory=list)  # PyPI requirements of the tests (testdeps.py)
     FAIL_TO_PASS: list = field(default_factory=list)
     PASS_TO_PASS: list = field(default_factory=list)  # empty: computed at build (suite minus F2P)
     known_failures: list = field(default_factory=list)  # deselected everywhere, with a reason

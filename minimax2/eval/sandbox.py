@@ -117,8 +117,12 @@ def import_root(tree: Path) -> Path:
     return tree
 
 
-def make_venv(tree: Path, venv: Path, python: str = "3.11") -> Path:
-    """A venv (system site-packages allowed) with `tree` installed in development mode.
+PLUGINS_FILE = "pytest-plugins.txt"  # in a venv: the pytest plugins its test deps provide
+
+
+def make_venv(tree: Path, venv: Path, python: str = "3.11", deps: Path | None = None) -> Path:
+    """A venv (system site-packages allowed) with `tree` installed in development mode, and the task's
+    test dependencies (`deps`, made at build by testdeps.py) copied into its site-packages.
 
     The editable install is the .pth file that `pip install --no-deps -e` produces for a
     pure-Python project, written directly so that building a sandbox needs no network."""
@@ -128,7 +132,16 @@ def make_venv(tree: Path, venv: Path, python: str = "3.11") -> Path:
                     str(venv)], check=True)
     site = next(venv.glob("lib/python*/site-packages"))
     (site / "_minimax2_task.pth").write_text(str(import_root(tree).resolve()) + "\n")
+    if deps is not None and (deps / "site-packages").is_dir():
+        shutil.copytree(deps / "site-packages", site, symlinks=True, dirs_exist_ok=True)
+        shutil.copy2(deps / "plugins.txt", venv / PLUGINS_FILE)
     return venv
+
+
+def pytest_plugins(venv: Path) -> list[str]:
+    """The plugins to load with `-p` (suites run with plugin autoload off) in this venv."""
+    path = venv / PLUGINS_FILE
+    return path.read_text().split() if path.exists() else []
 
 
 def git(repo: Path, *args: str) -> str:
@@ -141,8 +154,8 @@ def git(repo: Path, *args: str) -> str:
     return out.stdout
 
 
-def create(tree: Path, workdir: Path, python: str = "3.11") -> tuple[Path, Path]:
-    """Copy `tree` to workdir/repo, commit it, make workdir/venv; returns (repo, venv)."""
+def create(tree: Path, workdir: Path, python: str = "3.11", deps: Path | None = None) -> tuple[Path, Path]:
+    """Copy `tree` to workdir/repo, commit it, make workdir/venv (with `deps`); returns (repo, venv)."""
     repo, venv = workdir / "repo", workdir / "venv"
     if repo.exists():
         shutil.rmtree(repo)
@@ -151,7 +164,7 @@ def create(tree: Path, workdir: Path, python: str = "3.11") -> tuple[Path, Path]
     (repo / ".git" / "info" / "exclude").write_text("__pycache__/\n*.pyc\n.pytest_cache/\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "--no-verify", "-m", "task start")
-    make_venv(repo, venv, python)
+    make_venv(repo, venv, python, deps)
     return repo, venv
 
 
