@@ -20,7 +20,8 @@ import time
 import torch
 
 from minimax2 import LLM
-from minimax2.engine.benchmark import engine_run, hf_run, median_of, random_prompts, roofline_tok_s
+from minimax2.bench.roofline import roofline_tok_s
+from minimax2.bench.throughput import engine_run, hf_run, median_of, random_prompts
 from minimax2.model.info import spec_from_config
 
 

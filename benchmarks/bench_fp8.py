@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from bench_kernels import copies_for, timed
-from minimax2.engine.benchmark import read_bandwidth
+from minimax2.bench.roofline import read_bandwidth
 from minimax2.model import cpu_kernels, fp8, fp8_kernels
 
 SHAPES = (("expert w1 1536x3072", 1536, 3072), ("q_proj 6144x3072", 6144, 3072))

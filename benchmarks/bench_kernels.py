@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from minimax2.engine.benchmark import read_bandwidth
+from minimax2.bench.roofline import read_bandwidth
 from minimax2.model import cpu_kernels
 from minimax2.model.linear import Int4Linear, int8_rows
 

@@ -42,7 +42,8 @@ except InsufficientMemoryError as e:
 load_s = time.perf_counter() - t
 done[0] = True
 out = {"form": form, "load_s": load_s, "peak_anon": max(peak[0], rss_anon()) - base, "after_anon": rss_anon() - base}
-from minimax2.engine.benchmark import engine_run, random_prompts, read_bandwidth
+from minimax2.bench.roofline import read_bandwidth
+from minimax2.bench.throughput import engine_run, random_prompts
 from minimax2.model.projection import step_bytes
 cfg, kind = llm.cfg, {"fp8": "fp8", "int4-pre": "int4"}.get(form, form)
 engine_run(llm.engine, random_prompts(1, 16, 1000), 4)  # warm-up: touch the mapped pages once

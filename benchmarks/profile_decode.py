@@ -23,7 +23,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from minimax2 import LLM, SamplingParams
-from minimax2.engine.benchmark import random_prompts
+from minimax2.bench.throughput import random_prompts
 from minimax2.model import cpu_kernels
 
 

@@ -1,4 +1,5 @@
-"""The `minimax2` command line: generate, chat, info, convert, init (and eval / bench when installed)."""
+"""The `minimax2` command line, its one entry point (also `python -m minimax2`): generate, chat, info,
+convert and init here; train, serve, bench and eval (when installed) registered by their packages."""
 
 from __future__ import annotations
 
@@ -205,60 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     n.set_defaults(func=cmd_init)
 
-    from .train.cli import register_train
-
-    register_train(sub)
-    _register_optional(sub)
+    _register_packages(sub)
     return p
 
 
-def cmd_bench_engine(args) -> int:
-    from .engine.benchmark import run_benchmark
-
-    run_benchmark(args.model, tuple(args.precisions.split(",")), tuple(int(b) for b in args.batches.split(",")),
-                  args.prompt_len, args.new_tokens, args.runs, hf=not args.no_hf, prefix=not args.no_prefix,
-                  threads=args.threads, out=args.out, quality_model=_quality_model(args.quality_model))
-    return 0
-
-
-def _quality_model(name: str) -> str | None:
-    from .assets import DEMO_MODEL
-
-    if name == "none":
-        return None
-    if name == "demo":
-        return str(DEMO_MODEL) if (DEMO_MODEL / "config.json").exists() else None
-    return name
-
-
-def _register_bench(sub):
-    bench = sub.add_parser("bench", help="benchmarks: engine throughput, serving load").add_subparsers(
-        dest="bench_command", metavar="BENCH", required=True)
-    e = bench.add_parser("engine", help="decode/prefill throughput per precision vs HF transformers and the roofline",
-                         description="Engine benchmark on a checkpoint (see benchmarks/make_checkpoints.py).")
-    e.add_argument("--model", "-m", required=True, help="checkpoint directory")
-    e.add_argument("--precisions", default="bf16,int8,int4", help="comma list of bf16,int8,int4")
-    e.add_argument("--batches", default="1,8,16", help="concurrent sequences to measure (default 1,8,16)")
-    e.add_argument("--prompt-len", type=int, default=128)
-    e.add_argument("--new-tokens", type=int, default=128)
-    e.add_argument("--runs", type=int, default=3, help="runs per figure; medians are reported")
-    e.add_argument("--threads", type=int, default=2)
-    e.add_argument("--quality-model", default="demo",
-                   help="trained checkpoint on whose text int8/int4 quality is also measured (default: the bundled "
-                        "demo model; 'none' to skip)")
-    e.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
-    e.add_argument("--no-prefix", action="store_true", help="skip the shared-prefix scenario")
-    e.add_argument("--out", help="write the JSON report here")
-    e.set_defaults(func=cmd_bench_engine)
-    return bench
-
-
-def _register_optional(sub) -> None:
-    """Sub-commands that live with their own packages."""
+def _register_packages(sub) -> None:
+    """Commands that live with their own packages, each adding itself with its `register_*` function
+    (none of them imports this module: this is the one entry point)."""
+    from .bench.cli import register_bench
     from .server.cli import register_serve  # stdlib-only import; `serve` says what to install if fastapi is missing
+    from .train.cli import register_train
 
+    register_train(sub)
     register_serve(sub)
-    bench = _register_bench(sub)
+    bench = register_bench(sub)
     if importlib.util.find_spec("minimax2.eval.cli") is not None:
         from .eval.cli import register_bench_serve, register_eval
 

@@ -6,18 +6,18 @@ import sys
 
 import pytest
 
-from minimax2.eval import cli
+from minimax2 import cli
 from eval_support.fake_m2 import FakeM2
 from eval_support.scripts import SMOKE_ADD
 
 
 def test_help_lists_subcommands():
-    out = subprocess.run([sys.executable, "-m", "minimax2.eval.cli", "eval", "--help"],
+    out = subprocess.run([sys.executable, "-m", "minimax2", "eval", "--help"],
                          capture_output=True, text=True)
     assert out.returncode == 0
     for word in ("build", "run", "report", "compare"):
         assert word in out.stdout
-    out = subprocess.run([sys.executable, "-m", "minimax2.eval.cli", "bench", "serve", "--help"],
+    out = subprocess.run([sys.executable, "-m", "minimax2", "bench", "serve", "--help"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and "--request-rate" in out.stdout
 

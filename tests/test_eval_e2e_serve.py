@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from minimax2.eval import cli
+from minimax2 import cli
 
 pytestmark = pytest.mark.slow
 MAIN = "import sys; from minimax2.cli import main; sys.exit(main())"

@@ -42,7 +42,7 @@ def test_duplicate_id_names_both_files(tmp_path, monkeypatch):
         records.load_tasks(extra_dirs=[tmp_path])
     assert str(SMOKE) in str(err.value) and str(dup) in str(err.value)
     env = {k: v for k, v in os.environ.items() if k != "MINIMAX2_EVAL_TASKS"}
-    proc = subprocess.run([sys.executable, "-m", "minimax2.eval.cli", "eval", "build", "--tasks", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "minimax2", "eval", "build", "--tasks", str(tmp_path),
                            "--cache", str(tmp_path / "cache"), "smoke-add"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0

@@ -47,7 +47,7 @@ def test_cli_info_preset():
 
 
 def test_batched_roofline_counts_the_experts_a_batch_touches():
-    from minimax2.engine.benchmark import BYTES_PER_PARAM, roofline_tok_s
+    from minimax2.bench.roofline import BYTES_PER_PARAM, roofline_tok_s
 
     s = PRESETS["minimax-m2"]
     one = roofline_tok_s(s, "bf16", 1, 100e9)

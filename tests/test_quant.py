@@ -61,7 +61,7 @@ def test_llm_quantization_flag(tiny_ckpt):
 
 
 def test_benchmark_measures_quality_on_trained_text(tiny_ckpt):
-    from minimax2.engine.benchmark import trained_text_quality
+    from minimax2.bench.quality import trained_text_quality
 
     q = trained_text_quality(tiny_ckpt, ("bf16", "int8"), conversations=3)
     assert q["tokens"] > 100 and set(q) == {"model", "conversations", "tokens", "int8", "bf16 vs float32"}
@@ -71,7 +71,7 @@ def test_benchmark_measures_quality_on_trained_text(tiny_ckpt):
 
 def test_quality_runs_each_text_as_its_own_sequence(tiny_ckpt):
     """Two texts score as the token-weighted mean of each alone: the second does not sit behind the first."""
-    from minimax2.engine.benchmark import quality
+    from minimax2.bench.quality import quality
 
     ref = load_model(tiny_ckpt, torch.float32)
     q = quantize_model(load_model(tiny_ckpt, torch.float32), "int4", 32)

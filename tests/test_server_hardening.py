@@ -198,10 +198,10 @@ class Serving:
     """A configured uvicorn server (the CLI's settings) in a thread; `exit()` is what a SIGTERM does."""
 
     def __init__(self, app, drain_timeout: float = 5.0, header_timeout: float = 10.0):
-        from minimax2.server.cli import draining_server, uvicorn_config
+        from minimax2.server.uvicorn_server import DrainingServer, uvicorn_config
 
         config = uvicorn_config(app, "127.0.0.1", 0, drain_timeout, header_timeout, "warning")
-        self.server = draining_server(config, app.state.server)
+        self.server = DrainingServer(config, app.state.server)
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
 
     def __enter__(self):

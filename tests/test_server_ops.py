@@ -127,7 +127,7 @@ def test_cli_serve_sigterm_drains(tiny_ckpt, tmp_path):
     port = _free_port()
     state = tmp_path / "state"  # the thinking-signature key file goes here, never under the real home
     env = {**os.environ, "MINIMAX2_API_KEY": "k", "PYTHONPATH": str(REPO), "XDG_STATE_HOME": str(state)}
-    proc = subprocess.Popen([sys.executable, "-m", "minimax2.server.cli", "serve", "--model", str(tiny_ckpt),
+    proc = subprocess.Popen([sys.executable, "-m", "minimax2", "serve", "--model", str(tiny_ckpt),
                              "--port", str(port), "--dtype", "float32", "--max-model-len", "512",
                              "--served-model-name", "t", "--log-level", "warning"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -11,7 +11,7 @@ import torch
 
 from minimax2.model.attention import AttentionMetadata
 from minimax2.model.loader import load_model
-from minimax2.train.cli import main as train_main
+from minimax2.cli import main as train_main
 from minimax2.train.recipe import ExampleStream, build_model, build_tokenizer, export, get_recipe
 from minimax2.train.trainer import train
 

@@ -112,7 +112,7 @@ def test_bias_balancing_reduces_load_spread(setup):
 
 def _torchrun(out: Path, nproc: int) -> list[float]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
-           "-m", "minimax2.train.cli", "train", "--recipe", "tiny", "--steps", "4", "--out", str(out), "--eval-n", "0",
+           "-m", "minimax2", "train", "--recipe", "tiny", "--steps", "4", "--out", str(out), "--eval-n", "0",
            "--no-progress", "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=300)

@@ -1,7 +1,7 @@
 """Command line: `minimax2 eval new|build|run|report|compare` (new: scaffold.py) and `minimax2 bench serve`.
 
 The main `minimax2` CLI calls register_eval(subparsers) and register_bench_serve(bench_subparsers);
-`python -m minimax2.eval.cli` runs the same commands standalone."""
+it is not run on its own (`python -m minimax2 eval ...` is the same command)."""
 from __future__ import annotations
 
 import argparse
@@ -165,14 +165,3 @@ def cmd_bench_serve(args) -> int:
 
     _quiet_http_logs()
     return loadgen.cmd_serve(args)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m minimax2.eval.cli ...` is the `minimax2` command itself (argv starts with the command)."""
-    from ..cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

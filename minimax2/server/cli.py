@@ -12,7 +12,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import signal
 import sys
 
 log = logging.getLogger("minimax2.server")
@@ -92,11 +91,10 @@ def _loopback(host: str) -> bool:
 
 def cmd_serve(args) -> int:
     try:
-        import uvicorn
-
         from .app import create_app
         from .service import ServerConfig
         from .signing import server_secret
+        from .uvicorn_server import DrainingServer, uvicorn_config
     except ImportError as e:
         print(f"minimax2 serve needs the server extra ({e.name} is missing): pip install 'minimax2[serve]'",
               file=sys.stderr)
@@ -119,44 +117,11 @@ def cmd_serve(args) -> int:
     log.info("serving %s (%s backend) on http://%s:%d", name, args.backend, args.host, args.port)
     uconfig = uvicorn_config(app, args.host, args.port, args.drain_timeout, args.header_timeout, args.log_level)
     try:  # SIGTERM/SIGINT: stop accepting, finish in-flight requests (up to --drain-timeout)
-        draining_server(uconfig, app.state.server).run()
+        DrainingServer(uconfig, app.state.server).run()
     finally:
         asyncio.run(backend.close())
     log.info("stopped")
     return 0
-
-
-DRAIN_GRACE = 5.0  # seconds uvicorn waits past --drain-timeout: for the error answers to go out
-
-
-def uvicorn_config(app, host: str, port: int, drain_timeout: float, header_timeout: float, log_level: str = "info"):
-    """uvicorn's settings for this app: the h11 protocol with a header-read timeout, and a graceful
-    shutdown that outlasts the app's own drain deadline (so requests end in their API's shape)."""
-    import uvicorn
-
-    from .http_protocol import with_header_timeout
-
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                          http=with_header_timeout(header_timeout),
-                          timeout_graceful_shutdown=max(1, int(drain_timeout + DRAIN_GRACE)))
-
-
-def draining_server(config, state):
-    """uvicorn's server whose exit (SIGTERM/SIGINT) starts the app's drain: /health says 503, new
-    requests are refused, and what is still running after --drain-timeout ends with a 503 in its API's
-    shape. A SIGTERM drain ends with exit status 0 (uvicorn would re-raise the signal)."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig, frame):
-            state.draining = True
-            if state.loop is not None and not state.loop.is_closed():
-                state.loop.call_soon_threadsafe(state.begin_drain)
-            super().handle_exit(sig, frame)
-            if sig == signal.SIGTERM and sig in getattr(self, "_captured_signals", []):
-                self._captured_signals.remove(sig)
-
-    return Server(config)
 
 
 def register_serve(subparsers) -> None:
@@ -164,14 +129,3 @@ def register_serve(subparsers) -> None:
                               description="Serve the model over the OpenAI and Anthropic APIs (tool calls, reasoning).")
     add_serve_args(s)
     s.set_defaults(func=cmd_serve)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m minimax2.server.cli ...` is the `minimax2` command itself (argv starts with the command)."""
-    from ..cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,13 +1,12 @@
 """`minimax2 train`: train a recipe (the bundled demo model, or the tiny test one) from a fixed seed.
 
     minimax2 train --recipe demo --out runs/demo --export minimax2/assets/demo
-    torchrun --nproc_per_node 2 -m minimax2.train.cli train --recipe demo --out runs/demo   # data parallel
+    torchrun --nproc_per_node 2 -m minimax2 train --recipe demo --out runs/demo   # data parallel
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register_train(subparsers) -> argparse.ArgumentParser:
@@ -55,14 +54,3 @@ def cmd_train(args) -> int:
     if ckpt is not None:
         print(f"wrote {ckpt}" + (f" and {args.export}" if args.export else ""))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m minimax2.train.cli ...` is the `minimax2` command itself (argv starts with the command)."""
-    from ..cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

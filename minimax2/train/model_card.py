@@ -65,7 +65,7 @@ def write_model_card(ckpt: Path, recipe, summary: dict, scores: dict, log_file: 
         "Reproduce with one command (fixed seeds; data order is a function of the step):", "",
         "```", f"minimax2 train --recipe {recipe.name} --out runs/{recipe.name} --export minimax2/assets/demo",
         "# data parallel on 2 CPU processes (what made this checkpoint):",
-        f"torchrun --nproc_per_node 2 -m minimax2.train.cli train --recipe {recipe.name} --out runs/{recipe.name} "
+        f"torchrun --nproc_per_node 2 -m minimax2 train --recipe {recipe.name} --out runs/{recipe.name} "
         "--export minimax2/assets/demo", "```", "",
         f"AdamW (betas 0.9/0.95, weight decay {t.weight_decay}), peak lr {t.lr}, {t.warmup} warm-up steps then cosine "
         f"to {t.min_lr_ratio:g}x, gradient clipping {t.grad_clip}, {t.steps} steps of {t.batch_size} conversations, "
