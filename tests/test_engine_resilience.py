@@ -89,7 +89,8 @@ def test_failing_processor_ends_only_its_request(engine):
 
     sp = SamplingParams(max_tokens=6, temperature=0, ignore_eos=True)
     engine.add_request("good", [5, 6, 7, 8], sp)
-    engine.add_request("bad", [5, 6, 7, 9], sp.clone(logits_processors=[broken]))
+    engine.add_request("bad", [5, 6, 7, 9], SamplingParams(max_tokens=6, temperature=0, ignore_eos=True,
+                                                            logits_processors=[broken]))
     outs = _run(engine)
     assert outs["bad"][-1].finish_reason == "error" and isinstance(outs["bad"][-1].error, RuntimeError)
     assert outs["good"][-1].finish_reason == "length" and outs["good"][-1].completion_tokens == 6

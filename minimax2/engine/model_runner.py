@@ -45,6 +45,3 @@ class ModelRunner:
         last = torch.tensor([meta.cu_seqlens_q[k + 1] - 1 for k in sample_rows], dtype=torch.long, device=dev)
         logits = self.model(torch.tensor(ids, device=dev), torch.tensor(pos, device=dev), meta, logits_indices=last)
         return logits, sample_rows
-
-    def close(self) -> None:
-        self.model.free_kv_cache()

@@ -70,12 +70,6 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature < GREEDY_BELOW
 
-    def clone(self, **changes) -> "SamplingParams":
-        """A copy with fresh processor lists (processors may be stateful, one per sequence)."""
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        d.update(changes)
-        return SamplingParams(**d)
-
     @property
     def has_penalties(self) -> bool:
         return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
