@@ -18,15 +18,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from . import anthropic_api, openai_api, responses_api
 from .errors import APIError, error_response, from_api_error, validation_message
-from .guard import Guard
-from .service import ServerConfig, State
+from .guard import AuthAndBodyLimit
+from .service import ModelService, ServerConfig
 
 log = logging.getLogger("minimax2.server")
 
 
 def create_app(backend, config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
-    state = State(backend, config)
+    state = ModelService(backend, config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -40,7 +40,7 @@ def create_app(backend, config: ServerConfig | None = None) -> FastAPI:
     app.include_router(anthropic_api.router)
     app.include_router(responses_api.router)
 
-    app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(AuthAndBodyLimit, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, e: APIError):

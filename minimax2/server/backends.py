@@ -39,7 +39,7 @@ class Chunk:
 class Renderer:
     """The M2 prompt of a conversation: the checkpoint's Jinja template if it has one, else native.
     A `Prompt` (`.text`, and the template's text apart from the conversation's): encode it with
-    `State.encode`, so that markers spelled in the request stay text."""
+    `ModelService.encode`, so that markers spelled in the request stay text."""
 
     def __init__(self, template: str | None):
         self.template = template

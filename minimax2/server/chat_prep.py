@@ -15,7 +15,10 @@ ROLES = {"system", "user", "assistant", "tool"}
 
 
 @dataclass
-class Prepared:
+class GenerationInput:
+    """A chat request made ready for the backend: its prompt (text and ids), its tools, whether the
+    output starts in the reasoning channel, and the logits processors (grammar, thinking budget)."""
+
     prompt: str
     prompt_ids: list[int]
     tools: list[dict] | None
@@ -53,7 +56,7 @@ def openai_messages(messages: list[dict]) -> list[dict]:
 
 def prepare(state, messages: list[dict], tools: list[dict] | None, *, thinking: bool = True,
             force_tools: list[str] | None = None, parallel: bool = True, json_schema: dict | None = None,
-            template_kwargs: dict | None = None, thinking_budget: int | None = None, n: int = 1) -> Prepared:
+            template_kwargs: dict | None = None, thinking_budget: int | None = None, n: int = 1) -> GenerationInput:
     """`force_tools`: constrain the output to one call block invoking these tools;
     `json_schema`: constrain the answer to JSON following it. Both need the local backend.
     Runs in a worker thread: a prompt too long for any context is refused on its length in characters
@@ -85,4 +88,4 @@ def prepare(state, messages: list[dict], tools: list[dict] | None, *, thinking: 
     end = state.backend.tokenizer.encode(m.THINK_END)
     if thinking and thinking_budget is not None and state.backend.supports_processors and len(end) == 1:
         processors.append(ThinkingBudget(thinking_budget, end[0]))  # after the grammar; remote: not enforced
-    return Prepared(prompt, ids, tools or None, thinking, processors)
+    return GenerationInput(prompt, ids, tools or None, thinking, processors)

@@ -12,7 +12,9 @@ from .errors import error_response
 OPEN_PATHS = {"/health", "/version", "/metrics", "/ping"}
 
 
-class Guard:
+class AuthAndBodyLimit:
+    """The middleware: 401 without the API key (except on OPEN_PATHS), 413 past the body limit."""
+
     def __init__(self, app, api_key: str | None, max_body_bytes: int):
         self.app, self.key, self.limit = app, api_key, max_body_bytes
 

@@ -21,7 +21,7 @@ def check_prompt(prompt_tokens: int, max_model_len: int) -> None:
 
 def check_prompt_chars(chars: int, limit: int, max_model_len: int, param: str = "messages") -> None:
     """The cheap bound, before tokenizing: `limit` characters cannot fit in the context whatever they
-    encode to (see `State.max_prompt_chars`)."""
+    encode to (see `ModelService.max_prompt_chars`)."""
     if chars > limit:
         raise APIError(400, f"the prompt has {chars} characters, more than a {max_model_len}-token context can "
                             f"hold; shorten the messages", param=param, code="context_length_exceeded")

@@ -36,7 +36,7 @@ class Slot:
     """One admitted request's place among --max-pending, given back exactly once: when its generation
     ends, or when the request is dropped before its stream ever started (the slot is collected)."""
 
-    def __init__(self, state: "State"):
+    def __init__(self, state: "ModelService"):
         self.state, self.held = state, True
         state.inflight += 1
 
@@ -49,7 +49,11 @@ class Slot:
         self.release()
 
 
-class State:
+class ModelService:
+    """What the routes share in front of the backend (`app.state.server`): the config and metrics,
+    admission (in-flight limit, draining), prompt encoding, the grammar factory, and each request's
+    generation stream with its metrics and log line."""
+
     def __init__(self, backend, config: ServerConfig):
         self.backend, self.config = backend, config
         self.metrics = Metrics(config.served_model_name, backend.stats)
