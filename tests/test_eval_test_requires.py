@@ -24,7 +24,8 @@ TINYCLOCK = {
 }
 TIMER_TEST_OLD = "import tinyclock\n\n\ndef test_clock():\n    assert tinyclock.now() == 10\n"
 TIMER_TEST_NEW = TIMER_TEST_OLD + ("\nfrom tinytimer.timer import hours_until_noon\n\n\n"
-                                   "def test_until_noon(frozen_clock):\n    assert hours_until_noon(frozen_clock) == 2\n")
+                                   "def test_until_noon(frozen_clock):\n"
+                                   "    assert hours_until_noon(frozen_clock) == 2\n")
 TIMER = "def hours_until_noon(hour):\n    return {expr}\n"
 TINYTIMER = {
     "1.0": {"tinytimer/__init__.py": "", "tinytimer/timer.py": TIMER.format(expr="hour - 12"),
