@@ -54,10 +54,12 @@ def test_reasoning_split(text, reasoning, content):
     assert (out.reasoning, out.content, out.tool_calls) == (reasoning, content, [])
 
 
-def test_reasoning_false_means_everything_is_content():
-    out = parse_output("no </think> handling here\n" + block(invoke("f", a="1")), reasoning=False)
+def test_reasoning_false_means_no_reasoning_channel():
+    """Issue 18: a </think> after the pre-filled empty think block closes reasoning the model wrote
+    anyway; that text is dropped, never content."""
+    out = parse_output("thought anyway </think> handling here\n" + block(invoke("f", a="1")), reasoning=False)
     assert out.reasoning == ""
-    assert out.content == "no </think> handling here"
+    assert out.content == "handling here"
     assert [c.name for c in out.tool_calls] == ["f"]
     assert parse_output("plain answer[e~[", reasoning=False) == ParsedOutput("", "plain answer", [])
 

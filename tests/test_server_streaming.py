@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from minimax2.chat import parse_output
 from minimax2.server.anthropic_format import EventWriter, content_blocks, sign
 from minimax2.server.openai_api import event_delta, message
-from minimax2.server.streaming import StreamParser
+from minimax2.chat.stream_parser import StreamParser
 from server_support import OUTPUTS, WEATHER_TOOLS
 
 SECRET = b"test-secret"

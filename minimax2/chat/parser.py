@@ -18,8 +18,13 @@ Rules (reference doc section 5, as vLLM, SGLang and MiniMax's guide implement th
   an unclosed one cut off by the end of generation) the whole text is content, as vLLM does.
 - Values are typed by the tool's JSON schema: see ``convert_value``.
 
-The streaming parser (server) reuses ``tool_param_types``, ``convert_value``, ``parse_invoke``,
-``clean_name``, ``clean_value``, ``new_tool_call_id`` and ``partial_marker_len``.
+- With ``reasoning=False`` (the prompt pre-filled an empty think block) there is no reasoning
+  channel, but a model may still think and close with ``</think>``: the text before it is that
+  reasoning, and it is dropped, never content (unless a complete tool call comes first).
+
+The streaming parser (``stream_parser.py``) shares ``tool_param_types``, ``schema_types``,
+``convert_value``, ``clean_name``, ``clean_value``, ``new_tool_call_id``, ``partial_marker_len``,
+``find_first`` and ``held_len`` with this module.
 """
 
 from __future__ import annotations
@@ -203,12 +208,17 @@ def extract_tool_calls(text: str, tools: list | None = None) -> tuple[str, list[
 def parse_output(text: str, tools: list | None = None, *, reasoning: bool = True) -> ParsedOutput:
     """Parse a finished generation (the text after the generation prompt).
 
-    ``reasoning=False`` means the prompt pre-filled an empty think block, so nothing is reasoning.
+    ``reasoning=False`` means the prompt pre-filled an empty think block: no reasoning comes back, and
+    text the model closes with ``</think>`` anyway is dropped.
     The end-of-message marker ``[e~[`` ends the text (it and anything after it are dropped);
     reasoning and content come back stripped of surrounding whitespace.
     """
     text = text.split(m.END_OF_MESSAGE, 1)[0]
     if not reasoning:
+        think_end, call_start = text.find(m.THINK_END), text.find(m.TOOL_CALL_START)
+        called_first = 0 <= call_start < think_end and extract_tool_calls(text[call_start:], tools)[1]
+        if think_end >= 0 and not called_first:  # it thought anyway: that text is reasoning, dropped
+            text = text[think_end + len(m.THINK_END):]
         content, calls = extract_tool_calls(text, tools)
         return ParsedOutput("", content, calls)
     if text.lstrip().startswith(m.THINK_START):
@@ -235,3 +245,14 @@ def partial_marker_len(text: str, marker: str = m.TOOL_CALL_START) -> int:
         if marker.startswith(text[-size:]):
             return size
     return 0
+
+
+def find_first(text: str, marks: tuple[str, ...]) -> tuple[int, str]:
+    """The earliest of ``marks`` in ``text``: ``(position, marker)``, or ``(-1, "")``."""
+    hits = [(i, mark) for mark in marks if (i := text.find(mark)) >= 0]
+    return min(hits) if hits else (-1, "")
+
+
+def held_len(text: str, marks: tuple[str, ...]) -> int:
+    """How much of the end of ``text`` could still become one of ``marks`` (``partial_marker_len``)."""
+    return max(partial_marker_len(text, mark) for mark in marks)

@@ -34,7 +34,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .prompt import Prompt
 from .provenance import segments, trace_environment
-from .render import ChatTemplateError, normalize_messages
+from .markers import EMPTY_THINK_PREFILL
+from .render import ChatTemplateError, normalize_messages, render_prompt, render_prompt_segments
 
 
 def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
@@ -159,3 +160,38 @@ def load_chat_template(checkpoint_dir: str | Path) -> str | None:
             return named["default"]
         raise ValueError(f"{config_file}: chat_template lists {sorted(map(str, named))} but no 'default'")
     raise ValueError(f"{config_file}: chat_template must be a string or a list, got {type(template).__name__}")
+
+
+def thinking_enabled(template_kwargs: dict | None) -> bool:
+    """Whether a chat asks for reasoning: all do unless ``enable_thinking`` is ``False`` (the
+    ``chat_template_kwargs`` switch vLLM and SGLang clients send)."""
+    return (template_kwargs or {}).get("enable_thinking", True) is not False
+
+
+class Renderer:
+    """The M2 prompt of a conversation, the one render path of `LLM.chat` and the server: the
+    checkpoint's Jinja template if it has one (``template``), else the native renderer. Returns a
+    `Prompt` (encode it with `Tokenizer.encode_prompt`, so markers spelled in messages stay text).
+    ``thinking=False`` pre-fills an empty think block (``markers.EMPTY_THINK_PREFILL``): M2 cannot
+    turn reasoning off, so the prompt closes it for the model."""
+
+    def __init__(self, template: str | None):
+        self.template = template
+
+    def __call__(self, messages: list[dict], tools: list[dict] | None = None, *, thinking: bool = True,
+                 add_generation_prompt: bool = True, **template_kwargs: Any) -> Prompt:
+        if self.template is not None:
+            prompt = render_chat_template_segments(self.template, messages, tools=tools,
+                                                   add_generation_prompt=add_generation_prompt, **template_kwargs)
+        else:
+            prompt = render_prompt_segments(messages, tools=tools, add_generation_prompt=add_generation_prompt,
+                                            **template_kwargs)
+        return prompt if thinking or not add_generation_prompt else prompt + EMPTY_THINK_PREFILL
+
+    def text(self, messages: list[dict], tools: list[dict] | None = None, *, add_generation_prompt: bool = True,
+             **template_kwargs: Any) -> str:
+        """The prompt as one string (no segments traced: for display and raw completion prompts)."""
+        if self.template is not None:
+            return render_chat_template(self.template, messages, tools=tools,
+                                        add_generation_prompt=add_generation_prompt, **template_kwargs)
+        return render_prompt(messages, tools=tools, add_generation_prompt=add_generation_prompt, **template_kwargs)

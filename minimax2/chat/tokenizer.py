@@ -141,40 +141,52 @@ def _token_str(tok) -> str | None:
 
 
 class IncrementalDetokenizer:
-    """Turns a stream of token ids into text deltas that never end in a broken UTF-8 sequence.
+    """Turns a stream of token ids into text deltas that never end in a broken UTF-8 sequence, with
+    one `decode` call per token.
 
     Byte-level BPE splits multi-byte characters across tokens; decoding a prefix then yields U+FFFD.
-    We decode a short window (from `prefix` to the end) and release only text that is complete,
-    holding the rest until later tokens finish the character. Decoding a window rather than the last
-    token alone keeps tokenizers' space and merge handling right.
+    Each push decodes the window of tokens from `prefix` to the end and releases what is new in it
+    (`released`: characters of the window's text already handed out), holding text that ends in a
+    broken character until later tokens finish it. Once a window holds `WINDOW` tokens and nothing is
+    held, it starts over so decoding stays short. A byte-level decoder (M2's) decodes a sequence as
+    the concatenation of its parts, so the new window starts empty; for any other decoder it keeps
+    `CONTEXT` tokens, whose text is decoded once when the window restarts, so the decoder's space and
+    merge handling sees them.
     """
+
+    WINDOW = 8
+    CONTEXT = 4
 
     def __init__(self, tokenizer: Tokenizer, skip_ids: set[int] | None = None):
         self.tok = tokenizer
         self.skip = skip_ids or set()
         self.ids: list[int] = []
         self.prefix = 0  # start of the decoding window
-        self.read = 0  # tokens before this have been released as text
+        self.released = 0  # characters of the window's text already released
+        self.context = 0 if type(tokenizer._tok.decoder).__name__ == "ByteLevel" else self.CONTEXT
         self.text = ""
 
     def push(self, token_id: int) -> str:
         if token_id in self.skip:
             return ""
         self.ids.append(token_id)
-        before = self.tok.decode(self.ids[self.prefix:self.read])
         now = self.tok.decode(self.ids[self.prefix:])
-        if len(now) > len(before) and not now.endswith("\ufffd"):
-            delta = now[len(before):]
-            self.prefix, self.read = self.read, len(self.ids)
-            self.text += delta
-            return delta
-        return ""
+        if len(now) <= self.released or now.endswith("\ufffd"):
+            return ""
+        delta, self.released = now[self.released:], len(now)
+        self.text += delta
+        if len(self.ids) - self.prefix >= self.WINDOW:
+            self._restart()
+        return delta
+
+    def _restart(self) -> None:
+        self.prefix = max(len(self.ids) - self.context, 0)
+        self.released = len(self.tok.decode(self.ids[self.prefix:])) if self.context else 0
 
     def flush(self) -> str:
         """Whatever is still held back (at the end of generation), even if incomplete."""
-        before = self.tok.decode(self.ids[self.prefix:self.read])
         now = self.tok.decode(self.ids[self.prefix:])
-        delta = now[len(before):]
-        self.prefix = self.read = len(self.ids)
+        delta = now[self.released:]
+        self.prefix, self.released = len(self.ids), 0
         self.text += delta
         return delta

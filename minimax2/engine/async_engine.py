@@ -13,7 +13,8 @@ import queue
 import threading
 from typing import AsyncIterator
 
-from .llm_engine import LLMEngine, StepOutput
+from .llm_engine import LLMEngine
+from .output import StepOutput
 from .sampling_params import SamplingParams
 
 log = logging.getLogger("minimax2.engine")

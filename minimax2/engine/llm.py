@@ -15,8 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..chat import (Prompt, load_chat_template, parse_output, render_chat_template, render_chat_template_segments,
-                    render_prompt, render_prompt_segments)
+from ..chat import Prompt, Renderer, load_chat_template, parse_output, thinking_enabled
 from ..chat.parser import ToolCall
 from ..chat.tokenizer import Tokenizer
 from ..model.loader import load_model
@@ -179,35 +178,38 @@ class LLM:
                 for i, (t, p) in enumerate(zip(texts, ids))]
 
     # -- chat -------------------------------------------------------------------------------------
+    @property
+    def renderer(self) -> Renderer:
+        """The chat prompt renderer (`chat.Renderer`) of this model's template; the server's
+        LocalBackend renders with this same object."""
+        return Renderer(self.chat_template)
+
     def render(self, messages: list[dict], tools: list[dict] | None = None, add_generation_prompt: bool = True,
                **template_kwargs) -> str:
-        if self.chat_template is not None:
-            return render_chat_template(self.chat_template, messages, tools=tools,
-                                        add_generation_prompt=add_generation_prompt, **template_kwargs)
-        return render_prompt(messages, tools=tools, add_generation_prompt=add_generation_prompt, **template_kwargs)
+        return self.renderer.text(messages, tools, add_generation_prompt=add_generation_prompt, **template_kwargs)
 
     def render_segments(self, messages: list[dict], tools: list[dict] | None = None,
                         add_generation_prompt: bool = True, **template_kwargs) -> Prompt:
         """`render` as a `Prompt`: the template's own text apart from the conversation's, for
         `Tokenizer.encode_prompt` (markers spelled in messages stay text)."""
-        if self.chat_template is not None:
-            return render_chat_template_segments(self.chat_template, messages, tools=tools,
-                                                 add_generation_prompt=add_generation_prompt, **template_kwargs)
-        return render_prompt_segments(messages, tools=tools, add_generation_prompt=add_generation_prompt,
-                                      **template_kwargs)
+        return self.renderer(messages, tools, add_generation_prompt=add_generation_prompt, **template_kwargs)
 
     def chat(self, messages: list[dict], tools: list[dict] | None = None,
              sampling_params: SamplingParams | None = None, chat_template_kwargs: dict | None = None,
              on_delta: Callable[[int, str], None] | None = None) -> ChatReply:
         """One assistant turn for an OpenAI-shaped conversation, parsed into reasoning/content/tool calls.
-        Only the template's markers become control tokens; text in the messages is encoded as text."""
+        Rendered exactly as the server renders it (`renderer`); `chat_template_kwargs`
+        ``{"enable_thinking": False}`` pre-fills an empty think block. Only the template's markers
+        become control tokens; text in the messages is encoded as text."""
         if self.tokenizer is None:
             raise ValueError("this LLM was created with skip_tokenizer_init=True: chat needs the tokenizer")
-        prompt = self.render_segments(messages, tools=tools, **(chat_template_kwargs or {}))
+        kwargs = chat_template_kwargs or {}
+        thinking = thinking_enabled(kwargs)
+        prompt = self.renderer(messages, tools, thinking=thinking, **kwargs)
         ids = self.tokenizer.encode_prompt(prompt)
         out = self.generate([ids], sampling_params or SamplingParams(max_tokens=1024), on_delta)[0]
         c = out.outputs[0]
-        parsed = parse_output(c.text, tools=tools)
+        parsed = parse_output(c.text, tools=tools, reasoning=thinking)
         return ChatReply(parsed.reasoning, parsed.content, parsed.tool_calls, c.text, c.finish_reason,
                          len(out.prompt_token_ids), len(c.token_ids), prompt.text, ids)
 

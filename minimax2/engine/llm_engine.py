@@ -8,7 +8,7 @@ leave the moment they finish; `abort` frees a request's blocks at once.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -17,7 +17,7 @@ from ..model.config import ModelConfig
 from ..model.minimax_m2 import MiniMaxM2
 from .block_manager import BlockManager
 from .model_runner import ModelRunner, kv_bytes_per_block
-from .output import OutputText
+from .output import OutputText, StepOutput
 from .sampler import NO_TOKEN, make_generator, sample
 from .sampling_params import SamplingParams
 from .scheduler import Scheduler, SchedulerConfig
@@ -35,21 +35,6 @@ class EngineConfig:
     max_num_batched_tokens: int = 512  # per-step token budget; long prompts are prefilled in chunks of this
     max_model_len: int | None = None  # default: the model's max_position_embeddings
     enable_prefix_caching: bool = True
-
-
-@dataclass
-class StepOutput:
-    request_id: str
-    index: int  # which of the request's n completions
-    new_token_ids: list[int]
-    text: str  # text released by this step (stop strings held back until they cannot match)
-    finish_reason: str | None  # None while running; "stop" | "length" | "abort"
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int  # prompt tokens served from the prefix cache
-    logprobs: list[dict] = field(default_factory=list)
-    stop_reason: str | int | None = None  # the stop string or stop token id that ended it, as in vLLM
-    error: Exception | None = None  # finish_reason "error": this request failed inside a step (others went on)
 
 
 def _history(seq: Sequence) -> tuple[list[int], list[int]] | None:

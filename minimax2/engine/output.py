@@ -1,12 +1,42 @@
-"""Per-sequence output text: incremental detokenization plus stop strings that never leak.
+"""What a generation hands out: `StepOutput`, the one record that goes from the engine to the API
+layer, and `OutputText`, a sequence's text (incremental detokenization plus stop strings that never
+leak).
 
-Text that could still turn out to be the start of a stop string is held back; when a stop string
-completes, the output ends just before it.
+`StepOutput` is made once per sequence per engine step (`LLMEngine.step`); `AsyncEngine` delivers
+it, the server's `LocalBackend` passes it on unchanged, and `RemoteBackend` makes the same record from
+a remote engine's stream. The stop reason is found once, here in the engine (`OutputText.matched`).
+
+In `OutputText`, text that could still turn out to be the start of a stop string is held back; when
+a stop string completes, the output ends just before it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ..chat.tokenizer import IncrementalDetokenizer, Tokenizer
+
+
+@dataclass
+class StepOutput:
+    """One sequence's increment: new tokens, the text they released, and, at the end, why it ended."""
+
+    request_id: str
+    index: int  # which of the request's n completions
+    new_token_ids: list[int]
+    text: str  # text released by this step (stop strings held back until they cannot match)
+    finish_reason: str | None  # None while running; "stop" | "length" | "abort" | "error"
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int  # prompt tokens served from the prefix cache
+    logprobs: list[dict] = field(default_factory=list)
+    stop_reason: str | int | None = None  # the stop string or stop token id that ended it, as in vLLM
+    error: Exception | None = None  # finish_reason "error": this request failed inside a step (others went on)
+
+    @property
+    def stop_string(self) -> str | None:
+        """The stop string that ended the output, if one did."""
+        return self.stop_reason if isinstance(self.stop_reason, str) else None
 
 
 def _held_suffix(text: str, stops: list[str]) -> int:

@@ -8,14 +8,13 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ..chat import parse_output
+from ..chat import StreamParser, parse_output
 from .anthropic_format import EventWriter, content_blocks, sse, stop_reason, to_messages
 from .chat_prep import prepare
 from .errors import APIError, guard_stream
 from .params import max_new_tokens, sampling_params
 from .protocol import CountTokensRequest, MessagesRequest
 from .service import collect
-from .streaming import StreamParser
 
 router = APIRouter()
 

@@ -1,5 +1,6 @@
 """Engines behind the API. The front end always renders the M2 prompt and parses the raw text itself;
-a backend only turns prompt text into a stream of raw text.
+a backend only turns a prompt into a stream of `StepOutput` records (engine/output.py), the one record
+that goes from the engine to the API layer: the local engine's own, or built from a remote stream.
 
 - `LocalBackend`: this process's `AsyncEngine`.
 - `RemoteBackend`: any OpenAI-compatible `/v1/completions` that streams raw text (vLLM, SGLang,
@@ -12,43 +13,15 @@ a backend only turns prompt text into a stream of raw text.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator
 
-from ..chat import Prompt, load_chat_template, render_chat_template_segments, render_prompt_segments
+from ..chat import Renderer, load_chat_template
 from ..chat.tokenizer import Tokenizer
 from ..engine.async_engine import EngineDeadError, RequestFailed
+from ..engine.output import StepOutput
 from ..engine.sampling_params import SamplingParams
 from .errors import APIError
-
-
-@dataclass
-class Chunk:
-    index: int
-    text: str
-    finish_reason: str | None = None  # stop | length | abort
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    token_ids: list[int] = field(default_factory=list)
-    logprobs: list[dict] = field(default_factory=list)
-    stop_string: str | None = None  # which stop string ended it, when known
-
-
-class Renderer:
-    """The M2 prompt of a conversation: the checkpoint's Jinja template if it has one, else native.
-    A `Prompt` (`.text`, and the template's text apart from the conversation's): encode it with
-    `ModelService.encode`, so that markers spelled in the request stay text."""
-
-    def __init__(self, template: str | None):
-        self.template = template
-
-    def __call__(self, messages: list[dict], tools: list[dict] | None = None, **kwargs) -> Prompt:
-        if self.template is not None:
-            return render_chat_template_segments(self.template, messages, tools=tools, add_generation_prompt=True,
-                                                 **kwargs)
-        return render_prompt_segments(messages, tools=tools, add_generation_prompt=True, **kwargs)
 
 
 class LocalBackend:
@@ -61,7 +34,7 @@ class LocalBackend:
         self.llm = llm
         self.tokenizer: Tokenizer = llm.tokenizer
         self.tokenizer_json = Path(llm.path) / "tokenizer.json"
-        self.render = Renderer(llm.chat_template)
+        self.render: Renderer = llm.renderer  # the render path of LLM.chat
         self.max_model_len = llm.engine.max_model_len
         self.vocab_size = llm.cfg.vocab_size
         self.eos_token_ids = list(llm.eos_token_ids)
@@ -79,19 +52,12 @@ class LocalBackend:
                 "free_blocks": bm.num_free_blocks}
 
     async def generate(self, request_id: str, prompt: str, prompt_ids: list[int],
-                       params: SamplingParams) -> AsyncIterator[Chunk]:
+                       params: SamplingParams) -> AsyncIterator[StepOutput]:
+        """The engine's records as they are (stop reason included: the engine found it)."""
         stream = self.aengine.add_request(request_id, prompt_ids, params)
-        ids: dict[int, list[int]] = {}
-        texts: dict[int, str] = {}
         try:
             async for o in stream:
-                ids.setdefault(o.index, []).extend(o.new_token_ids)
-                texts[o.index] = texts.get(o.index, "") + o.text
-                stop = None
-                if o.finish_reason == "stop" and o.new_token_ids and params.stop:
-                    stop = self._matched_stop(ids[o.index], texts[o.index], params.stop)
-                yield Chunk(o.index, o.text, o.finish_reason, o.prompt_tokens, o.completion_tokens,
-                            o.cached_tokens, list(o.new_token_ids), list(o.logprobs), stop)
+                yield o
         except ValueError as e:
             raise APIError(400, str(e)) from e
         except EngineDeadError as e:
@@ -100,11 +66,6 @@ class LocalBackend:
             raise APIError(500, f"{e}; the server goes on serving other requests") from e
         finally:
             await stream.aclose()
-
-    def _matched_stop(self, ids: list[int], text: str, stops: list[str]) -> str | None:
-        """Which stop string ended the text: the engine cut the output just before it."""
-        rest = self.tokenizer.decode(ids)[len(text):]
-        return next((s for s in stops if rest.startswith(s)), None)
 
     async def close(self) -> None:
         self.aengine.shutdown()
@@ -145,7 +106,7 @@ class RemoteBackend:
         return self.model
 
     async def generate(self, request_id: str, prompt: str, prompt_ids: list[int],
-                       params: SamplingParams) -> AsyncIterator[Chunk]:
+                       params: SamplingParams) -> AsyncIterator[StepOutput]:
         """Forwards `prompt_ids`, the ids this server encoded (a chat prompt's content as ordinary
         text, see `Tokenizer.encode_prompt`), so the remote engine sees exactly the tokens the local
         backend would; `prompt` (the text) is not sent."""
@@ -171,16 +132,15 @@ class RemoteBackend:
                     seen[c.index] = seen.get(c.index, 0) + 1
                     if c.finish_reason is not None:
                         finished[c.index] = (c.finish_reason, getattr(c, "stop_reason", None))
-                    elif c.text:
-                        yield Chunk(c.index, c.text, None, len(prompt_ids), seen[c.index])
-                    if c.finish_reason is not None and c.text:
-                        yield Chunk(c.index, c.text, None, len(prompt_ids), seen[c.index])
+                    if c.text:
+                        yield StepOutput(request_id, c.index, [], c.text, None, len(prompt_ids), seen[c.index], 0)
             p = usage.prompt_tokens if usage else len(prompt_ids)
             n_out = usage.completion_tokens if usage else sum(seen.values())
             for i in range(params.n):
                 reason, stop = finished.get(i, ("stop", None))
-                yield Chunk(i, "", "length" if reason == "length" else "stop", p, n_out if params.n == 1 else seen.get(i, 0),
-                            stop_string=stop if isinstance(stop, str) else None)
+                yield StepOutput(request_id, i, [], "", "length" if reason == "length" else "stop", p,
+                                 n_out if params.n == 1 else seen.get(i, 0), 0,
+                                 stop_reason=stop if isinstance(stop, (str, int)) else None)
         except openai.APIStatusError as e:
             raise APIError(e.status_code if e.status_code in (400, 413, 429) else 502,
                            f"remote backend: {e.message}") from e

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..chat import markers as m
+from ..chat.grammar import GrammarError
 from ..chat.render import ChatTemplateError
 from .checks import check_openai_message, check_tool_schemas
 from .errors import APIError
@@ -63,13 +64,11 @@ def prepare(state, messages: list[dict], tools: list[dict] | None, *, thinking: 
     before it is tokenized."""
     check_tool_schemas(tools)
     try:
-        prompt = state.backend.render(messages, tools=tools or None, **(template_kwargs or {}))
+        prompt = state.backend.render(messages, tools or None, thinking=thinking, **(template_kwargs or {}))
     except ChatTemplateError as e:
         raise APIError(400, str(e), param="messages") from e
     except (ValueError, TypeError) as e:
         raise APIError(400, f"cannot render the conversation: {e}", param="messages") from e
-    if not thinking:
-        prompt += m.EMPTY_THINK_PREFILL
     check_prompt_chars(len(prompt), state.max_prompt_chars, state.backend.max_model_len)
     ids = state.encode(prompt)
     check_prompt(len(ids), state.backend.max_model_len)
@@ -78,11 +77,13 @@ def prepare(state, messages: list[dict], tools: list[dict] | None, *, thinking: 
         if not state.backend.supports_processors:
             raise APIError(400, "forced tool calls and response_format need the local backend; "
                                 "this server forwards to a remote engine")
-        g = state.grammar
         try:
+            g = state.grammar
             lark = (g.tool_grammar(tools or [], force_tools, parallel, thinking) if force_tools
                     else g.json_grammar(json_schema, thinking))
             processors.append(g.processor(lark, n))
+        except GrammarError as e:
+            raise APIError(400, str(e), param=e.param) from e
         except (ValueError, TypeError, RuntimeError) as e:  # llguidance's own errors for a schema it cannot take
             raise APIError(400, f"cannot build a grammar for this request: {e}", param="tools") from e
     end = state.backend.tokenizer.encode(m.THINK_END)

@@ -9,13 +9,12 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..chat import parse_output
+from ..chat import StreamParser, parse_output, thinking_enabled
 from .chat_prep import openai_messages, prepare
 from .errors import APIError, guard_stream
 from .params import check_prompt, check_prompt_chars, max_new_tokens, sampling_params, stop_list
 from .protocol import ChatCompletionRequest, CompletionRequest
 from .service import collect
-from .streaming import StreamParser
 
 router = APIRouter()
 
@@ -123,7 +122,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request):
     tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None
     rendered_tools, forced = _tool_choice(req, tools)
     kwargs = dict(req.chat_template_kwargs or {})
-    thinking = kwargs.get("enable_thinking", True) is not False
+    thinking = thinking_enabled(kwargs)
     prep = await asyncio.to_thread(  # rendering, tokenizing and grammar building stay off the event loop
         prepare, st, openai_messages(req.messages), rendered_tools, thinking=thinking, force_tools=forced,
                    parallel=req.parallel_tool_calls and req.tool_choice == "required",

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
+from ..chat import StreamParser
 from ..chat import markers as m
 from .chat_prep import prepare
 from .errors import APIError, guard_stream
@@ -30,7 +31,6 @@ from .responses_format import (ResponseStore, chat_response_format, chat_tool_ch
                                input_items, reasoning_token, to_messages, usage)
 from .responses_stream import OutputWriter
 from .service import collect
-from .streaming import StreamParser
 
 router = APIRouter()
 PATH = "/v1/responses"
@@ -145,7 +145,7 @@ class _Run:
         return body
 
     def feed(self, c) -> list[dict]:
-        self.ids += c.token_ids
+        self.ids += c.new_token_ids
         out = []
         for ev in self.parser.feed(c.text) + (self.parser.finish() if c.finish_reason is not None else []):
             out += self.writer.feed(ev)

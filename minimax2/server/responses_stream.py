@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
+from ..chat import Event
 from .responses_format import call_item, message_item, new_item_id, reasoning_item
-from .streaming import Event
 
 
 class OutputWriter:

@@ -12,7 +12,7 @@ from typing import AsyncIterator
 
 from ..chat.prompt import Prompt
 from ..engine.sampling_params import SamplingParams
-from .backends import Chunk
+from ..engine.output import StepOutput
 from .errors import APIError
 from .metrics import Metrics
 
@@ -73,7 +73,7 @@ class ModelService:
     @property
     def grammar(self):
         if self._grammar is None:
-            from .grammar import GrammarFactory
+            from ..chat.grammar import GrammarFactory
 
             b = self.backend
             self._grammar = GrammarFactory(b.tokenizer, b.tokenizer_json.read_text(), b.vocab_size, b.eos_token_ids)
@@ -123,7 +123,7 @@ class ModelService:
             return self.backend.tokenizer.encode_prompt(prompt)
         return self.backend.tokenizer.encode(prompt)
 
-    async def _next(self, stream: AsyncIterator[Chunk]) -> Chunk:
+    async def _next(self, stream: AsyncIterator[StepOutput]) -> StepOutput:
         """The stream's next chunk, unless the drain's deadline passes first (503)."""
         try:
             async with asyncio.timeout_at(self._cut_at) as t:
@@ -138,7 +138,7 @@ class ModelService:
                            retry_after=5) from None
 
     async def generate(self, rid: str, prompt: str, prompt_ids: list[int],
-                       params: SamplingParams, slot: Slot | None = None) -> AsyncIterator[Chunk]:
+                       params: SamplingParams, slot: Slot | None = None) -> AsyncIterator[StepOutput]:
         """The backend's stream, holding the request's in-flight slot (from `admit`) and recording
         metrics at the end."""
         slot = slot or Slot(self)
@@ -153,7 +153,7 @@ class ModelService:
                 except StopAsyncIteration:
                     break
                 now = time.perf_counter()
-                if c.text or c.token_ids:
+                if c.text or c.new_token_ids:
                     if ttft is None:
                         ttft = now - t0
                     elif last is not None:
@@ -178,10 +178,10 @@ class ModelService:
                      f"{ttft * 1000:.0f}ms" if ttft is not None else "-", e2e * 1000)
 
 
-async def collect(request, gen: AsyncIterator[Chunk], poll: float = 0.5) -> list[Chunk]:
+async def collect(request, gen: AsyncIterator[StepOutput], poll: float = 0.5) -> list[StepOutput]:
     """All chunks of a non-streaming request; if the client disconnects first, the request is aborted
     (its KV blocks freed) instead of running to the end for nobody."""
-    chunks: list[Chunk] = []
+    chunks: list[StepOutput] = []
 
     async def pump() -> None:
         async for c in gen:

@@ -1,9 +1,22 @@
-"""Grammar-constrained decoding with llguidance: `tool_choice` required / a named function, and
-`response_format` json_object / json_schema. Enforced by masking logits, not by hoping.
+"""Grammar-constrained decoding with llguidance: tools that must be called (all, or named ones) and
+JSON answers that follow a schema. Enforced by masking logits, not by hoping.
 
 The grammar covers what follows the generation prompt: reasoning up to ``</think>`` (unless the
 prompt pre-filled an empty think block), then either one M2 tool-call block whose invokes and
 parameters follow the tools' schemas, or a JSON value that follows the requested schema.
+
+Bounded values. Without a token limit a sampled value could otherwise run on for ever (a string
+that never closes, digits that never stop), so every value the grammar leaves open is capped:
+
+- strings (raw tool-parameter text, JSON strings): at most ``MAX_STRING_CHARS`` characters, unless
+  the schema gives its own ``maxLength``;
+- integers: at most ``MAX_INT_DIGITS`` digits (JSON: ``minimum``/``maximum`` of +-(10**18 - 1) where
+  the schema sets none);
+- numbers: at most ``MAX_INT_DIGITS`` digits before the point and ``MAX_FRACTION_DIGITS`` after it
+  (JSON: bounds of +-1e18 and ``multipleOf`` 1e-10 where the schema sets none).
+
+Reasoning before ``</think>``, and JSON values whose schema leaves their type open (``{}``, a bare
+``{"type": "object"}`` whose members are anything), stay unbounded: the request's token limit ends them.
 """
 
 from __future__ import annotations
@@ -12,17 +25,29 @@ import json
 
 import torch
 
-from ..chat import markers as m
-from .errors import APIError
+from . import markers as m
+from .parser import schema_types
 
 try:
     import llguidance
 except ImportError:  # optional: the `serve` extra installs it
     llguidance = None
 
-INT = r"/-?(0|[1-9][0-9]*)/"
-NUMBER = r"/-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?/"
-TEXT = r"/[^<]*/"  # a raw string value: anything up to the next markup
+MAX_STRING_CHARS = 4096
+MAX_INT_DIGITS = 18  # what llguidance's integer ranges take (int64)
+MAX_FRACTION_DIGITS = 10
+INT = rf"/-?(0|[1-9][0-9]{{0,{MAX_INT_DIGITS - 1}}})/"
+NUMBER = (rf"/-?(0|[1-9][0-9]{{0,{MAX_INT_DIGITS - 1}}})(\.[0-9]{{1,{MAX_FRACTION_DIGITS}}})?"
+          rf"([eE][-+]?[0-9]{{1,3}})?/")
+TEXT = rf"/[^<]{{0,{MAX_STRING_CHARS}}}/"  # a raw string value: anything up to the next markup
+
+
+class GrammarError(ValueError):
+    """A request the grammar cannot be built for; `param` names the request field at fault."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 def _q(s: str) -> str:
@@ -34,7 +59,7 @@ class GrammarFactory:
 
     def __init__(self, tokenizer, tokenizer_json: str, vocab_size: int, eos_token_ids: list[int]):
         if llguidance is None:
-            raise APIError(400, "structured output needs llguidance: pip install 'minimax2[serve]'")
+            raise GrammarError("structured output needs llguidance: pip install 'minimax2[serve]'")
         self.tokenizer, self.vocab_size = tokenizer, vocab_size
         self.ll = llguidance.LLTokenizer(tokenizer_json, n_vocab=vocab_size, eos_token=list(eos_token_ids))
 
@@ -49,8 +74,6 @@ class GrammarFactory:
         return f'/(.|\\n)*/ {self.lit(m.THINK_END)} "\\n\\n"' if reasoning else ""
 
     def _value(self, schema) -> str:
-        from ..chat.parser import schema_types
-
         schema = schema if isinstance(schema, dict) else {}
         types = schema_types(schema)
         enum = schema.get("enum")
@@ -84,8 +107,8 @@ class GrammarFactory:
                          f'{self.lit(m.INVOKE_END)} "\\n"')
             alts.append(f"inv{t}")
         if not alts:
-            raise APIError(400, f"tool_choice names {names[0]!r}, which is not among the request's tools",
-                           param="tool_choice")
+            raise GrammarError(f"tool_choice names {names[0]!r}, which is not among the request's tools",
+                               param="tool_choice")
         rules.insert(0, f"invoke: {' | '.join(alts)}")
         many = "invoke+" if parallel else "invoke"
         start = f'start: {self._prefix(reasoning)} {self.lit(m.TOOL_CALL_START)} "\\n" {many} {self.lit(m.TOOL_CALL_END)}'
@@ -99,13 +122,46 @@ class GrammarFactory:
         grammar = llguidance.LLMatcher.grammar_from_lark(lark)
         err = llguidance.LLMatcher.validate_grammar(grammar, self.ll)
         if err:
-            raise APIError(400, f"cannot build a grammar for this request: {err.splitlines()[0]}")
+            raise GrammarError(f"cannot build a grammar for this request: {err.splitlines()[0]}")
         return GrammarProcessor(self.ll, grammar, self.vocab_size, n)
 
 
 def _compact(schema: dict) -> dict:
-    s = dict(schema)
+    s = bounded(schema)
     s.setdefault("x-guidance", {"whitespace_flexible": False})
+    return s
+
+
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+
+
+def bounded(schema):
+    """A copy of a JSON schema in which every string, integer and number the schema leaves unbounded
+    gets the caps of the module docstring; everything else is kept as it is."""
+    if not isinstance(schema, dict):
+        return schema
+    s = dict(schema)
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(s.get(key), list):
+            s[key] = [bounded(x) for x in s[key]]
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(s.get(key), dict):
+            s[key] = {k: bounded(v) for k, v in s[key].items()}
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(s.get(key), dict):
+            s[key] = bounded(s[key])
+    types = {t for t in ([s["type"]] if isinstance(s.get("type"), str) else s.get("type") or []) if isinstance(t, str)}
+    if "string" in types:
+        s.setdefault("maxLength", MAX_STRING_CHARS)
+    if types & {"integer", "number"}:
+        limit = 10**MAX_INT_DIGITS - 1 if "number" not in types else float(10**MAX_INT_DIGITS)
+        if "minimum" not in s and "exclusiveMinimum" not in s:
+            s["minimum"] = -limit
+        if "maximum" not in s and "exclusiveMaximum" not in s:
+            s["maximum"] = limit
+    if "number" in types and "integer" not in types:
+        s.setdefault("multipleOf", 10.0**-MAX_FRACTION_DIGITS)
     return s
 
 

@@ -10,10 +10,13 @@ events equals the non-streaming parse. Events:
   one call concatenate to exactly ``ToolCall.arguments_json()``. String-typed values stream while
   they are generated; other values are sent when their ``</parameter>`` arrives.
 
-Text that could be the start of a marker is held back, so a partial ``<minimax:...`` never leaks.
-Leading and trailing whitespace of each channel is held the way ``parse_output`` strips it.
-A few malformed outputs (an invoke whose block never closes, a repeated parameter) can announce a
-call that the final parse does not contain; `mismatch` is then set and logged.
+Text that could be the start of a marker is held back, so a partial ``<minimax:...`` never leaks;
+each channel's surrounding whitespace is held the way ``parse_output`` strips it. With
+``reasoning=False`` (empty think block pre-filled) text is held until it cannot be reasoning closed by
+a ``</think>`` anyway (dropped if so): it becomes content at a tool call or at the end. A few malformed
+outputs (an invoke whose block never closes, a repeated parameter) can announce a call the final
+parse lacks; `mismatch` is then set and logged. `_states` maps each state to the method that
+consumes text in it (returning whether it made progress).
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ import json
 import logging
 from dataclasses import dataclass
 
-from ..chat import markers as m
-from ..chat.parser import (ParsedOutput, clean_name, clean_value, convert_value, new_tool_call_id, parse_output,
-                           partial_marker_len, schema_types, tool_param_types)
+from . import markers as m
+from .parser import (ParsedOutput, clean_name, clean_value, convert_value, find_first, held_len, new_tool_call_id,
+                     parse_output, partial_marker_len, schema_types, tool_param_types)
 
-log = logging.getLogger("minimax2.server")
+log = logging.getLogger("minimax2.chat")
 
 
 @dataclass
@@ -36,15 +39,6 @@ class Event:
     index: int = 0
     id: str = ""
     name: str = ""
-
-
-def _find_first(buf: str, marks: tuple[str, ...]) -> tuple[int, str]:
-    hits = [(i, mk) for mk in marks if (i := buf.find(mk)) >= 0]
-    return min(hits) if hits else (-1, "")
-
-
-def _hold(buf: str, marks: tuple[str, ...]) -> int:
-    return max(partial_marker_len(buf, mk) for mk in marks)
 
 
 def _json_str_body(s: str) -> str:
@@ -59,7 +53,13 @@ class StreamParser:
         self._pending = ""  # a possible start of the end-of-message marker, not yet certain
         self._ended = False  # the end-of-message marker was seen: the rest is ignored
         self.buf = ""  # certain text not consumed yet (kept short: only what may still be a marker)
-        self.state = "start" if reasoning else "content"
+        self.state = "start" if reasoning else "unthought"
+        self._unthought: list[str] = []  # reasoning=False: text that a later </think> makes reasoning
+        self._states = {"start": self._st_start, "reasoning": self._st_reasoning, "unthought": self._st_unthought,
+                        "content": self._st_content, "block": self._st_block, "between": self._st_between,
+                        "invoke_head": self._st_invoke_head, "invoke_body": self._st_invoke_body,
+                        "skip_invoke": self._st_skip_invoke, "param_head": self._st_param_head,
+                        "param_skip": self._st_param_skip, "param_value": self._st_param_value}
         self.sent = {"reasoning": [], "content": []}
         self._ws = {"reasoning": "", "content": ""}
         self.calls: list[dict] = []  # {"id", "name", "args": [fragments]} as announced
@@ -87,6 +87,8 @@ class StreamParser:
         self.buf += self._pending
         self._pending = ""
         self._advance(final=True)
+        if self.state == "unthought":  # no </think> came: it was content after all
+            self._channel("content", "".join(self._unthought))
         self._reconcile("".join(self._parts))
         return self._take()
 
@@ -120,7 +122,7 @@ class StreamParser:
     # -- the state machine ------------------------------------------------------------------------
     def _advance(self, final: bool) -> None:
         while self.buf or (final and self.state == "start"):
-            if not getattr(self, "_st_" + self.state)(self.buf, final):
+            if not self._states[self.state](self.buf, final):
                 return
 
     def _eat(self, n: int) -> None:
@@ -128,9 +130,9 @@ class StreamParser:
 
     def _scan(self, buf: str, final: bool, marks: tuple[str, ...], emit) -> tuple[int, str]:
         """Find the first of `marks`; pass the text before it (or the safe part) to `emit`."""
-        i, mk = _find_first(buf, marks)
+        i, mk = find_first(buf, marks)
         if i < 0:
-            safe = len(buf) if final else len(buf) - _hold(buf, marks)
+            safe = len(buf) if final else len(buf) - held_len(buf, marks)
             emit(buf[:safe])
             self._eat(safe)
             return -1, ""
@@ -147,29 +149,33 @@ class StreamParser:
         self.state = "reasoning"
         return True
 
-    def _st_reasoning(self, buf: str, final: bool) -> bool:
-        i, mk = self._scan(buf, final, (m.THINK_END, m.TOOL_CALL_START), lambda s: self._channel("reasoning", s))
+    def _goto(self, buf: str, final: bool, targets: dict[str, str], emit=lambda s: None) -> bool:
+        """Scan for the markers of `targets` (marker -> the state it leads to), emitting the text before."""
+        i, mk = self._scan(buf, final, tuple(targets), emit)
         if i >= 0:
-            self.state = "content" if mk == m.THINK_END else "block"
+            self.state = targets[mk]
+        return i >= 0
+
+    def _st_reasoning(self, buf: str, final: bool) -> bool:
+        return self._goto(buf, final, {m.THINK_END: "content", m.TOOL_CALL_START: "block"},
+                          lambda s: self._channel("reasoning", s))
+
+    def _st_unthought(self, buf: str, final: bool) -> bool:
+        i, mk = self._scan(buf, final, (m.THINK_END, m.TOOL_CALL_START), self._unthought.append)
+        if mk == m.TOOL_CALL_START:
+            self._channel("content", "".join(self._unthought))
+        if mk:  # after </think>: reasoning after all, dropped since thinking is off
+            self._unthought, self.state = [], "content" if mk == m.THINK_END else "block"
         return i >= 0
 
     def _st_content(self, buf: str, final: bool) -> bool:
-        i, _ = self._scan(buf, final, (m.TOOL_CALL_START,), lambda s: self._channel("content", s))
-        if i >= 0:
-            self.state = "block"
-        return i >= 0
+        return self._goto(buf, final, {m.TOOL_CALL_START: "block"}, lambda s: self._channel("content", s))
 
     def _st_block(self, buf: str, final: bool) -> bool:
-        i, mk = self._scan(buf, final, (m.INVOKE_START, m.TOOL_CALL_END), lambda s: None)
-        if i >= 0:
-            self.state = "invoke_head" if mk == m.INVOKE_START else "between"
-        return i >= 0
+        return self._goto(buf, final, {m.INVOKE_START: "invoke_head", m.TOOL_CALL_END: "between"})
 
     def _st_between(self, buf: str, final: bool) -> bool:
-        i, _ = self._scan(buf, final, (m.TOOL_CALL_START,), lambda s: None)
-        if i >= 0:
-            self.state = "block"
-        return i >= 0
+        return self._goto(buf, final, {m.TOOL_CALL_START: "block"})
 
     def _st_invoke_head(self, buf: str, final: bool) -> bool:
         i = buf.find(">")
@@ -199,10 +205,7 @@ class StreamParser:
         return i >= 0
 
     def _st_skip_invoke(self, buf: str, final: bool) -> bool:
-        i, mk = self._scan(buf, final, (m.INVOKE_END, m.TOOL_CALL_END), lambda s: None)
-        if i >= 0:
-            self.state = "block" if mk == m.INVOKE_END else "between"
-        return i >= 0
+        return self._goto(buf, final, {m.INVOKE_END: "block", m.TOOL_CALL_END: "between"})
 
     def _st_param_head(self, buf: str, final: bool) -> bool:
         i = buf.find(">")
@@ -229,9 +232,9 @@ class StreamParser:
         return i >= 0
 
     def _st_param_value(self, buf: str, final: bool) -> bool:
-        i, mk = _find_first(buf, (m.PARAMETER_END, m.INVOKE_END))
+        i, mk = find_first(buf, (m.PARAMETER_END, m.INVOKE_END))
         if i < 0:
-            safe = len(buf) if final else len(buf) - _hold(buf, (m.PARAMETER_END, m.INVOKE_END))
+            safe = len(buf) if final else len(buf) - held_len(buf, (m.PARAMETER_END, m.INVOKE_END))
             self._value(buf[:safe])
             self._eat(safe)
             return False
