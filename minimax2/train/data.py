@@ -19,12 +19,20 @@ from ..chat import render_prompt
 from ..model.attention import AttentionMetadata
 
 
-def assistant_spans(messages: list[dict], tools: list[dict] | None) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and, per assistant turn, the [start, end) characters it generates."""
+def assistant_spans(messages: list[dict], tools: list[dict] | None, prefill: str = "") -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and, per trained assistant turn, the [start, end) characters it generates.
+
+    Trained turns are the assistant messages after the last user message that carry reasoning: earlier
+    turns are history (the renderer drops their reasoning, so they are not what the model generates), and
+    so is a turn a client sent back without its reasoning. With `prefill` (what a request asking for no
+    thinking appends to the generation prompt) only the last message is trained, generated after it."""
+    if prefill:
+        return _prefilled_span(messages, tools, prefill)
     text = render_prompt(messages, tools=tools, add_generation_prompt=False)
+    last_user = max((k for k, msg in enumerate(messages) if msg.get("role") == "user"), default=-1)
     spans = []
     for k, msg in enumerate(messages):
-        if msg.get("role") != "assistant":
+        if msg.get("role") != "assistant" or k < last_user or not msg.get("reasoning_content"):
             continue
         prompt = render_prompt(messages[:k], tools=tools, add_generation_prompt=True)
         upto = render_prompt(messages[: k + 1], tools=tools, add_generation_prompt=False)
@@ -33,6 +41,18 @@ def assistant_spans(messages: list[dict], tools: list[dict] | None) -> tuple[str
             raise ValueError(f"assistant turn {k} does not extend its generation prompt; the loss mask would be wrong")
         spans.append((len(prompt), end))
     return text, spans
+
+
+def _prefilled_span(messages: list[dict], tools: list[dict] | None, prefill: str) -> tuple[str, list[tuple[int, int]]]:
+    *head, last = messages
+    if last.get("role") != "assistant" or last.get("reasoning_content"):
+        raise ValueError("a prefilled conversation ends with an assistant message without reasoning")
+    before = render_prompt(head, tools=tools, add_generation_prompt=False)
+    role = m.BEGIN_OF_ROLE + m.ROLE_ASSISTANT + "\n"
+    reply = render_prompt(messages, tools=tools, add_generation_prompt=False)[len(before) + len(role):]
+    prompt = render_prompt(head, tools=tools, add_generation_prompt=True) + prefill
+    end = reply.rindex(m.END_OF_MESSAGE) + len(m.END_OF_MESSAGE)
+    return prompt + reply[:end], [(len(prompt), len(prompt) + end)]
 
 
 @dataclass
@@ -45,8 +65,9 @@ class Encoded:
         return sum(self.targets)
 
 
-def encode_conversations(tok: Tokenizer, convs: list[tuple[list[dict], list[dict] | None]]) -> list[Encoded]:
-    rendered = [assistant_spans(msgs, tools) for msgs, tools in convs]
+def encode_conversations(tok: Tokenizer, convs: list[tuple]) -> list[Encoded]:
+    """`convs`: (messages, tools) or (messages, tools, prefill) per conversation."""
+    rendered = [assistant_spans(*conv) for conv in convs]
     encodings = tok.encode_batch([text for text, _ in rendered], add_special_tokens=False)
     out = []
     for (_, spans), enc in zip(rendered, encodings):

@@ -53,6 +53,11 @@ class Example:
     messages: list[dict]
     tools: list[dict] | None
     expected: dict[str, Any] = field(default_factory=dict)
+    prefill: str = ""  # appended to the generation prompt of the last turn (thinking disabled)
+
+    def conversation(self) -> tuple[list[dict], list[dict] | None, str]:
+        """What `data.encode_conversations` takes."""
+        return self.messages, self.tools, self.prefill
 
 
 def _fields(template: str) -> list[str]:
@@ -178,14 +183,22 @@ BUILDERS = {"arithmetic": arithmetic, "tool": tool_use, "parallel": parallel, "n
             "echo": echo}
 
 
+def builders() -> dict:
+    """Every family: the single-turn ones above, conversations (dialog.py) and JSON answers (json_answers.py)."""
+    from . import dialog, json_answers  # they build on this module
+
+    return {**BUILDERS, **dialog.BUILDERS, **json_answers.BUILDERS}
+
+
 def make_example(family: str, rng: random.Random, split: str = "train") -> Example:
-    return BUILDERS[family](Values(rng, split))
+    return builders()[family](Values(rng, split))
 
 
-def training_example(seed: int, index: int) -> Example:
-    """The `index`-th training conversation of the stream for `seed`: a pure function of both."""
+def training_example(seed: int, index: int, mix: dict[str, float] | None = None) -> Example:
+    """The `index`-th training conversation of the stream for `seed` (and `mix`): a pure function of them."""
     rng = random.Random(f"{seed}:{index}")
-    family = rng.choices(list(TRAIN_MIX), weights=list(TRAIN_MIX.values()))[0]
+    mix = mix or TRAIN_MIX
+    family = rng.choices(list(mix), weights=list(mix.values()))[0]
     return make_example(family, rng, "train")
 
 
