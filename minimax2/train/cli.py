@@ -18,10 +18,12 @@ def register_train(subparsers) -> argparse.ArgumentParser:
                     "Launched by torchrun it trains data parallel (gloo on CPU, NCCL on GPU) with the same results "
                     "as one process.",
         epilog="The bundled checkpoint: minimax2 train --recipe demo --out runs/demo --export minimax2/assets/demo")
-    p.add_argument("--recipe", default="demo", choices=["demo", "tiny"], help="what to train (default demo)")
+    p.add_argument("--recipe", default="demo", choices=["demo", "demo-chat", "tiny"],
+                   help="what to train (default demo; demo-chat continues from the bundled demo checkpoint)")
     p.add_argument("--out", "-o", default=None, help="run directory: state, log, checkpoint (default runs/RECIPE)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt (same data order, same losses)")
     p.add_argument("--export", default=None, help="also copy the final checkpoint to this directory")
+    p.add_argument("--init-from", default=None, help="continue from this checkpoint instead of the recipe's own start")
     p.add_argument("--steps", type=int, default=None, help="override the recipe's optimizer steps")
     p.add_argument("--batch-size", type=int, default=None, help="override conversations per step (all ranks together)")
     p.add_argument("--accum", type=int, default=None, help="gradient-accumulation micro-batches per rank")
@@ -50,7 +52,7 @@ def cmd_train(args) -> int:
     out = args.out or f"runs/{args.recipe}"
     ckpt = run_recipe(args.recipe, out, resume=args.resume, export_to=args.export, eval_n=args.eval_n,
                       progress=not args.no_progress, steps=args.steps, batch_size=args.batch_size, accum=args.accum,
-                      lr=args.lr, bf16=args.bf16, device=args.device)
+                      lr=args.lr, bf16=args.bf16, device=args.device, init_from=args.init_from)
     if ckpt is not None:
         print(f"wrote {ckpt}" + (f" and {args.export}" if args.export else ""))
     return 0

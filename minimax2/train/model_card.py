@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from .evaluate import THRESHOLDS
-from .synthetic import TRAIN_MIX
 
 LABEL = "M2 architecture and format, trained here on synthetic data, not MiniMax's weights"
 
@@ -16,7 +15,19 @@ CRITERIA = {
     "parallel": "both parallel calls, nothing else",
     "answer": "answer after the tool result contains the returned value",
     "no_tool": "no tool call when none is needed (tools offered)",
-    "format": "closes `</think>` and stops on `[e~[` (all replies above)",
+    "followup": "last of 2-3 user turns refers to the previous answer (\"Add 5 to that.\"): exact result",
+    "noreason": "tool call sent back without its reasoning (Agents SDK): the value answered once, as in the reference",
+    "nothink": "thinking disabled (empty think block pre-filled): no `</think>`, right reply or call",
+    "json": "requested JSON object parses and validates against the schema",
+    "format": "stops on `[e~[` and closes `</think>` (never writes it with thinking disabled); all replies above",
+}
+FAMILY_TEXT = {
+    "arithmetic": "arithmetic with step-by-step reasoning", "tool": "single tool calls with the tool result and a final answer",
+    "parallel": "two parallel calls", "no_tool": "tools offered but not needed", "chat": "persona small talk",
+    "echo": "repeat-after-me drills", "followup": "conversations of 2-4 user turns (follow-ups on the previous answer, "
+    "earlier tool calls and results in the history, earlier reasoning kept or dropped)",
+    "noreason": "tool calls sent back without their reasoning", "nothink": "thinking disabled (empty think block "
+    "pre-filled, direct replies)", "json": "JSON objects requested by named fields or a pasted schema",
 }
 
 
@@ -38,7 +49,8 @@ def write_model_card(ckpt: Path, recipe, summary: dict, scores: dict, log_file: 
                                 "head_dim", "rotary_dim", "num_local_experts", "num_experts_per_tok",
                                 "intermediate_size", "vocab_size", "max_position_embeddings")}
     t = recipe.train
-    mix = TRAIN_MIX
+    mix = recipe.mix
+    start = " --init-from runs/demo/model" if recipe.init_from else ""
     lines = [
         f"# minimax2 demo model (`{recipe.name}` recipe)", "",
         f"**{LABEL}.**", "",
@@ -48,7 +60,9 @@ def write_model_card(ckpt: Path, recipe, summary: dict, scores: dict, log_file: 
         "`minimax2 serve`, `chat` and `generate` answer something meaningful with no download. It knows only what "
         "the synthetic data teaches: column-by-column arithmetic, calling the 33 tools of "
         "`minimax2/train/tools_pool.py` (or tools shaped like them), using tool results, and a fixed persona's "
-        "small talk. It is not a general assistant.", "",
+        "small talk" + ("; and, since `demo-chat`, follow-up turns on earlier answers, history sent back without "
+                        "reasoning, replies with thinking disabled and JSON objects on request" if recipe.init_from else "")
+        + ". It is not a general assistant.", "",
         "## Files", "",
         f"HF layout, {size_mb:.1f} MB: `config.json` (M2 keys, `model_type: minimax_m2`), `model.safetensors` "
         "(bfloat16; routing biases float32), `tokenizer.json` + `tokenizer_config.json` (byte-level BPE: the 256 bytes, M2's "
@@ -63,19 +77,20 @@ def write_model_card(ckpt: Path, recipe, summary: dict, scores: dict, log_file: 
         *[f"Note: {note}.\n" for note in recipe.notes],
         "## Training", "",
         "Reproduce with one command (fixed seeds; data order is a function of the step):", "",
-        "```", f"minimax2 train --recipe {recipe.name} --out runs/{recipe.name} --export minimax2/assets/demo",
-        "# data parallel on 2 CPU processes (what made this checkpoint):",
-        f"torchrun --nproc_per_node 2 -m minimax2 train --recipe {recipe.name} --out runs/{recipe.name} "
+        *([f"It continues from the `demo` recipe's checkpoint (`runs/demo/model` from `--recipe demo`, or the bundle "
+           f"as it was before this run): its tokenizer and weights, with a fresh optimizer.", ""] if recipe.init_from else []),
+        "```", "# one process" + (" (what made this checkpoint):" if summary.get("world_size", 1) == 1 else ":"),
+        f"minimax2 train --recipe {recipe.name}{start} --out runs/{recipe.name} --export minimax2/assets/demo",
+        "# data parallel on 2 CPU processes" + (" (what made this checkpoint):" if summary.get("world_size", 1) > 1 else ":"),
+        f"torchrun --nproc_per_node 2 -m minimax2 train --recipe {recipe.name}{start} --out runs/{recipe.name} "
         "--export minimax2/assets/demo", "```", "",
         f"AdamW (betas 0.9/0.95, weight decay {t.weight_decay}), peak lr {t.lr}, {t.warmup} warm-up steps then cosine "
         f"to {t.min_lr_ratio:g}x, gradient clipping {t.grad_clip}, {t.steps} steps of {t.batch_size} conversations, "
         f"{'bf16 autocast' if t.bf16 else 'float32'} (bf16 autocast is slower on our CPUs). Loss only on assistant "
         "tokens (reasoning, `</think>`, content, tool calls, `[e~[`). Experts balanced without an auxiliary loss: "
         f"after each step each layer's routing bias moves by {t.bias_rate} toward equal load.", "",
-        "Data: synthetic conversations rendered with the M2 prompt renderer: arithmetic with step-by-step reasoning "
-        f"({mix['arithmetic']:.0%}), single tool calls with the tool result and a final answer ({mix['tool']:.0%}), two "
-        f"parallel calls ({mix['parallel']:.0%}), tools offered but not needed ({mix['no_tool']:.0%}), persona small "
-        f"talk ({mix['chat']:.0%}), repeat-after-me drills ({mix['echo']:.0%}).", "",
+        "Data: synthetic conversations rendered with the M2 prompt renderer: "
+        + ", ".join(f"{FAMILY_TEXT[f]} ({share:.0%})" for f, share in mix.items()) + ".", "",
         "Run summary (`train_summary.json`):", "", "```json", json.dumps(summary, indent=2), "```", "",
         "Loss (mean over the step's loss tokens) and per-layer expert load spread ((max-min)/mean):", "",
         "| step | loss | lr | tokens/s | load spread per layer |", "|---|---|---|---|---|",

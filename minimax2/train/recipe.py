@@ -21,7 +21,7 @@ from ..model.minimax_m2 import MiniMaxM2
 from ..model.writer import save_checkpoint
 from .data import Encoded, assistant_spans, encode_conversations
 from .random_init import init_weights
-from .synthetic import training_example
+from .synthetic import TRAIN_MIX, training_example
 from .tokenizer import save_tokenizer, train_word_tokenizer
 from .tools_pool import TOOLS
 from .values import CITIES, PEOPLE, WORDS
@@ -39,12 +39,20 @@ class Recipe:
     data_seed: int = 0  # conversation stream
     max_position_embeddings: int = 4096
     notes: list[str] = field(default_factory=list)
+    mix: dict[str, float] = field(default_factory=lambda: dict(TRAIN_MIX))  # family -> share of the stream
+    init_from: str | None = None  # continue from this checkpoint (its tokenizer and weights) instead of a fresh model
 
+
+DEMO_MODEL = dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2, head_dim=32,
+                  rotary_dim=16, num_local_experts=8, num_experts_per_tok=2, intermediate_size=256, rope_theta=10000.0)
+BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "demo"
+# demo-chat: the demo families replayed (44%, same proportions as `demo`) with conversations (dialog.py)
+# and JSON answers (json_answers.py) added.
+CHAT_MIX = {"arithmetic": 0.13, "tool": 0.08, "parallel": 0.12, "no_tool": 0.03, "chat": 0.03, "echo": 0.05,
+            "followup": 0.22, "noreason": 0.10, "nothink": 0.12, "json": 0.12}
 
 RECIPES = {
-    "demo": Recipe("demo", dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
-                                head_dim=32, rotary_dim=16, num_local_experts=8, num_experts_per_tok=2,
-                                intermediate_size=256, rope_theta=10000.0),
+    "demo": Recipe("demo", DEMO_MODEL,
                    TrainConfig(steps=5500, batch_size=16, lr=1e-3, warmup=100, save_every=100, log_every=10),
                    notes=["rope_theta is 10000 instead of M2's 5,000,000 (a config value): with short contexts and 16 "
                           "rotary dims, M2's theta leaves about two rotating frequency pairs",
@@ -86,6 +94,9 @@ RECIPES = {
                           "parallel 34%: its loss reached the 4,500-step run's step-1,500 level only at step 3,000 (copying formed "
                           "later) and copies stayed sloppy (office -> ofice, 126 -> 162). Harder names need a longer "
                           "run than the 2-hour budget allows at this size"]),
+    "demo-chat": Recipe("demo-chat", DEMO_MODEL, TrainConfig(steps=380, batch_size=16, lr=4e-4, warmup=20, save_every=20,
+                                                             log_every=10),
+                        mix=CHAT_MIX, init_from=str(BUNDLED), data_seed=1),
     "tiny": Recipe("tiny", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                 head_dim=16, rotary_dim=8, num_local_experts=4, num_experts_per_tok=2,
                                 intermediate_size=64),
@@ -98,6 +109,8 @@ def get_recipe(name: str, **overrides) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     r = RECIPES[name]
+    if overrides.get("init_from"):
+        r = replace(r, init_from=str(overrides["init_from"]))
     train_kw = {k: v for k, v in overrides.items() if v is not None and k in TrainConfig.__dataclass_fields__}
     return replace(r, train=replace(r.train, **train_kw))
 
@@ -134,22 +147,25 @@ def build_model(r: Recipe, tok: Tokenizer) -> MiniMaxM2:
 class ExampleStream:
     """`stream(i)` -> the i-th encoded training conversation; encodes a block at a time."""
 
-    def __init__(self, tok: Tokenizer, data_seed: int, block: int = 256):
-        self.tok, self.seed, self.block = tok, data_seed, block
+    def __init__(self, tok: Tokenizer, data_seed: int, block: int = 256, mix: dict[str, float] | None = None):
+        self.tok, self.seed, self.block, self.mix = tok, data_seed, block, mix
         self.cache: dict[int, Encoded] = {}
 
     def __call__(self, i: int) -> Encoded:
         if i not in self.cache:
             start = i - i % self.block
             self.cache = {}  # the stream only moves forward
-            exs = [training_example(self.seed, j) for j in range(start, start + self.block)]
-            for j, enc in zip(range(start, start + self.block), encode_conversations(self.tok, [(e.messages, e.tools) for e in exs])):
+            exs = [training_example(self.seed, j, self.mix) for j in range(start, start + self.block)]
+            for j, enc in zip(range(start, start + self.block), encode_conversations(self.tok, [e.conversation() for e in exs])):
                 self.cache[j] = enc
         return self.cache[i]
 
 
 def prepare(r: Recipe, out: Path, resume: bool) -> tuple[Tokenizer, MiniMaxM2]:
-    """The tokenizer (trained once, kept in `out` for resuming) and a freshly initialised model."""
+    """The tokenizer (trained once, kept in `out` for resuming) and a freshly initialised model, or, for a
+    recipe with `init_from`, that checkpoint's tokenizer and weights (its architecture must be the recipe's)."""
+    if r.init_from:
+        return _from_checkpoint(r, out)
     tok_file = out / "tokenizer.json"
     if resume and tok_file.exists():
         tok = Tokenizer.from_file(str(tok_file))
@@ -158,6 +174,21 @@ def prepare(r: Recipe, out: Path, resume: bool) -> tuple[Tokenizer, MiniMaxM2]:
         out.mkdir(parents=True, exist_ok=True)
         tok.save(str(tok_file))
     return tok, build_model(r, tok)
+
+
+def _from_checkpoint(r: Recipe, out: Path) -> tuple[Tokenizer, MiniMaxM2]:
+    from ..model.loader import load_model
+
+    src = Path(r.init_from)
+    if not (src / "config.json").exists():
+        raise FileNotFoundError(f"recipe {r.name!r} continues from {src}, which holds no checkpoint")
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    model = build_model(r, tok)
+    trained = load_model(src, dtype=torch.float32, quantization="bf16")
+    model.load_state_dict(trained.state_dict())  # raises if the recipe's architecture is not the checkpoint's
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / "tokenizer.json"))
+    return tok, model
 
 
 def export(model: MiniMaxM2, tok: Tokenizer, dst: Path, dtype: torch.dtype = torch.bfloat16) -> Path:

@@ -26,7 +26,7 @@ def run_recipe(name: str, out: str | Path, resume: bool = False, export_to: str 
     info = dist.init(r.train.device)
     tok, model = prepare(r, out, resume)
     t0 = time.time()
-    logs = train(model, ExampleStream(tok, r.data_seed), r.train, out, resume=resume, progress=progress)
+    logs = train(model, ExampleStream(tok, r.data_seed, mix=r.mix), r.train, out, resume=resume, progress=progress)
     seconds = time.time() - t0
     if not info.main:
         dist.shutdown()
