@@ -51,52 +51,55 @@ BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "demo"
 CHAT_MIX = {"arithmetic": 0.13, "tool": 0.08, "parallel": 0.12, "no_tool": 0.03, "chat": 0.03, "echo": 0.05,
             "followup": 0.22, "noreason": 0.10, "nothink": 0.12, "json": 0.12}
 
+CHAT_NOTES: list[str] = []  # filled in once the run is evaluated
+DEMO_NOTES = ["rope_theta is 10000 instead of M2's 5,000,000 (a config value): with short contexts and 16 "
+              "rotary dims, M2's theta leaves about two rotating frequency pairs",
+              "2 layers at lr 1e-3: on a variable-offset copy task this model code formed copying (induction) "
+              "heads in ~500-1,000 steps at 2 layers and lr 1e-3, later at 3e-3, and not within 1,500 steps at "
+              "3-4 layers. In the 4,500-step run before this one copying formed between steps 1,000 and 3,200 "
+              "(held-out tool calls 76% at step 2,600, 93% at 3,200, 98.5% at 4,500; parallel pairs 30.5%, "
+              "49.5%, 79%)",
+              "The tokenizer spells every value (names, cities, words, enum members, digits) one byte per "
+              "token and keeps the corpus's frequent words whole. With a trained BPE, names were cut into "
+              "hundreds of rare pieces and the model learned to copy only digits (0/40 on repeat-after-me, "
+              "held-out tool arguments 16.5% after 2,600 steps); spelled out, copying a name is the same "
+              "skill as copying a number. Half of the training names are made up and 10% of conversations "
+              "are repeat-after-me drills, so values must be read from the context rather than recalled",
+              "**Status: meets every issue-5 target**: arithmetic 97%, single tool calls 96%, parallel pairs 95% "
+              "(both calls, every argument exact), answers after tool results 100%, no-tool turns 100%, format 100%",
+              "This checkpoint: 27% parallel examples (was 19%), taken from single calls (25 -> 17%), tools offered"
+              " but not needed (10 -> 7%) and small talk (6 -> 5%), with arithmetic (30 -> 32%) and repeat-after-me"
+              " drills (10 -> 12%), both short, filling the rest so a step holds about as many tokens as before "
+              "(7,670 vs 7,636); 5,500 steps as before. Against the previous checkpoint, same held-out prompts: "
+              "parallel 87.5 -> 95%, single tool calls 98.0 -> 96%, arithmetic 98.0 -> 97%, answers 100 -> 100%, "
+              "no-tool 100 -> 100%. It read 42.9M tokens in 8,520 s (2 h 22 min) at 5,032 tokens/s: this stop's "
+              "machine ran the unchanged trainer at 5,000-5,600 tokens/s where the previous stop's ran 6,790, and a"
+              " quarter hour of the run overlapped GPU-test preparation; the recipe is past the 2-hour budget on "
+              "such a machine; at the earlier speed the same tokens take about 1 h 45 min",
+              "The checkpoint before it: 19% parallel examples (was 13%, taken from arithmetic and single calls) and "
+              "5,500 steps (was 4,500). Against the previous checkpoint, same held-out prompts: parallel 79.0 -> "
+              "87.5%, single tool calls 98.5 -> 98.0%, arithmetic 98.0 -> 98.0%, answers 99.0 -> 100%. It "
+              "read 42.0M tokens in 6,185 s (1 h 43 min) at 6,790 tokens/s, the previous recipe's quiet speed",
+              "Made-up training names end in a vowel or any of n r s t k x d l m, and their syllables include x "
+              "and y. An earlier checkpoint's names ended only in a vowel or n r s t, and it dropped held-out "
+              "letters it had never copied at the end of a name (benchmark -> benchmar, index -> inde, "
+              "Bordeaux -> Bordeau): most of its tool-call (94.0%) and parallel (80.0%) failures. With the "
+              "wider endings, same command and steps: tool calls 94.0 -> 98.5%, arithmetic 96 -> 98%, parallel "
+              "80 -> 79%. Copying formed later (loss 0.10 vs 0.04 at step 1,600) and caught up by the end",
+              "Tried and not adopted: made-up names over the whole alphabet (1-4 syllables with consonant "
+              "clusters, up to 10 letters), a digit-by-digit comparison step before each subtraction, 17% "
+              "parallel examples and 5,000 steps. Same command, held-out arithmetic 89%, tool calls 78%, "
+              "parallel 34%: its loss reached the 4,500-step run's step-1,500 level only at step 3,000 (copying formed "
+              "later) and copies stayed sloppy (office -> ofice, 126 -> 162). Harder names need a longer "
+              "run than the 2-hour budget allows at this size"]
+
 RECIPES = {
     "demo": Recipe("demo", DEMO_MODEL,
                    TrainConfig(steps=5500, batch_size=16, lr=1e-3, warmup=100, save_every=100, log_every=10),
-                   notes=["rope_theta is 10000 instead of M2's 5,000,000 (a config value): with short contexts and 16 "
-                          "rotary dims, M2's theta leaves about two rotating frequency pairs",
-                          "2 layers at lr 1e-3: on a variable-offset copy task this model code formed copying (induction) "
-                          "heads in ~500-1,000 steps at 2 layers and lr 1e-3, later at 3e-3, and not within 1,500 steps at "
-                          "3-4 layers. In the 4,500-step run before this one copying formed between steps 1,000 and 3,200 "
-                          "(held-out tool calls 76% at step 2,600, 93% at 3,200, 98.5% at 4,500; parallel pairs 30.5%, "
-                          "49.5%, 79%)",
-                          "The tokenizer spells every value (names, cities, words, enum members, digits) one byte per "
-                          "token and keeps the corpus's frequent words whole. With a trained BPE, names were cut into "
-                          "hundreds of rare pieces and the model learned to copy only digits (0/40 on repeat-after-me, "
-                          "held-out tool arguments 16.5% after 2,600 steps); spelled out, copying a name is the same "
-                          "skill as copying a number. Half of the training names are made up and 10% of conversations "
-                          "are repeat-after-me drills, so values must be read from the context rather than recalled",
-                          "**Status: meets every issue-5 target**: arithmetic 97%, single tool calls 96%, parallel pairs 95% "
-                          "(both calls, every argument exact), answers after tool results 100%, no-tool turns 100%, format 100%",
-                          "This checkpoint: 27% parallel examples (was 19%), taken from single calls (25 -> 17%), tools offered"
-                          " but not needed (10 -> 7%) and small talk (6 -> 5%), with arithmetic (30 -> 32%) and repeat-after-me"
-                          " drills (10 -> 12%), both short, filling the rest so a step holds about as many tokens as before "
-                          "(7,670 vs 7,636); 5,500 steps as before. Against the previous checkpoint, same held-out prompts: "
-                          "parallel 87.5 -> 95%, single tool calls 98.0 -> 96%, arithmetic 98.0 -> 97%, answers 100 -> 100%, "
-                          "no-tool 100 -> 100%. It read 42.9M tokens in 8,520 s (2 h 22 min) at 5,032 tokens/s: this stop's "
-                          "machine ran the unchanged trainer at 5,000-5,600 tokens/s where the previous stop's ran 6,790, and a"
-                          " quarter hour of the run overlapped GPU-test preparation; the recipe is past the 2-hour budget on "
-                          "such a machine; at the earlier speed the same tokens take about 1 h 45 min",
-                          "The checkpoint before it: 19% parallel examples (was 13%, taken from arithmetic and single calls) and "
-                          "5,500 steps (was 4,500). Against the previous checkpoint, same held-out prompts: parallel 79.0 -> "
-                          "87.5%, single tool calls 98.5 -> 98.0%, arithmetic 98.0 -> 98.0%, answers 99.0 -> 100%. It "
-                          "read 42.0M tokens in 6,185 s (1 h 43 min) at 6,790 tokens/s, the previous recipe's quiet speed",
-                          "Made-up training names end in a vowel or any of n r s t k x d l m, and their syllables include x "
-                          "and y. An earlier checkpoint's names ended only in a vowel or n r s t, and it dropped held-out "
-                          "letters it had never copied at the end of a name (benchmark -> benchmar, index -> inde, "
-                          "Bordeaux -> Bordeau): most of its tool-call (94.0%) and parallel (80.0%) failures. With the "
-                          "wider endings, same command and steps: tool calls 94.0 -> 98.5%, arithmetic 96 -> 98%, parallel "
-                          "80 -> 79%. Copying formed later (loss 0.10 vs 0.04 at step 1,600) and caught up by the end",
-                          "Tried and not adopted: made-up names over the whole alphabet (1-4 syllables with consonant "
-                          "clusters, up to 10 letters), a digit-by-digit comparison step before each subtraction, 17% "
-                          "parallel examples and 5,000 steps. Same command, held-out arithmetic 89%, tool calls 78%, "
-                          "parallel 34%: its loss reached the 4,500-step run's step-1,500 level only at step 3,000 (copying formed "
-                          "later) and copies stayed sloppy (office -> ofice, 126 -> 162). Harder names need a longer "
-                          "run than the 2-hour budget allows at this size"]),
-    "demo-chat": Recipe("demo-chat", DEMO_MODEL, TrainConfig(steps=380, batch_size=16, lr=4e-4, warmup=20, save_every=20,
+                   notes=DEMO_NOTES),
+    "demo-chat": Recipe("demo-chat", DEMO_MODEL, TrainConfig(steps=270, batch_size=16, lr=4e-4, warmup=20, save_every=20,
                                                              log_every=10),
-                        mix=CHAT_MIX, init_from=str(BUNDLED), data_seed=1),
+                        mix=CHAT_MIX, init_from=str(BUNDLED), data_seed=1, notes=CHAT_NOTES + DEMO_NOTES),
     "tiny": Recipe("tiny", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                 head_dim=16, rotary_dim=8, num_local_experts=4, num_experts_per_tok=2,
                                 intermediate_size=64),
