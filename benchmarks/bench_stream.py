@@ -5,9 +5,12 @@ Two measurements, both on the bundled demo model (`minimax2/assets/demo`):
 1. End to end: a real `minimax2 serve` subprocess on 127.0.0.1 and streamed chat completions through
    the official OpenAI SDK, one request alone (batch 1) and 16 at once; tokens/s over the wall time of
    the round (every request generates exactly --tokens tokens: ignore_eos).
+   The server process's CPU time per generated token is reported too (from /proc), which a busy
+   machine disturbs less than wall time.
 2. The output path alone, no model: a fixed stream of token ids (reasoning, content and a tool call,
    as M2 writes them) through detokenization with a stop string, the M2 stream parser and the OpenAI
-   chunk encoding, per token. This is the server's work per token outside the model step.
+   chunk encoding: CPU time per token (best of 20) and `decode` calls per token. This is the server's
+   work per token outside the model step.
 
     python benchmarks/bench_stream.py                       # this checkout
     python benchmarks/bench_stream.py --repo /work/wt-base  # another checkout of the project
@@ -47,6 +50,16 @@ from minimax2.server.openai_api import event_delta, sse
 
 demo, rounds = sys.argv[1], int(sys.argv[2])
 tok = Tokenizer(demo)
+decodes, real_decode = 0, tok.decode
+
+
+def counted(ids, skip_special_tokens=False):
+    global decodes
+    decodes += 1
+    return real_decode(ids, skip_special_tokens)
+
+
+tok.decode = counted
 tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object",
          "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}]
 text = ("The user wants the weather, so I call the tool for the city they named. " * 4 + "</think>\n\n"
@@ -57,7 +70,8 @@ ids = tok.encode(text)
 head = {"id": "chatcmpl-1", "created": 0, "model": "demo", "object": "chat.completion.chunk"}
 best = None
 for _ in range(rounds):
-    t0 = time.perf_counter()
+    decodes = 0
+    t0 = time.thread_time()  # this thread's CPU time: other processes on a busy machine do not count
     out, parser, wire = OutputText(tok, ["<never-generated>"], tok.special_ids), StreamParser(tools), 0
     for t in ids:
         delta, _ = out.push(t)
@@ -66,9 +80,10 @@ for _ in range(rounds):
                                                   "finish_reason": None}]}))
     for ev in parser.feed(out.finish()) + parser.finish():
         wire += len(event_delta(ev))
-    dt = time.perf_counter() - t0
+    dt = time.thread_time() - t0
     best = dt if best is None else min(best, dt)
-print(json.dumps({"tokens": len(ids), "us_per_token": best / len(ids) * 1e6}))
+print(json.dumps({"tokens": len(ids), "cpu_us_per_token": round(best / len(ids) * 1e6, 2),
+                  "decodes_per_token": round(decodes / len(ids), 3)}))
 """
 
 
@@ -110,21 +125,29 @@ async def one_request(client, tokens: int) -> int:
     return used
 
 
-async def round_tps(client, concurrency: int, tokens: int) -> float:
-    t0 = time.perf_counter()
-    counts = await asyncio.gather(*(one_request(client, tokens) for _ in range(concurrency)))
-    return sum(counts) / (time.perf_counter() - t0)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def end_to_end(port: int, tokens: int, levels: list[int], rounds: int) -> dict:
+async def one_round(client, pid: int, concurrency: int, tokens: int) -> tuple[float, float]:
+    """(tokens/s, server CPU ms per token) of `concurrency` requests at once."""
+    t0, c0 = time.perf_counter(), cpu_seconds(pid)
+    n = sum(await asyncio.gather(*(one_request(client, tokens) for _ in range(concurrency))))
+    return n / (time.perf_counter() - t0), (cpu_seconds(pid) - c0) / n * 1e3
+
+
+async def end_to_end(port: int, pid: int, tokens: int, levels: list[int], rounds: int) -> dict:
     import openai
 
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=600)
     await one_request(client, 8)  # warm up
     out = {}
     for c in levels:
-        out[f"tok_s_concurrency_{c}"] = round(statistics.median([await round_tps(client, c, tokens)
-                                                                for _ in range(rounds)]), 1)
+        runs = [await one_round(client, pid, c, tokens) for _ in range(rounds)]
+        out[f"tok_s_concurrency_{c}"] = round(statistics.median(r[0] for r in runs), 1)
+        out[f"server_cpu_ms_per_token_concurrency_{c}"] = round(statistics.median(r[1] for r in runs), 3)
     await client.close()
     return out
 
@@ -151,7 +174,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as state:
             proc = start_server(repo, port, state)
             try:
-                result["end_to_end"] = asyncio.run(end_to_end(port, args.tokens,
+                result["end_to_end"] = asyncio.run(end_to_end(port, proc.pid, args.tokens,
                                                               [int(x) for x in args.levels.split(",")], args.rounds))
             finally:
                 proc.terminate()
