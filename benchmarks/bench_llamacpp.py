@@ -1,0 +1,119 @@
+"""Our engine against llama.cpp on the same weights, at equal bits: decode tok/s at batch 1 and 8.
+
+    python benchmarks/make_checkpoints.py --out ckpt --shape m2-slice --layers 4
+    minimax2 convert --model ckpt/m2-slice-4l-fp8 --out ckpt/m2-slice-4l-fp8-int4 --to int4
+    python benchmarks/to_gguf.py --llama-cpp LLAMA --model ckpt/m2-slice-4l-fp8 --out g/q8_0.gguf --type q8_0
+    python benchmarks/to_gguf.py --llama-cpp LLAMA --requantize g/q8_0.gguf --out g/q4_0.gguf --type q4_0
+    python benchmarks/bench_llamacpp.py --llama-cpp LLAMA \\
+        --pair fp8=ckpt/m2-slice-4l-fp8:g/q8_0.gguf --pair int4=ckpt/m2-slice-4l-fp8-int4:g/q4_0.gguf
+
+Each pair runs `--rounds` times, ours and llama.cpp alternating (the order flips every round, so a
+drift of the memory bus hits both sides alike); the table gives medians and their ratio. Both sides
+run the same shape of work: a 64-token random prompt per sequence, then 16 decode tokens, at batch 1
+and 8, with the same thread count. llama.cpp runs `llama-batched-bench` (its decode speed with every
+sequence's prompt processed first). Both sides memory-map their weights, so before each run the files
+are read once into the page cache (not timed): otherwise whichever side ran second would pay for disk
+reads of experts the first side's run evicted. The roofline share divides tok/s by what the
+bandwidth allows (model/projection.py's bytes per step, at a read bandwidth probed in our process);
+llama.cpp's is given for the same byte count (Q8_0 stores 8.5 bits a weight, our int8 8 plus scales;
+Q4_0 4.5, our int4 4 plus scales), so it is approximate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+OURS = r"""
+import json, statistics, sys
+from minimax2 import LLM
+from minimax2.bench.roofline import read_bandwidth
+from minimax2.bench.throughput import engine_run, random_prompts
+from minimax2.model.projection import step_bytes
+model, threads, form = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+llm = LLM(model, kv_cache_gb=0.25, max_num_seqs=8, threads=threads, max_model_len=4096)
+engine_run(llm.engine, random_prompts(1, 16, 1000), 4)
+out = {"bw": read_bandwidth()}
+for batch in (1, 8):
+    out[f"b{batch}"] = engine_run(llm.engine, random_prompts(batch, 64, 1000, seed=batch), 16)["decode_tok_s"]
+    out[f"bytes_b{batch}"] = step_bytes(llm.cfg, form, batch, context=72)
+print(json.dumps(out))
+"""
+
+
+def warm(path: Path) -> None:
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    for f in files:
+        with open(f, "rb") as fh:
+            while fh.read(64 << 20):
+                pass
+
+
+def run_ours(model: Path, threads: int, form: str) -> dict:
+    warm(model)
+    r = subprocess.run([sys.executable, "-c", OURS, str(model), str(threads), form], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"our engine failed on {model}:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_llama(llama_cpp: Path, gguf: Path, threads: int) -> dict:
+    warm(gguf)
+    exe = llama_cpp / "build" / "bin" / "llama-batched-bench"
+    cmd = [str(exe), "-m", str(gguf), "-c", "2048", "-b", "2048", "-ub", "512", "-npp", "64", "-ntg", "16",
+           "-npl", "1,8,1", "-t", str(threads)]
+    # The trailing 1: this build's asynchronous logger drops the table's last row at exit now and then.
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"llama-batched-bench failed on {gguf}:\n{r.stderr[-2000:]}")
+    out = {}  # its markdown table: PP | TG | B | N_KV | T_PP | S_PP | T_TG | S_TG | T | S
+    for line in (r.stdout + r.stderr).splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 10 and cells[0].isdigit():
+            out.setdefault(f"b{cells[2]}", float(cells[7]))
+    if set(out) != {"b1", "b8"}:
+        sys.exit(f"llama-batched-bench gave no batch 1 and 8 rows for {gguf}:\n{r.stdout[-2000:]}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source tree with build/bin")
+    ap.add_argument("--pair", action="append", required=True,
+                    help="FORM=OUR_CHECKPOINT:GGUF (FORM: fp8, int8 or int4, as our checkpoint serves)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    table = []
+    for spec in a.pair:
+        form, _, paths = spec.partition("=")
+        ours_path, _, gguf = paths.rpartition(":")
+        ours, theirs = [], []
+        for r in range(a.rounds):
+            steps = [lambda: ours.append(run_ours(Path(ours_path), a.threads, form)),
+                     lambda: theirs.append(run_llama(a.llama_cpp, Path(gguf), a.threads))]
+            for step in steps if r % 2 == 0 else steps[::-1]:
+                step()
+            print(f"{form} round {r + 1}: ours {json.dumps(ours[-1])}  llama.cpp {json.dumps(theirs[-1])}", flush=True)
+        row = {"form": form, "gguf": Path(gguf).name}
+        for b in (1, 8):
+            mine = statistics.median(o[f"b{b}"] for o in ours)
+            roof = b * statistics.median(o["bw"] for o in ours) / ours[0][f"bytes_b{b}"]
+            row[f"b{b}"] = (mine, statistics.median(t[f"b{b}"] for t in theirs), roof)
+        table.append(row)
+    print(f"\nmedians of {a.rounds} alternating rounds, {a.threads} threads, 64-token prompts, 16 decode tokens")
+    print(f"{'form':6} {'vs':14} {'b1 ours':>8} {'b1 llama':>9} {'ratio':>6} {'roof ours/llama':>16} "
+          f"{'b8 ours':>8} {'b8 llama':>9} {'ratio':>6}")
+    for row in table:
+        (m1, t1, r1), (m8, t8, _) = row["b1"], row["b8"]
+        print(f"{row['form']:6} {row['gguf'][:14]:14} {m1:8.2f} {t1:9.2f} {m1 / t1:6.2f} "
+              f"{m1 / r1:7.0%} / {t1 / r1:6.0%} {m8:8.2f} {t8:9.2f} {m8 / t8:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
