@@ -165,3 +165,7 @@ def cmd_bench_serve(args) -> int:
 
     _quiet_http_logs()
     return loadgen.cmd_serve(args)
+
+
+if __name__ == "__main__":  # not an entry point: say which one is, rather than exit silently
+    sys.exit("minimax2.eval.cli only registers `eval` and `bench serve`; run `python -m minimax2 eval ...`")

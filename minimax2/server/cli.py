@@ -129,3 +129,7 @@ def register_serve(subparsers) -> None:
                               description="Serve the model over the OpenAI and Anthropic APIs (tool calls, reasoning).")
     add_serve_args(s)
     s.set_defaults(func=cmd_serve)
+
+
+if __name__ == "__main__":  # not an entry point: say which one is, rather than exit silently
+    sys.exit("minimax2.server.cli only registers `serve`; run `python -m minimax2 serve ...`")

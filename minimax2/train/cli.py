@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register_train(subparsers) -> argparse.ArgumentParser:
@@ -56,3 +57,7 @@ def cmd_train(args) -> int:
     if ckpt is not None:
         print(f"wrote {ckpt}" + (f" and {args.export}" if args.export else ""))
     return 0
+
+
+if __name__ == "__main__":  # not an entry point: say which one is, rather than exit silently
+    sys.exit("minimax2.train.cli only registers `train`; run `python -m minimax2 train ...`")
