@@ -1,7 +1,7 @@
 """Native CPU kernels for decode, built once on first use, with PyTorch ops as the fallback.
 
 In a decode step (a few rows per layer) PyTorch's cost is dispatch, not arithmetic: about 60 small
-ops per layer. The `csrc/` kernels do a layer's work in five calls on CPUs with AVX512-BF16, -VNNI
+ops per layer. The `csrc/` kernels (one .cpp per family, all bound in csrc/bindings.cpp) do a layer's work in five calls on CPUs with AVX512-BF16, -VNNI
 and -VBMI (Zen 4, Sapphire Rapids and later):
 
 * `gemv_bf16`: bf16 matrix-vector products that read weights at about twice the speed of torch's
@@ -36,9 +36,9 @@ from . import kernel_build
 
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / f for f in ("gemv_bf16.cpp", "gemv_int8.cpp", "gemv_int4.cpp", "experts_int8.cpp",
-                              "experts_int4.cpp", "attention_prep.cpp", "moe_route.cpp",
-                              "decode_attention.cpp", "norms.cpp", "gemv_fp8.cpp", "experts_fp8.cpp")]
+SOURCES = [CSRC / f for f in ("bindings.cpp", "gemv_bf16.cpp", "gemv_int8.cpp", "gemv_int4.cpp", "gemv_fp8.cpp",
+                              "moe_route.cpp", "experts_bf16.cpp", "experts_int8.cpp", "experts_int4.cpp",
+                              "experts_fp8.cpp", "norms.cpp", "attention_prep.cpp", "decode_attention.cpp")]
 FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mavx512vnni", "-mavx512vbmi", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
 MAX_ROWS = 16  # rows of x (sequences in a decode step); 1.04-1.6x torch's bf16 GEMM at 8-16 rows (measured)

@@ -1,14 +1,15 @@
 // Decode-step attention prologue in one call: split the fused qkv rows, QK-norm (one RMSNorm over the
 // whole q and the whole k projection), partial half-split RoPE on q and k, and the k / v writes into
 // the paged cache. It replaces ~40 small torch ops per layer, whose dispatch cost is a large share
-// of a batch-1 decode step. Rounds where the torch code does: the norm in float32 rounded to bf16,
-// times the bf16 weight rounded again; RoPE as x * cos and rotate(x) * sin, each rounded, then
-// their sum rounded.
+// of a batch-1 decode step. Rounds where the torch code does: the norm as norm_row (rms_norm.h) does;
+// RoPE as x * cos and rotate(x) * sin, each rounded, then their sum rounded.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
-#include <cmath>
 #include <vector>
+
+#include "kernels.h"
+#include "rms_norm.h"
 
 namespace minimax2 {
 namespace {
@@ -16,17 +17,6 @@ namespace {
 using bf16 = at::BFloat16;
 
 inline float round_bf16(float v) { return static_cast<float>(bf16(v)); }
-
-// RMSNorm of n values into out (float copies of the bf16 results).
-void norm_row(const bf16* x, const bf16* w, float* out, int64_t n, float eps) {
-  double ss = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = static_cast<float>(x[i]);
-    ss += static_cast<double>(v) * v;
-  }
-  const float r = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
-  for (int64_t i = 0; i < n; ++i) out[i] = round_bf16(static_cast<float>(w[i]) * round_bf16(static_cast<float>(x[i]) * r));
-}
 
 // Heads of `normed` rotated on their first rd dims into dst.
 void rope_heads(const float* normed, const bf16* cos, const bf16* sin, bf16* dst, int64_t heads, int64_t D, int64_t rd) {

@@ -4,7 +4,7 @@
 // score q.k to bf16, times `scale` to bf16, softmax in float32, probabilities to bf16, then a
 // float32 sum of p * v rounded to bf16.
 //
-// Vectorised throughout: q.k with vdpbf16ps, the softmax 16 scores at a time with exp_ps, and p * v
+// Vectorised throughout: q.k with vdpbf16ps, the softmax 16 scores at a time with exp_ps (vec_math.h), and p * v
 // accumulated in registers (the scalar exp and the accumulator kept in memory made the previous
 // version 12 ns per (query head, key); measured in benchmarks/bench_kernels.py).
 #include <torch/extension.h>
@@ -15,8 +15,9 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels.h"
 #include "simd_bf16.h"
-#include "swiglu.h"
+#include "vec_math.h"
 
 namespace minimax2 {
 namespace {

@@ -11,15 +11,12 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "fp8_rows.h"
+#include "kernels.h"
 #include "moe_groups.h"
 #include "swiglu.h"
 
 namespace minimax2 {
-
-int64_t fp8_xstride(int64_t K);  // gemv_fp8.cpp
-void fp8_permute_rows(const at::BFloat16* src, int64_t rows, int64_t K, int64_t sstride, at::BFloat16* dst);
-void fp8_rows(const at::BFloat16* x, int64_t cnt, const uint8_t* w, const float* scale, int64_t N, int64_t K,
-              int64_t n, int64_t rows, at::BFloat16* y, int64_t ystride);
 
 namespace {
 constexpr int64_t kRows = 4;  // weight rows per task unit

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "int4_dot.h"
+#include "kernels.h"
 #include "moe_groups.h"
 #include "swiglu.h"
 

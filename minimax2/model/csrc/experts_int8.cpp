@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "int8_dot.h"
+#include "kernels.h"
 #include "moe_groups.h"
 #include "swiglu.h"
 

@@ -16,7 +16,7 @@
 //
 // Also here: `fp8_dequantize_bf16`, bf16 tiles of W for the prefill GEMM (fp8_kernels.py), and
 // `fp8_e4m3_to_bf16`, the conversion alone (for tests). Shared with experts_fp8.cpp through
-// `fp8_xstride`, `fp8_permute_rows` and `fp8_rows` (declared there).
+// `fp8_xstride`, `fp8_permute_rows` and `fp8_rows` (declared in fp8_rows.h).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -25,6 +25,9 @@
 #include <array>
 #include <cstdint>
 #include <utility>
+
+#include "fp8_rows.h"
+#include "kernels.h"
 
 namespace minimax2 {
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "int4_dot.h"
+#include "kernels.h"
 
 namespace minimax2 {
 

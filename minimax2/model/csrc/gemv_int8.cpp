@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "int8_dot.h"
+#include "kernels.h"
 
 namespace minimax2 {
 

@@ -1,4 +1,4 @@
-// (token, expert) pairs of a routed batch, grouped by expert: shared by the bf16 and int8 expert blocks.
+// (token, expert) pairs of a routed batch, grouped by expert: shared by the expert blocks (experts_*.cpp).
 #pragma once
 #include <torch/extension.h>
 

@@ -10,6 +10,8 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels.h"
+
 namespace minimax2 {
 
 std::tuple<torch::Tensor, torch::Tensor> moe_route(const torch::Tensor& logits, const torch::Tensor& bias, int64_t k) {

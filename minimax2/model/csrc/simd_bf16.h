@@ -25,4 +25,13 @@ inline void store16(at::BFloat16* p, __m512 v) {
 }
 inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, round_to_bf16(v)); }  // bf16 values as float
 
+// Masked forms for the tail of a row (m from lanes_left): lanes outside m read as 0 and are not written.
+inline __m512 load16_as_float(const at::BFloat16* p, __mmask16 m) {
+  return bf16x16_to_float(_mm256_maskz_loadu_epi16(m, p));
+}
+inline void store16(at::BFloat16* p, __mmask16 m, __m512 v) {
+  _mm256_mask_storeu_epi16(p, m, (__m256i)_mm512_cvtneps_pbh(v));
+}
+inline void store16(float* p, __mmask16 m, __m512 v) { _mm512_mask_storeu_ps(p, m, round_to_bf16(v)); }
+
 }  // namespace minimax2
