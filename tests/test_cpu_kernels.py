@@ -150,11 +150,16 @@ def test_linear_form_binds_the_kernel_only_where_it_applies(ext):
 
 def test_one_token_forward_matches_torch(ext, tiny_ckpt):
     model = load_model(tiny_ckpt, torch.bfloat16)
+    layer = model.layers[0]
+    assert layer.input_norm.norm_kernel is not None and layer.attn.decode_kernel is not None  # bound at load
     ids = torch.tensor([5])
     with torch.inference_mode():
         got = model(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1)).float()
         with torch_ops_only():  # forms are chosen at load: a model loaded without the kernels
-            want = load_model(tiny_ckpt, torch.bfloat16)(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1))
+            torch_model = load_model(tiny_ckpt, torch.bfloat16)
+            want = torch_model(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1))
+    layer = torch_model.layers[0]
+    assert layer.input_norm.norm_kernel is None and layer.attn.decode_kernel is None
     want = want.float()
     assert (got - want).abs().max() < 0.05 * want.abs().max()
     assert got.argmax() == want.argmax()
@@ -299,8 +304,7 @@ def test_decode_attention_reads_the_paged_cache_like_the_torch_path(ext, b, n):
     mask = (torch.arange(width)[None] < lens[:, None])[:, None, None, :]
     q = torch.randn(b, kv * group, d, generator=g).bfloat16()
     with torch.inference_mode():
-        assert cpu_kernels.attention_usable(q, k_cache)
-        got = cpu_kernels.decode_attention(q, k_cache, v_cache, slots, lens, d ** -0.5)
+        got = ext.decode_attention_bf16(q, k_cache, v_cache, slots, lens, d ** -0.5)
     want = _decode_attention(q, k_cache, v_cache, slots, mask, d ** -0.5)
     assert (got.float() - want.float()).abs().max() <= 2 ** -7 * want.abs().max()
     assert (got == want).float().mean() > 0.99
@@ -308,19 +312,41 @@ def test_decode_attention_reads_the_paged_cache_like_the_torch_path(ext, b, n):
         ext.decode_attention_bf16(q, k_cache, v_cache, slots, torch.zeros(b, dtype=torch.long), 0.1)
 
 
-@pytest.mark.parametrize("rows, h", [(1, 64), (3, 1024), (2, 96)])
-def test_add_rms_norm_equals_the_residual_add_then_the_norm(ext, rows, h):
+def _norm_pair(h: int, g: torch.Generator):
+    """(native, torch): two RMSNorms with the same random bf16 weight, the first with its kernels bound."""
     from minimax2.model.minimax_m2 import RMSNorm
 
+    weight = (1 + torch.randn(h, generator=g) / 4).bfloat16()
+    native, torch_norm = RMSNorm(h, 1e-6), RMSNorm(h, 1e-6)
+    for norm in (native, torch_norm):
+        norm.weight = torch.nn.Parameter(weight.clone(), requires_grad=False)
+    native.bind_kernels()
+    assert native.norm_kernel is not None and torch_norm.norm_kernel is None
+    return native, torch_norm
+
+
+def test_norm_binds_its_kernels_only_for_bf16_weights_on_the_cpu(ext):
+    from minimax2.model.minimax_m2 import RMSNorm
+
+    norm = RMSNorm(64, 1e-6)  # float32 weights (training): torch's ops
+    norm.bind_kernels()
+    assert norm.norm_kernel is None and norm.add_norm_kernel is None
+    with torch_ops_only():  # a machine without the kernels
+        norm.weight = torch.nn.Parameter(norm.weight.bfloat16(), requires_grad=False)
+        norm.bind_kernels()
+    assert norm.norm_kernel is None
+    norm.bind_kernels()
+    assert norm.norm_kernel is not None and norm.add_norm_kernel is not None
+
+
+@pytest.mark.parametrize("rows, h", [(1, 64), (3, 1024), (2, 96)])
+def test_add_rms_norm_equals_the_residual_add_then_the_norm(ext, rows, h):
     g = torch.Generator().manual_seed(rows + h)
-    norm = RMSNorm(h, 1e-6)
-    norm.weight.data = (1 + torch.randn(h, generator=g) / 4).bfloat16()
+    norm, torch_norm = _norm_pair(h, g)
     x, delta = (torch.randn(2, rows, h, generator=g) * 3).bfloat16()
     with torch.no_grad():
-        assert cpu_kernels.add_rms_norm(x, delta, norm.weight, 1e-6) is not None
         s, y = norm.add_norm(x, delta)
-        with torch_ops_only():
-            want_s, want_y = norm.add_norm(x, delta)
+        want_s, want_y = torch_norm.add_norm(x, delta)
     assert torch.equal(s, want_s)  # the bf16 sum is exact to rounding in both
     assert (y.float() - want_y.float()).abs().max() <= want_y.abs().max() * 2 ** -7
     assert (y == want_y).float().mean() > 0.98
@@ -371,6 +397,8 @@ def test_decode_with_a_head_dim_the_attention_kernel_cannot_take_falls_back_whol
     """head_dim 16: the qkv row (128 wide) suits the native prologue but the decode attention needs
     head_dim % 32 == 0, so both must fall back to torch together (same logits as with no kernels)."""
     _, bf16 = _kernel_shaped_models(head_dim=16)
+    attn = bf16.layers[0].attn
+    assert attn.decode_kernel is None and attn.prologue_kernel is None and attn.q_norm.norm_kernel is not None
     tokens = torch.randint(0, 300, (30,), generator=torch.Generator().manual_seed(2)).tolist()
     with_kernels = teacher_forced_logits(bf16, tokens, 10)
     with torch_ops_only():
@@ -391,18 +419,16 @@ def test_bf16_decode_with_kernels_is_as_close_to_float32_as_torch_bf16(ext):
     assert (with_kernels - torch_only).abs().max() < 0.05 * exact.abs().max()
 
 
-@pytest.mark.parametrize("rows, h", [(1, 64), (3, 1024), (4, 96)])
+@pytest.mark.parametrize("rows, h", [(1, 64), (3, 1024), (4, 96), (16, 6144)])
 def test_rms_norm_equals_the_torch_ops(ext, rows, h):
-    from minimax2.model.minimax_m2 import RMSNorm
-
     g = torch.Generator().manual_seed(rows)
-    norm = RMSNorm(h, 1e-6)
-    norm.weight.data = (1 + torch.randn(h, generator=g) / 4).bfloat16()
+    norm, torch_norm = _norm_pair(h, g)
     x = (torch.randn(rows, h, generator=g) * 3).bfloat16()
-    with torch.no_grad():
-        got = norm(x)
-        with torch_ops_only():
-            want = norm(x)
-    assert cpu_kernels.rms_norm(x, norm.weight.detach(), 1e-6) is not None
-    assert (got.float() - want.float()).abs().max() <= want.abs().max() * 2 ** -7
-    assert (got == want).float().mean() > 0.98
+    wide = (torch.randn(rows, 2 * h + 32, generator=g) * 3).bfloat16()[:, 16:16 + h]  # strided rows, as q of qkv
+    for x in (x, wide):
+        with torch.no_grad():
+            got, want = norm(x), torch_norm(x)
+        assert (got.float() - want.float()).abs().max() <= want.abs().max() * 2 ** -7
+        assert (got == want).float().mean() > 0.98
+    big = torch.randn(cpu_kernels.MAX_ROWS + 1, h, generator=g).bfloat16()  # prefill rows: torch's ops
+    assert torch.equal(norm(big), torch_norm(big))

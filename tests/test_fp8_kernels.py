@@ -145,7 +145,6 @@ def test_expert_block_equals_the_dequantized_bf16_experts(ext, tokens):
     x = torch.randn(tokens, h, generator=g).bfloat16()
     idx = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(tokens)])  # experts shared across tokens
     weights = torch.rand(tokens, k, generator=g)
-    assert fp8_kernels.experts_usable(x, experts)
     got = fp8_kernels.moe_experts_fp8(x, idx, weights, experts)
     want = _combined(_torch_experts(x, idx, views, scales, _dequantized_bf16), weights)
     # the bf16 expert block's tolerance (tests/test_cpu_kernels.py)
@@ -220,10 +219,18 @@ def test_native_tile_dequantization_rounds_like_fp8_dequantize(ext, n, k):
         fp8_kernels.dequantize_rows(q, s, 64, n)
 
 
-def test_linear_fp8_takes_the_kernel_for_decode_rows_only(ext):
+def test_fp8_forms_take_the_kernel_for_decode_rows_of_a_bf16_model_only(ext):
+    from minimax2.model.experts import Fp8Experts
+    from minimax2.model.linear import Fp8Linear
+
     g = torch.Generator().manual_seed(3)
     q, s = quantized(200, 288, g, pow2=False)
     x1, x40 = torch.randn(1, 288, generator=g).bfloat16(), torch.randn(40, 288, generator=g).bfloat16()
-    assert torch.equal(fp8_kernels.linear_fp8(x1, q, s), fp8_kernels.gemv_fp8(x1, q, s))
-    assert torch.equal(fp8_kernels.linear_fp8(x40, q, s), fp8_kernels.fp8_linear_prefill(x40, q, s))
-    assert torch.equal(fp8_kernels.linear_fp8(x1[None], q, s), fp8_kernels.gemv_fp8(x1, q, s)[None])
+    lin = Fp8Linear([(q, s)], torch.bfloat16)
+    assert torch.equal(lin(x1), fp8_kernels.gemv_fp8(x1, q, s))
+    assert torch.equal(lin(x40), fp8_kernels.fp8_linear_prefill(x40, q, s))
+    assert Fp8Linear([(q, s)], torch.float32).gemv is None  # float32 model: the tiled GEMM for every batch
+    experts, _, _ = _experts(2, 160, 176, g, pow2=True)
+    tensors = [list(t) for t in experts.tensors]
+    assert Fp8Experts(*tensors, torch.bfloat16).decode is not None
+    assert Fp8Experts(*tensors, torch.float32).decode is None

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import cpu_kernels
-
 
 @dataclass
 class AttentionMetadata:
@@ -29,10 +27,6 @@ class AttentionMetadata:
     # Pure-decode steps (one new token per sequence) attend in one batched call over padded slots.
     decode_slots: torch.Tensor | None = None  # [B, max_ctx]
     decode_lens: torch.Tensor | None = None  # [B] context lengths (the real keys of each row)
-
-    @property
-    def num_seqs(self) -> int:
-        return len(self.context_lens)
 
     @classmethod
     def for_batch(cls, batch: int, seq_len: int) -> "AttentionMetadata":
@@ -124,8 +118,8 @@ def _decode_attention(q, k_cache, v_cache, slots, mask, scale):
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMetadata,
            k_cache: torch.Tensor | None, v_cache: torch.Tensor | None, scale: float) -> torch.Tensor:
     """Causal GQA attention. q [T, Hq, D]; k, v [T, Hkv, D], written to the caches [slots, Hkv, D] first
-    when there are caches. Returns [T, Hq, D]. (Native decode writes k, v in its prologue and calls
-    cpu_kernels.decode_attention itself.)"""
+    when there are caches. Returns [T, Hq, D]. (The native decode pair, bound by `Attention.bind_kernels`,
+    writes k, v in its prologue and reads the cache itself.)"""
     cu, ctx_lens = meta.cu_seqlens_q, meta.context_lens
     use_cache = meta.slot_mapping is not None
     if use_cache:
@@ -139,8 +133,6 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMet
             v.view(b, n, *v.shape[1:]).transpose(1, 2), is_causal=True, scale=scale, enable_gqa=True)
         return out.transpose(1, 2).reshape(q.shape)
     if use_cache and meta.decode_slots is not None:
-        if cpu_kernels.attention_usable(q, k_cache):
-            return cpu_kernels.decode_attention(q, k_cache, v_cache, meta.decode_slots, meta.decode_lens, scale)
         n = meta.decode_slots.shape[1]
         mask = torch.arange(n, device=q.device)[None, :] < meta.decode_lens[:, None]
         return _decode_attention(q, k_cache, v_cache, meta.decode_slots, mask, scale)

@@ -1,21 +1,23 @@
 """Native CPU kernels for decode, built once on first use, with PyTorch ops as the fallback.
 
 In a decode step (a few rows per layer) PyTorch's cost is dispatch, not arithmetic: about 60 small
-ops per layer. The `csrc/` kernels (one .cpp per family, all bound in csrc/bindings.cpp) do a layer's work in five calls on CPUs with AVX512-BF16, -VNNI
-and -VBMI (Zen 4, Sapphire Rapids and later):
+ops per layer. The `csrc/` kernels (one .cpp per family, all bound in csrc/bindings.cpp) do a layer's
+work in a few calls on CPUs with AVX512-BF16, -VNNI and -VBMI (Zen 4, Sapphire Rapids and later):
 
 * `gemv_bf16`: bf16 matrix-vector products that read weights at about twice the speed of torch's
   bf16 linear (35 vs 14 GB/s per core measured on Zen 4); `gemv_int8` the same for int8 weights
-  (int16-quantised activations, integer products with AVX512-VNNI: csrc/int8_dot.h) and
-  `gemv_int4` for torch's int4pack layout (csrc/int4_dot.h); the serving forms of linear.py bind them;
-* `attention_prep`: qkv split, QK-norm, partial RoPE and the k / v cache write;
-* `decode_attention`: one query per sequence, reading the paged cache in place;
-* `route` + `moe_experts_{bf16,int8,int4}`: the sigmoid router, then the chosen experts grouped by
-  expert (each read once per step) and their weighted sum (bound by the forms of experts.py);
-* `rms_norm` and `add_rms_norm`: the norms, the latter fused with the residual add before it.
+  (int16-quantised activations, integer products with AVX512-VNNI: csrc/int8_dot.h), `gemv_int4`
+  for torch's int4pack layout (csrc/int4_dot.h) and `gemv_fp8` for the released FP8 weights;
+* `attention_prep_bf16`: qkv split, QK-norm, partial RoPE and the k / v cache write;
+* `decode_attention_bf16`: one query per sequence, reading the paged cache in place;
+* `moe_route` + `moe_experts_{bf16,int8,int4,fp8}`: the sigmoid router, then the chosen experts
+  grouped by expert (each read once per step) and their weighted sum;
+* `rms_norm_bf16` and `add_rms_norm_bf16`: the norms, the latter fused with the residual add before it.
 
 Each rounds where the torch code rounds, so outputs agree with the torch path to bf16 rounding
-(tests/test_cpu_kernels.py). Training, float32, prefill and autograd take the torch ops.
+(tests/test_cpu_kernels.py). The modules bind them once, at load, where their weights suit them (the
+forms of linear.py and experts.py, `RMSNorm.bind_kernels` and `Attention.bind_kernels` in
+minimax_m2.py); training, float32 and GPUs keep the torch ops, and prefill batches take them per call.
 
 The extension is compiled with the machine's C++ compiler through `torch.utils.cpp_extension`, once
 per machine: kernel_build.py keeps one cache entry per sources, flags, compiler and torch, shared by
@@ -90,47 +92,3 @@ MAX_EXPERT_TOKENS = 16  # tokens per step up to which the native expert blocks r
 def route(logits: torch.Tensor, bias: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(idx [M, k], weights [M, k] float32) of M2's sigmoid router, for the native expert blocks."""
     return _ext.moe_route(logits, bias, k)
-
-
-def _norm_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (_ext is not None and x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16 and x.dim() == 2
-            and 1 <= x.shape[0] <= MAX_ROWS and x.device.type == "cpu" and x.is_contiguous()
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor | None:
-    """The native RMSNorm for a few bf16 rows, or None where torch's ops must run."""
-    return _ext.rms_norm_bf16(x, weight, eps) if _norm_usable(x, weight) else None
-
-
-def add_rms_norm(h: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor,
-                 eps: float) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(h + delta, RMSNorm(h + delta)) in one native call for a few bf16 rows, or None where torch's ops must run."""
-    if _norm_usable(h, weight) and delta.dtype == torch.bfloat16 and delta.shape == h.shape and delta.is_contiguous() \
-            and not (torch.is_grad_enabled() and delta.requires_grad):
-        return _ext.add_rms_norm_bf16(h, delta, weight, eps)
-    return None
-
-
-def attention_usable(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
-    return (_ext is not None and q.dtype == torch.bfloat16 and k_cache.dtype == torch.bfloat16 and q.device.type == "cpu"
-            and q.shape[-1] % 32 == 0 and k_cache.is_contiguous() and not torch.is_grad_enabled())
-
-
-def attention_prep(qkv: torch.Tensor, attn, cos: torch.Tensor, sin: torch.Tensor, meta) -> torch.Tensor | None:
-    """Decode batches: q [T, Hq, D] normed and rotated, with k and v already written to the cache (the
-    native decode attention then reads them, so both must apply: head_dim a multiple of 32); None where
-    the torch ops must run."""
-    if (meta.slot_mapping is None or meta.decode_slots is None or attn.k_cache is None or qkv.dtype != torch.bfloat16
-            or attn.cfg.head_dim % 32 or not attention_usable(qkv, attn.k_cache)
-            or attn.q_norm.weight.dtype != torch.bfloat16):
-        return None
-    c = attn.cfg
-    return _ext.attention_prep_bf16(qkv.contiguous(), attn.q_norm.weight, attn.k_norm.weight, cos, sin,
-                                    attn.q_norm.eps, c.num_attention_heads, attn.k_cache, attn.v_cache,
-                                    meta.slot_mapping)
-
-
-def decode_attention(q, k_cache, v_cache, slots, lens, scale: float) -> torch.Tensor:
-    """One query per sequence against its cached keys/values, read in place through `slots` [B, N]."""
-    return _ext.decode_attention_bf16(q.contiguous(), k_cache, v_cache, slots, lens, scale)

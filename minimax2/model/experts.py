@@ -115,14 +115,15 @@ class Int8Experts(nn.Module):
             self.register_buffer(name, t)
         self.decode = self._decode if native else None
         self._mm = torch.ops.aten._weight_int8pack_mm
-        self._gemv = cpu_kernels.load().gemv_int8 if native else None
+        ext = cpu_kernels.load() if native else None
+        self._gemv, self._block = (ext.gemv_int8, ext.moe_experts_int8) if native else (None, None)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         mm = self._gemv if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS else self._mm
         return mm(swiglu(mm(x, self.w13[e], self.s13[e])), self.w2[e], self.s2[e])
 
     def _decode(self, x, idx, weights):
-        return cpu_kernels.load().moe_experts_int8(x, self.w13, self.s13, self.w2, self.s2, idx, weights)
+        return self._block(x, self.w13, self.s13, self.w2, self.s2, idx, weights)
 
     def forward(self, x, idx, weights):
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]
@@ -138,7 +139,8 @@ class Int4Experts(nn.Module):
             self.register_buffer(name, t)
         self.decode = self._decode if native else None
         self._mm = torch.ops.aten._weight_int4pack_mm_for_cpu
-        self._gemv = cpu_kernels.load().gemv_int4 if native else None
+        ext = cpu_kernels.load() if native else None
+        self._gemv, self._block = (ext.gemv_int4, ext.moe_experts_int4) if native else (None, None)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         mm = self._gemv if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS else self._mm
@@ -146,8 +148,7 @@ class Int4Experts(nn.Module):
         return mm(swiglu(mm(x, self.p13[e], g, self.sz13[e])), self.p2[e], g, self.sz2[e])
 
     def _decode(self, x, idx, weights):
-        return cpu_kernels.load().moe_experts_int4(x, self.p13, self.sz13, self.p2, self.sz2, self.group_size,
-                                                   idx, weights)
+        return self._block(x, self.p13, self.sz13, self.p2, self.sz2, self.group_size, idx, weights)
 
     def forward(self, x, idx, weights):
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]
@@ -155,26 +156,29 @@ class Int4Experts(nn.Module):
 
 class Fp8Experts(nn.Module):
     """The official FP8 experts as released: per expert w1 / w3 [I, H] and w2 [H, I] float8_e4m3fn with
-    their block scales, views of the mapped checkpoint; the native block reads them through pointer
-    tables built once here. Prefill runs each active expert through the tiled dequantize-and-GEMM."""
+    their block scales, views of the mapped checkpoint; in a bf16 model the native block reads them
+    through pointer tables built once here. Prefill runs each active expert through the native FP8
+    matrix-vector kernel where it has few tokens, the tiled dequantize-and-GEMM otherwise."""
 
-    def __init__(self, w1, w3, w2, s1, s3, s2):
+    def __init__(self, w1, w3, w2, s1, s3, s2, dtype: torch.dtype):
         super().__init__()
         from . import fp8_kernels
 
         self.num_experts = len(w1)
         self.tables = fp8_kernels.Fp8ExpertTables(w1, w3, w2, s1, s3, s2)  # keeps the views alive
-        native = fp8_kernels.kernels() is not None and self.tables.intermediate % 16 == 0
-        self.decode = self._decode if native else None
-        self._block, self._linear = fp8_kernels.moe_experts_fp8, fp8_kernels.linear_fp8
+        native = dtype == torch.bfloat16 and fp8_kernels.kernels() is not None
+        self.decode = self._decode if native and self.tables.intermediate % 16 == 0 else None
+        self._block, self._prefill = fp8_kernels.moe_experts_fp8, fp8_kernels.fp8_linear_prefill
+        self._gemv = fp8_kernels.gemv_fp8 if native else None
 
     def _decode(self, x, idx, weights):
         return self._block(x, idx, weights, self.tables)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         w1, w3, w2, s1, s3, s2 = (t[e] for t in self.tables.tensors)
-        h = F.silu(self._linear(x, w1, s1)) * self._linear(x, w3, s3)
-        return self._linear(h, w2, s2)
+        mm = self._gemv if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS else self._prefill
+        h = F.silu(mm(x, w1, s1)) * mm(x, w3, s3)
+        return mm(h, w2, s2)
 
     def forward(self, x, idx, weights):
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]

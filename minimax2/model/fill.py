@@ -28,6 +28,7 @@ def fill(model: MiniMaxM2, read, form: str, dtype: torch.dtype, device: torch.de
     left = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
         raise RuntimeError(f"loader bug: {left[:3]} were not filled from the checkpoint")
+    model.bind_kernels()
 
 
 def fill_top(model: MiniMaxM2, read, form: str, dtype: torch.dtype, device: torch.device, group_size: int) -> None:

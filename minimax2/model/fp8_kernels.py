@@ -11,8 +11,10 @@ partial edge blocks; see fp8.py). One byte per weight, nothing requantized.
 * `fp8_linear_prefill(x, w, scale_inv)`: any number of rows; 128-row tiles of W dequantized to x's
   dtype a few at a time (natively for bf16: `dequantize_rows`) into torch's GEMM, so the whole
   dequantized weight never exists.
-* `linear_fp8`: the kernel for decode rows, the tiled GEMM otherwise (and everywhere on CPUs without
-  the kernels).
+
+The serving forms (linear.Fp8Linear, experts.Fp8Experts) choose between them once, at load: the
+kernels where the model is bf16 and they are built, the tiled GEMM otherwise; per call only the batch
+kind (decode rows or prefill) is left.
 
 Results equal dequantize-then-bf16 products to the bf16 kernels' tolerance (tests/test_fp8_kernels.py);
 they are closer to the exact product, since the dequantized weight is never rounded to bf16.
@@ -95,20 +97,6 @@ def fp8_linear_prefill(x: torch.Tensor, w: torch.Tensor, scale_inv: torch.Tensor
     return out.view(*x.shape[:-1], n)
 
 
-def gemv_usable(x: torch.Tensor) -> bool:
-    """Rows the decode kernel takes: 1 to 16 bf16 CPU rows, no autograd."""
-    return (x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.dim() == 2 and 1 <= x.shape[0] <= MAX_ROWS
-            and not (torch.is_grad_enabled() and x.requires_grad) and kernels() is not None)
-
-
-def linear_fp8(x: torch.Tensor, w: torch.Tensor, scale_inv: torch.Tensor) -> torch.Tensor:
-    """x [..., K] @ W.T: the native kernel for decode rows, the tiled dequantize-and-GEMM otherwise."""
-    x2 = x.reshape(-1, x.shape[-1])
-    if gemv_usable(x2):
-        return gemv_fp8(x2, w, scale_inv).view(*x.shape[:-1], w.shape[0])
-    return fp8_linear_prefill(x, w, scale_inv)
-
-
 class Fp8ExpertTables:
     """One layer's FP8 experts as separate tensors (w1 / w3 [I, H], w2 [H, I], float8_e4m3fn, and their
     float32 block scales), with the int64 tables of their data pointers that the native expert block
@@ -133,16 +121,10 @@ class Fp8ExpertTables:
         return len(self.tensors[0])
 
 
-def experts_usable(x: torch.Tensor, experts: Fp8ExpertTables) -> bool:
-    """A decode-sized bf16 batch the native expert block takes (intermediate size a multiple of 16)."""
-    return (x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.dim() == 2
-            and 1 <= x.shape[0] <= MAX_EXPERT_TOKENS and experts.intermediate % 16 == 0
-            and not (torch.is_grad_enabled() and x.requires_grad) and kernels() is not None)
-
-
 def moe_experts_fp8(x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, experts: Fp8ExpertTables) -> torch.Tensor:
     """[M, H] bf16: each token of x [M, H] through its experts idx [M, k] (int64, as `cpu_kernels.route`
     returns them; SwiGLU), summed with `weights` [M, k] float32, grouped by expert so a chosen
-    expert's weights are read once per step. Check `experts_usable` first."""
+    expert's weights are read once per step; x bf16 with at most MAX_EXPERT_TOKENS rows, the intermediate
+    size a multiple of 16 (Fp8Experts binds it only where both hold)."""
     return kernels().moe_experts_fp8(x.contiguous(), idx, weights, *experts.tables, experts.intermediate,
                                      experts.hidden)

@@ -110,20 +110,21 @@ class Int4Linear(nn.Module):
 class Fp8Linear(nn.Module):
     """The official FP8 weights as released: float8_e4m3fn parts [N_i, K] with their float32 128x128
     block scales, read in place (views of the mapped checkpoint). A fused projection (q/k/v) keeps its
-    parts separate instead of a concatenated copy. Decode rows: the native FP8 matrix-vector kernel
-    (where the kernels are built); prefill: 128-row tiles dequantized into torch's GEMM."""
+    parts separate instead of a concatenated copy. Decode rows in a bf16 model: the native FP8
+    matrix-vector kernel (where the kernels are built); prefill and other dtypes: 128-row tiles
+    dequantized into torch's GEMM."""
 
-    def __init__(self, parts: list[tuple[torch.Tensor, torch.Tensor]]):
+    def __init__(self, parts: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype):
         super().__init__()
         from . import fp8_kernels
 
         self.parts = parts  # not buffers: views of the file, never copied by .to() or state_dict
         self.out_features = sum(w.shape[0] for w, _ in parts)
-        self.gemv = fp8_kernels.gemv_fp8 if fp8_kernels.kernels() is not None else None
+        native = dtype == torch.bfloat16 and fp8_kernels.kernels() is not None
+        self.gemv = fp8_kernels.gemv_fp8 if native else None
         self.prefill = fp8_kernels.fp8_linear_prefill
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fn = self.gemv if self.gemv is not None and 0 < x.shape[0] <= MAX_ROWS and x.dtype == torch.bfloat16 \
-            else self.prefill
+        fn = self.gemv if self.gemv is not None and 0 < x.shape[0] <= MAX_ROWS else self.prefill
         ys = [fn(x, w, s) for w, s in self.parts]
         return ys[0] if len(ys) == 1 else torch.cat(ys, dim=-1)

@@ -11,7 +11,8 @@ Semantics follow the transformers reference (`MiniMaxM2ForCausalLM`) exactly:
 Tokens arrive flat ([T]) with positions and `AttentionMetadata` (see attention.py); q, k and v come
 from one fused projection, and each expert's gate and up projections are one fused matrix. The model
 is built in its float form (training); the loader swaps in each projection's and expert stack's
-serving form (linear.py, experts.py, forms.py).
+serving form (linear.py, experts.py, forms.py) and binds the norms' and the attention's decode
+kernels (`bind_kernels`): each choice made once, at load, leaving one branch per batch kind.
 """
 
 from __future__ import annotations
@@ -24,19 +25,30 @@ from . import cpu_kernels
 from .attention import AttentionMetadata, attend
 from .config import ModelConfig
 from .experts import MAX_EXPERT_TOKENS, TorchExperts
-from .linear import Linear
+from .linear import MAX_ROWS, Linear
 
 
 class RMSNorm(nn.Module):
+    """The float form computes through torch's ops; `bind_kernels` (at load) gives bf16 weights on a CPU
+    with the native kernels their decode form: decode rows (at most MAX_ROWS) in one native call each."""
+
     def __init__(self, dim: int, eps: float):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
+        self.norm_kernel = self.add_norm_kernel = None  # set by bind_kernels
+
+    def bind_kernels(self) -> None:
+        """Bind the native norm kernels where they apply to these weights (bf16, CPU, kernels built)."""
+        w = self.weight
+        ext = cpu_kernels.load() if w.dtype == torch.bfloat16 and w.device.type == "cpu" and cpu_kernels.loaded() \
+            else None
+        self.norm_kernel = ext.rms_norm_bf16 if ext is not None else None
+        self.add_norm_kernel = ext.add_rms_norm_bf16 if ext is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = cpu_kernels.rms_norm(x, self.weight, self.eps)  # decode rows in bf16: one native call
-        if y is not None:
-            return y
+        if self.norm_kernel is not None and 0 < x.shape[0] <= MAX_ROWS:
+            return self.norm_kernel(x, self.weight, self.eps)
         return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
 
     def add_norm(self, h: torch.Tensor, delta: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,9 +56,8 @@ class RMSNorm(nn.Module):
         decode rows); delta None: (h, RMSNorm(h))."""
         if delta is None:
             return h, self(h)
-        out = cpu_kernels.add_rms_norm(h, delta, self.weight, self.eps)
-        if out is not None:
-            return out
+        if self.add_norm_kernel is not None and 0 < h.shape[0] <= MAX_ROWS:
+            return self.add_norm_kernel(h, delta, self.weight, self.eps)
         h = h + delta
         return h, self(h)
 
@@ -76,15 +87,27 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(cfg.q_size, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(cfg.kv_size, cfg.rms_norm_eps)
         self.scale = cfg.head_dim ** -0.5
-        self.k_cache: torch.Tensor | None = None  # [slots, kv_heads, head_dim], set by the runner
+        self.k_cache: torch.Tensor | None = None  # [slots, kv_heads, head_dim] in the model dtype, set by the runner
         self.v_cache: torch.Tensor | None = None
+        self.prologue_kernel = self.decode_kernel = None  # set by bind_kernels
+
+    def bind_kernels(self) -> None:
+        """Bind the native decode pair where it applies (bf16 norms on a CPU with the kernels, head_dim a
+        multiple of 32): the prologue (qkv split, QK-norm, RoPE, cache write) and the attention that reads
+        the paged cache in place. Both or neither: the native attention reads the keys the prologue wrote."""
+        w, c = self.q_norm.weight, self.cfg
+        native = w.dtype == torch.bfloat16 and w.device.type == "cpu" and c.head_dim % 32 == 0 and cpu_kernels.loaded()
+        ext = cpu_kernels.load() if native else None
+        self.prologue_kernel = ext.attention_prep_bf16 if ext is not None else None
+        self.decode_kernel = ext.decode_attention_bf16 if ext is not None else None
 
     def forward(self, x, cos, sin, meta: AttentionMetadata) -> torch.Tensor:
         c = self.cfg
         qkv = self.qkv_proj(x)
-        q = cpu_kernels.attention_prep(qkv, self, cos, sin, meta)  # decode: one native call, k/v cached
-        if q is not None:  # and the native decode attention reads them in place
-            o = cpu_kernels.decode_attention(q, self.k_cache, self.v_cache, meta.decode_slots, meta.decode_lens, self.scale)
+        if self.decode_kernel is not None and meta.decode_slots is not None:  # decode batch: two native calls
+            q = self.prologue_kernel(qkv, self.q_norm.weight, self.k_norm.weight, cos, sin, self.q_norm.eps,
+                                     c.num_attention_heads, self.k_cache, self.v_cache, meta.slot_mapping)
+            o = self.decode_kernel(q, self.k_cache, self.v_cache, meta.decode_slots, meta.decode_lens, self.scale)
         else:
             q, k, v = qkv.split([c.q_size, c.kv_size, c.kv_size], dim=-1)
             q = self.q_norm(q).view(-1, c.num_attention_heads, c.head_dim)
@@ -169,9 +192,18 @@ class MiniMaxM2(nn.Module):
             delta = None if delta is None else delta.index_select(0, logits_indices)
         return self.lm_head(self.norm.add_norm(h, delta)[1])
 
-    def allocate_kv_cache(self, num_slots: int, dtype: torch.dtype | None = None) -> int:
-        """Give every layer a [num_slots, kv_heads, head_dim] K and V cache. Returns bytes allocated."""
-        c, dtype = self.cfg, dtype or self.dtype
+    def bind_kernels(self) -> None:
+        """Choose the norms' and the attention's decode kernels once, from the loaded weights' dtype and
+        device (the loaders and `quant.serving_model` call it after putting the weights in place, as they
+        choose each projection's and expert stack's form)."""
+        for m in self.modules():
+            if isinstance(m, (RMSNorm, Attention)):
+                m.bind_kernels()
+
+    def allocate_kv_cache(self, num_slots: int) -> int:
+        """Give every layer a [num_slots, kv_heads, head_dim] K and V cache in the model dtype (the dtype
+        the attention's kernels were bound for). Returns bytes allocated."""
+        c, dtype = self.cfg, self.dtype
         total = 0
         for layer in self.layers:
             a = layer.attn

@@ -140,6 +140,7 @@ def fill_mapped(model: MiniMaxM2, get, form: str, group_size: int, dtype: torch.
         moe.e_score_correction_bias = get(m + "e_score_correction_bias").float()
         names = ("w13.qweight", "w13.scales", "w2.qweight", "w2.scales")
         moe.experts = experts_module(form, [keep(get(f"{m}experts.{x}")) for x in names], dtype, group_size)
+    model.bind_kernels()
 
 
 def convert(src: str | Path, dst: str | Path, form: str, group_size: int = 128, max_shard_bytes: int = 2**30,

@@ -50,4 +50,5 @@ def serving_model(model: MiniMaxM2, method: str = "float", group_size: int = 128
             layer.moe.experts = b.module()
             del old
         model.lm_head = make_linear(model.lm_head.weight, lm_head_form(method), dtype)
+    model.bind_kernels()
     return model

@@ -69,13 +69,14 @@ def fill_fp8(model: MiniMaxM2, get, dtype: torch.dtype) -> None:
         layer.input_norm.weight = keep(p + "input_layernorm.weight")
         layer.post_norm.weight = keep(p + "post_attention_layernorm.weight")
         a.q_norm.weight, a.k_norm.weight = keep(p + "self_attn.q_norm.weight"), keep(p + "self_attn.k_norm.weight")
-        a.qkv_proj = Fp8Linear([fp8(p + f"self_attn.{x}_proj") for x in "qkv"])
-        a.o_proj = Fp8Linear([fp8(p + "self_attn.o_proj")])
+        a.qkv_proj = Fp8Linear([fp8(p + f"self_attn.{x}_proj") for x in "qkv"], dtype)
+        a.o_proj = Fp8Linear([fp8(p + "self_attn.o_proj")], dtype)
         m = p + "block_sparse_moe."
         moe.gate = make_linear(keep(m + "gate.weight"), "float", dtype)
         moe.e_score_correction_bias = get(m + "e_score_correction_bias").float()
         parts = [[fp8(f"{m}experts.{e}.{w}") for e in range(cfg.num_local_experts)] for w in ("w1", "w3", "w2")]
-        moe.experts = Fp8Experts(*([w for w, _ in ws] for ws in parts), *([s for _, s in ws] for ws in parts))
+        moe.experts = Fp8Experts(*([w for w, _ in ws] for ws in parts), *([s for _, s in ws] for ws in parts), dtype)
+    model.bind_kernels()
 
 
 def load_fp8(cfg: ModelConfig, files: dict[str, Path], dtype: torch.dtype, kv_bytes: int = 0,
