@@ -44,7 +44,7 @@ def _once(fn, n: int = 1) -> float:
     return (time.perf_counter() - t) / n
 
 
-def attention_rows(runs: int, g: torch.Generator) -> list[tuple]:
+def attention_rows(ext, runs: int, g: torch.Generator) -> list[tuple]:
     """Paged decode attention, native against the torch path it replaces (attention._decode_attention),
     256 keys per sequence at random slots of a 256 MiB K/V pool, fresh slots every call."""
     from minimax2.model.attention import _decode_attention
@@ -58,7 +58,7 @@ def attention_rows(runs: int, g: torch.Generator) -> list[tuple]:
         slots = [torch.randint(0, slots_total, (b, ctx), generator=g) for _ in range(64)]
         lens = torch.full((b,), ctx)
         it = iter(range(10 ** 9))
-        nat = timed(lambda: cpu_kernels.decode_attention(q, k_cache, v_cache, slots[next(it) % 64], lens, d ** -0.5), runs)
+        nat = timed(lambda: ext.decode_attention_bf16(q, k_cache, v_cache, slots[next(it) % 64], lens, d ** -0.5), runs)
         ref = timed(lambda: _decode_attention(q, k_cache, v_cache, slots[next(it) % 64], None, d ** -0.5), runs)
         rows.append((f"decode attention b{b} x {ctx} keys", b * ctx * kv * d * 2 * 2, nat, ref))
     return rows
@@ -77,7 +77,7 @@ def main() -> None:
     bw = read_bandwidth()
     print(f"read bandwidth {bw / 1e9:.1f} GB/s, {args.threads} threads")
     g = torch.Generator().manual_seed(0)
-    rows = attention_rows(args.runs, g)
+    rows = attention_rows(ext, args.runs, g)
     if args.only == "attention":
         return report(rows, bw)
     for name, n, k in (("qkv 1536x1024", 1536, 1024), ("o 1024x1024", 1024, 1024), ("lm_head 16384x1024", 16384, 1024)):
@@ -90,19 +90,19 @@ def main() -> None:
         rows.append((name, n * k * 2, nat, ref))
     n, k = 1536, 1024
     c8 = copies_for(n * k)
-    qs = [int8_rows(torch.randn(n, k, generator=g), torch.bfloat16) for _ in range(c8)]
+    int8_weights = [int8_rows(torch.randn(n, k, generator=g), torch.bfloat16) for _ in range(c8)]  # (w, scale)
     x = torch.randn(1, k, generator=g).bfloat16()
     it = iter(range(10 ** 9))
-    nat = timed(lambda: ext.gemv_int8(x, *qs[next(it) % c8]), args.runs)
-    ref = timed(lambda: torch.ops.aten._weight_int8pack_mm(x, *qs[next(it) % c8]), args.runs)
+    nat = timed(lambda: ext.gemv_int8(x, *int8_weights[next(it) % c8]), args.runs)
+    ref = timed(lambda: torch.ops.aten._weight_int8pack_mm(x, *int8_weights[next(it) % c8]), args.runs)
     rows.append(("qkv int8 1536x1024", n * k, nat, ref))
-    del qs
+    del int8_weights
     c4 = copies_for(n * k // 2)
-    q4 = [Int4Linear(torch.randn(n, k, generator=g), torch.bfloat16, 128) for _ in range(c4)]
-    nat = timed(lambda: ext.gemv_int4(x, (q := q4[next(it) % c4]).packed, 128, q.scale_zeros), args.runs)
-    ref = timed(lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(x, (q := q4[next(it) % c4]).packed, 128,
-                                                                    q.scale_zeros), args.runs)
-    del q4
+    int4_linears = [Int4Linear(torch.randn(n, k, generator=g), torch.bfloat16, 128) for _ in range(c4)]
+    nat = timed(lambda: ext.gemv_int4(x, (lin := int4_linears[next(it) % c4]).packed, 128, lin.scale_zeros), args.runs)
+    ref = timed(lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(x, (lin := int4_linears[next(it) % c4]).packed, 128,
+                                                                    lin.scale_zeros), args.runs)
+    del int4_linears
     rows.append(("qkv int4 g128 1536x1024", n * k // 2, nat, ref))
     e, h, i, top = 32, 1024, 512, 4
     layers = 8  # 8 layers' experts (800 MiB in bf16) and a fresh random choice of 4 per call
@@ -127,36 +127,38 @@ def main() -> None:
     nat = timed(lambda: ext.moe_experts_bf16(x, w13[next(it) % layers], w2[next(it) % layers], route(), wts), args.runs)
     ref = timed(lambda: torch_experts(next(it) % layers), args.runs)
     rows.append(("experts bf16 (4 of 32)", top * 3 * h * i * 2, nat, ref))
-    q = [int8_rows(w13[j].float(), torch.bfloat16) + int8_rows(w2[j].float(), torch.bfloat16) for j in range(layers)]
-    packed = [("int8", *t) for t in q]
+    # per layer (w13 int8, s13, w2 int8, s2): the int8 expert stacks and their per-row scales
+    int8_experts = [int8_rows(w13[j].float(), torch.bfloat16) + int8_rows(w2[j].float(), torch.bfloat16)
+                    for j in range(layers)]
+
     def torch_int8(j):
-        _, q13, s13, q2, s2 = packed[j]
+        w13_int8, s13, w2_int8, s2 = int8_experts[j]
         ys = []
         for ex in route()[0].tolist():
-            gate, up = torch.ops.aten._weight_int8pack_mm(x, q13[ex], s13[ex]).chunk(2, dim=-1)
-            ys.append(torch.ops.aten._weight_int8pack_mm(F.silu(gate) * up, q2[ex], s2[ex]))
+            gate, up = torch.ops.aten._weight_int8pack_mm(x, w13_int8[ex], s13[ex]).chunk(2, dim=-1)
+            ys.append(torch.ops.aten._weight_int8pack_mm(F.silu(gate) * up, w2_int8[ex], s2[ex]))
         return (wts[0, :, None] * torch.cat(ys)).sum(0)
 
-    nat = timed(lambda: ext.moe_experts_int8(x, *packed[next(it) % layers][1:], route(), wts), args.runs)
+    nat = timed(lambda: ext.moe_experts_int8(x, *int8_experts[next(it) % layers], route(), wts), args.runs)
     ref = timed(lambda: torch_int8(next(it) % layers), args.runs)
     rows.append(("experts int8 (4 of 32)", top * 3 * h * i, nat, ref))
-    del packed, q
-    packed4 = []
+    del int8_experts
+    int4_experts = []  # per layer (w13 packed, its scales and zeros, w2 packed, its scales and zeros, group)
     for j in range(layers):
-        a = [Int4Linear(w13[j][ex].float(), torch.bfloat16, 128) for ex in range(e)]
-        b = [Int4Linear(w2[j][ex].float(), torch.bfloat16, 128) for ex in range(e)]
-        packed4.append(("int4", torch.stack([m.packed for m in a]), torch.stack([m.scale_zeros for m in a]),
-                        torch.stack([m.packed for m in b]), torch.stack([m.scale_zeros for m in b]), 128))
+        up = [Int4Linear(w13[j][ex].float(), torch.bfloat16, 128) for ex in range(e)]
+        down = [Int4Linear(w2[j][ex].float(), torch.bfloat16, 128) for ex in range(e)]
+        int4_experts.append((torch.stack([m.packed for m in up]), torch.stack([m.scale_zeros for m in up]),
+                             torch.stack([m.packed for m in down]), torch.stack([m.scale_zeros for m in down]), 128))
 
     def torch_int4(j):
-        _, p13, sz13, p2, sz2, grp = packed4[j]
+        p13, sz13, p2, sz2, grp = int4_experts[j]
         ys = []
         for ex in route()[0].tolist():
             gate, up = torch.ops.aten._weight_int4pack_mm_for_cpu(x, p13[ex], grp, sz13[ex]).chunk(2, dim=-1)
             ys.append(torch.ops.aten._weight_int4pack_mm_for_cpu(F.silu(gate) * up, p2[ex], grp, sz2[ex]))
         return (wts[0, :, None] * torch.cat(ys)).sum(0)
 
-    nat = timed(lambda: ext.moe_experts_int4(x, *packed4[next(it) % layers][1:], route(), wts), args.runs)
+    nat = timed(lambda: ext.moe_experts_int4(x, *int4_experts[next(it) % layers], route(), wts), args.runs)
     ref = timed(lambda: torch_int4(next(it) % layers), args.runs)
     rows.append(("experts int4 g128 (4 of 32)", top * 3 * h * i // 2, nat, ref))
     report(rows, bw)
