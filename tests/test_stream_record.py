@@ -207,3 +207,36 @@ def test_anthropic_thinking_disabled_drops_what_precedes_think_end(rethinking):
     with client.messages.stream(**args) as stream:
         final = stream.get_final_message()
     assert [(b.type, getattr(b, "text", None)) for b in final.content] == [("text", "Hello there.")]
+
+
+# -- the local engine: </think> banned once thinking is off, so text streams as it comes -------------------
+def test_ban_token_processor_removes_think_end_from_the_choices(server_llm):
+    import torch
+
+    from minimax2.chat import markers as m
+    from minimax2.server.chat_prep import BanToken
+
+    end = server_llm.tokenizer.encode(m.THINK_END)
+    assert len(end) == 1
+    logits = torch.zeros(server_llm.cfg.vocab_size)
+    logits[end[0]] = 10.0
+    assert int(BanToken(end[0])([], logits).argmax()) != end[0]
+
+
+def test_local_thinking_off_streams_content_incrementally(server):
+    """Thinking off on the local engine: `</think>` cannot be sampled, so the parser need not hold the
+    text until the end (it would arrive in one delta with the finish); here it comes token by token."""
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=120)
+    deltas = []
+    for seed in range(3):
+        pieces, reasoning = [], ""
+        for chunk in client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "hi"}], seed=seed, max_tokens=24, stream=True,
+                extra_body={**NO_THINK, "ignore_eos": True}):
+            for c in chunk.choices:
+                if c.delta.content and c.finish_reason is None:
+                    pieces.append(c.delta.content)
+                reasoning += getattr(c.delta, "reasoning_content", None) or ""
+        assert reasoning == ""
+        deltas.append(len(pieces))
+    assert max(deltas) >= 3, deltas

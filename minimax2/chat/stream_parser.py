@@ -46,14 +46,15 @@ def _json_str_body(s: str) -> str:
 
 
 class StreamParser:
-    def __init__(self, tools: list | None = None, reasoning: bool = True):
+    def __init__(self, tools: list | None = None, reasoning: bool = True, think_end_banned: bool = False):
+        """reasoning=False (empty think block pre-filled): text waits for `</think>` unless it is banned."""
         self.tools, self.reasoning = tools, reasoning
         self.types = tool_param_types(tools)
         self._parts: list[str] = []  # everything fed, for the final parse
         self._pending = ""  # a possible start of the end-of-message marker, not yet certain
         self._ended = False  # the end-of-message marker was seen: the rest is ignored
         self.buf = ""  # certain text not consumed yet (kept short: only what may still be a marker)
-        self.state = "start" if reasoning else "unthought"
+        self.state = "start" if reasoning else "content" if think_end_banned else "unthought"
         self._unthought: list[str] = []  # reasoning=False: text that a later </think> makes reasoning
         self._states = {"start": self._st_start, "reasoning": self._st_reasoning, "unthought": self._st_unthought,
                         "content": self._st_content, "block": self._st_block, "between": self._st_between,

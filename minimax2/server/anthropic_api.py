@@ -8,7 +8,7 @@ import secrets
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ..chat import StreamParser, parse_output
+from ..chat import parse_output
 from .anthropic_format import EventWriter, content_blocks, sse, stop_reason, to_messages
 from .chat_prep import prepare
 from .errors import APIError, guard_stream
@@ -93,7 +93,7 @@ async def messages(req: MessagesRequest, request: Request):
 
 
 async def _stream(gen, head, prep, secret):
-    parser, writer = StreamParser(prep.tools, reasoning=prep.reasoning), EventWriter(secret)
+    parser, writer = prep.stream_parser(), EventWriter(secret)
     yield sse({"type": "message_start", "message": {**head, "content": [], "stop_reason": None, "stop_sequence": None,
                                                     "usage": {"input_tokens": len(prep.prompt_ids), "output_tokens": 0}}})
     async for c in gen:

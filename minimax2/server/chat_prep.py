@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..chat import markers as m
+from ..chat.stream_parser import StreamParser
 from ..chat.grammar import GrammarError
 from ..chat.render import ChatTemplateError
 from .checks import check_openai_message, check_tool_schemas
@@ -25,6 +26,13 @@ class GenerationInput:
     tools: list[dict] | None
     reasoning: bool  # False when the prompt pre-filled an empty think block
     processors: list
+    think_end_banned: bool = False  # thinking off on the local engine: </think> cannot be sampled
+
+    def stream_parser(self) -> StreamParser:
+        """The incremental parser for this request's output. With thinking off, a `</think>` would make
+        what precedes it reasoning, so the parser holds text until it knows; where the engine bans the
+        token, it streams text as it comes."""
+        return StreamParser(self.tools, reasoning=self.reasoning, think_end_banned=self.think_end_banned)
 
 
 class ThinkingBudget:
@@ -39,6 +47,17 @@ class ThinkingBudget:
         forced = logits.new_full(logits.shape, float("-inf"))
         forced[self.end] = 0.0
         return forced
+
+
+class BanToken:
+    """A logits processor that never lets `token` be sampled (``</think>`` once thinking is off)."""
+
+    def __init__(self, token: int):
+        self.token = token
+
+    def __call__(self, generated: list[int], logits):
+        logits[self.token] = float("-inf")
+        return logits
 
 
 def openai_messages(messages: list[dict]) -> list[dict]:
@@ -89,4 +108,7 @@ def prepare(state, messages: list[dict], tools: list[dict] | None, *, thinking: 
     end = state.backend.tokenizer.encode(m.THINK_END)
     if thinking and thinking_budget is not None and state.backend.supports_processors and len(end) == 1:
         processors.append(ThinkingBudget(thinking_budget, end[0]))  # after the grammar; remote: not enforced
-    return GenerationInput(prompt, ids, tools or None, thinking, processors)
+    banned = not thinking and state.backend.supports_processors and len(end) == 1
+    if banned:
+        processors.append(BanToken(end[0]))
+    return GenerationInput(prompt, ids, tools or None, thinking, processors, banned)

@@ -9,7 +9,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ..chat import StreamParser, parse_output, thinking_enabled
+from ..chat import parse_output, thinking_enabled
 from .chat_prep import openai_messages, prepare
 from .errors import APIError, guard_stream
 from .params import check_prompt, check_prompt_chars, max_new_tokens, sampling_params, stop_list
@@ -160,7 +160,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request):
 
 async def _stream_chat(gen, head, prep, req, tok, include_usage):
     head = {**head, "object": "chat.completion.chunk"}
-    parsers = [StreamParser(prep.tools, reasoning=prep.reasoning) for _ in range(req.n)]
+    parsers = [prep.stream_parser() for _ in range(req.n)]
     usage = [0, 0, 0]
 
     def chunk(i, delta, finish=None, lp=None):

@@ -20,7 +20,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from ..chat import StreamParser
 from ..chat import markers as m
 from .chat_prep import prepare
 from .errors import APIError, guard_stream
@@ -113,7 +112,7 @@ class _Run:
             raise
         params = sampling_params(self.req, n_max, processors=prep.processors)
         self.gen = st.generate(self.rid, prep.prompt, prep.prompt_ids, params, st.admit())  # validated: take a slot
-        self.parser = StreamParser(prep.tools, reasoning=prep.reasoning)
+        self.parser = prep.stream_parser()
         self.writer = OutputWriter(self.summary, self.parallel, self.token)
         self.ids: list[int] = []
         return self.gen
