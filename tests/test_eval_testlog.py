@@ -93,3 +93,17 @@ def test_suite_writes_stay_inside_the_sandbox(tmp_path):
         assert not Path(host_dir, name).exists()
     work = repo.parent
     assert (work / "tmp" / name).read_text() == "t" and (work / "home" / name).read_text() == "h"
+
+
+def test_a_failing_subtest_fails_its_test(tmp_path):
+    """pytest 9 runs unittest subTests itself and may list the test PASSED beside a SUBFAILED line."""
+    (tmp_path / "test_sub.py").write_text(
+        "import unittest\n\nclass T(unittest.TestCase):\n    def test_sub(self):\n"
+        "        for i in range(3):\n            with self.subTest(i=i):\n                self.assertNotEqual(i, 1)\n\n"
+        "    def test_fine(self):\n        for i in range(2):\n            with self.subTest(i=i):\n                pass\n")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", "test_sub.py"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    results = testlog.parse(out.stdout + out.stderr, "pytest")
+    assert results["test_sub.py::T::test_sub"] == "FAILED"
+    assert results["test_sub.py::T::test_fine"] == "PASSED"

@@ -8,6 +8,9 @@ import re
 STATUSES = ("PASSED", "FAILED", "ERROR", "SKIPPED", "XFAIL", "XPASS")
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _LINE = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S.*?)(?: - .*)?$")
+# pytest >= 9 runs unittest subTests itself: a failing subtest is a "SUBFAILED(params) id" line while
+# the test's own line may still say PASSED; the test failed.
+_SUBFAILED = re.compile(r"^SUBFAILED\((?:[^()]|\([^()]*\))*\) (\S.*?)(?: - .*)?$")
 _SUMMARY = re.compile(
     r"^=*\s*(\d+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed)|no tests ran)\b.* in [\d.]+s")
 # unittest -v: "test_x (pkg.mod.Class.test_x) ... ok" (3.11+) or "test_x (pkg.mod.Class) ... ok";
@@ -25,12 +28,17 @@ def strip_ansi(log: str) -> str:
 
 def parse_pytest(log: str) -> dict[str, str]:
     results: dict[str, str] = {}
+    subfailed: set[str] = set()
     in_summary = False
     for line in strip_ansi(log).splitlines():
         if line.startswith("=") and "short test summary info" in line:
             in_summary = True
             continue
         if not in_summary:
+            continue
+        sub = _SUBFAILED.match(line)
+        if sub:
+            subfailed.add(sub.group(1))
             continue
         m = _LINE.match(line)
         if not m:
@@ -42,6 +50,7 @@ def parse_pytest(log: str) -> dict[str, str]:
             results[test_id] = "ERROR"  # collection error of a whole file
             continue
         results[test_id] = status
+    results.update(dict.fromkeys(subfailed, "FAILED"))
     return results
 
 
