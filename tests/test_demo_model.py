@@ -1,5 +1,5 @@
 """The bundled demo checkpoint (minimax2/assets/demo): size, labelling, and its behaviour on held-out
-prompts, greedy, against the acceptance thresholds of issue 5.
+prompts, greedy, against the acceptance thresholds of issue 5 (arithmetic, tool calls, answers).
 
 The full evaluation (200 prompts per family, batched through `LLM.generate`) takes about 70 s on
 our 2-core CPU, so it is part of the default run. Families the current checkpoint does not reach are strict xfails: they document
@@ -14,12 +14,16 @@ import pytest
 
 from minimax2.train.evaluate import THRESHOLDS, evaluate
 
+# The families the bundled checkpoint is held to. The issue-18 families (followup, noreason, nothink,
+# json; evaluate.FAMILIES) join once a checkpoint trained on them (recipe demo-chat) is bundled.
+BUNDLED_FAMILIES = ("arithmetic", "tool", "parallel", "answer", "no_tool")
+
 DEMO = Path(__file__).resolve().parents[1] / "minimax2" / "assets" / "demo"
 pytestmark = pytest.mark.skipif(not (DEMO / "config.json").exists(), reason="demo checkpoint not built yet")
 
 BELOW_TARGET: set[str] = set()  # every family meets its issue-5 threshold
 FAMILIES = [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason="demo model below target, see MODEL_CARD.md"))
-            if f in BELOW_TARGET else f for f in THRESHOLDS]
+            if f in BELOW_TARGET else f for f in (*BUNDLED_FAMILIES, "format")]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,7 @@ def llm():
 
 @pytest.fixture(scope="module")
 def full(llm):
-    return evaluate(DEMO, n=200, llm=llm)
+    return evaluate(DEMO, n=200, llm=llm, families=BUNDLED_FAMILIES)
 
 
 def test_bundle_is_small_and_labelled():

@@ -97,7 +97,7 @@ RECIPES = {
     "demo": Recipe("demo", DEMO_MODEL,
                    TrainConfig(steps=5500, batch_size=16, lr=1e-3, warmup=100, save_every=100, log_every=10),
                    notes=DEMO_NOTES),
-    "demo-chat": Recipe("demo-chat", DEMO_MODEL, TrainConfig(steps=270, batch_size=16, lr=4e-4, warmup=20, save_every=20,
+    "demo-chat": Recipe("demo-chat", DEMO_MODEL, TrainConfig(steps=160, batch_size=16, lr=4e-4, warmup=20, save_every=20,
                                                              log_every=10),
                         mix=CHAT_MIX, init_from=str(BUNDLED), data_seed=1, notes=CHAT_NOTES + DEMO_NOTES),
     "tiny": Recipe("tiny", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
