@@ -69,5 +69,6 @@ def test_cli_runs_the_tiny_recipe_end_to_end(tmp_path):
     card = (tmp_path / "exp" / "MODEL_CARD.md").read_text()
     assert "not MiniMax's weights" in card and "| arithmetic |" in card
     scores = json.loads((out / "heldout_scores.json").read_text())
-    assert set(scores) == {"arithmetic", "tool", "parallel", "answer", "no_tool", "format"}
+    assert set(scores) == {"arithmetic", "tool", "parallel", "answer", "no_tool", "followup", "noreason", "nothink",
+                           "json", "format"}
     assert all(s["n"] > 0 for s in scores.values())
