@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from enum import Enum, auto
 
 import torch
@@ -17,13 +16,9 @@ class Status(Enum):
     FINISHED = auto()
 
 
-_ids = itertools.count()
-
-
 class Sequence:
     def __init__(self, request_id: str, prompt_ids: list[int], params: SamplingParams, index: int = 0,
                  output: OutputText | None = None, generator: torch.Generator | None = None):
-        self.seq_id = next(_ids)
         self.request_id = request_id
         self.index = index  # which of the request's n completions
         self.token_ids = list(prompt_ids)
@@ -39,9 +34,6 @@ class Sequence:
         self.logprobs: list[dict] = []  # per generated token, when params.logprobs is set
         self.parent: Sequence | None = None  # for n > 1: wait until the parent's prompt is cached
         self.num_prefix_hit_tokens = 0
-
-    def __len__(self) -> int:
-        return len(self.token_ids)
 
     @property
     def num_tokens(self) -> int:
