@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from minimax2.eval import cli, loadgen
+from minimax2 import cli
+from minimax2.eval import loadgen
 from eval_support.fake_m2 import FIRST_DELAY, OUTPUT_TOKENS, FakeM2
 from eval_support.scripts import CHAT
 
