@@ -3,7 +3,6 @@
 // the paged cache. It replaces ~40 small torch ops per layer, whose dispatch cost is a large share
 // of a batch-1 decode step. Rounds where the torch code does: the norm as norm_row (rms_norm.h) does;
 // RoPE as x * cos and rotate(x) * sin, each rounded, then their sum rounded.
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <vector>
@@ -36,21 +35,21 @@ void rope_heads(const float* normed, const bf16* cos, const bf16* sin, bf16* dst
 
 // qkv [T, (Hq + 2 Hkv) D] bf16; qw [Hq D], kw [Hkv D]; cos, sin [T, rd]; caches [S, Hkv, D]; slots [T].
 // Returns q [T, Hq, D]; k and v land in the caches at `slots`.
-torch::Tensor attention_prep_bf16(const torch::Tensor& qkv, const torch::Tensor& qw, const torch::Tensor& kw,
-                                  const torch::Tensor& cos, const torch::Tensor& sin, double eps, int64_t Hq,
-                                  torch::Tensor k_cache, torch::Tensor v_cache, const torch::Tensor& slots) {
+at::Tensor attention_prep_bf16(const at::Tensor& qkv, const at::Tensor& qw, const at::Tensor& kw,
+                                  const at::Tensor& cos, const at::Tensor& sin, double eps, int64_t Hq,
+                                  at::Tensor k_cache, at::Tensor v_cache, const at::Tensor& slots) {
   TORCH_CHECK(qkv.dim() == 2 && k_cache.dim() == 3 && v_cache.sizes() == k_cache.sizes(),
               "attention_prep_bf16: qkv [T, (Hq + 2 Hkv) D], caches [S, Hkv, D]");
   const int64_t T = qkv.size(0), S = k_cache.size(0), Hkv = k_cache.size(1), D = k_cache.size(2);
   const int64_t qs = Hq * D, kvs = Hkv * D, rd = cos.size(-1);
   TORCH_CHECK(qkv.size(1) == qs + 2 * kvs && qw.numel() == qs && kw.numel() == kvs && cos.numel() == T * rd &&
               sin.numel() == T * rd && slots.numel() == T && rd % 2 == 0 && rd <= D, "attention_prep_bf16: shapes disagree");
-  for (const torch::Tensor* t : std::initializer_list<const torch::Tensor*>{&qkv, &qw, &kw, &cos, &sin, &k_cache, &v_cache})
+  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&qkv, &qw, &kw, &cos, &sin, &k_cache, &v_cache})
     TORCH_CHECK(t->scalar_type() == at::kBFloat16 && t->is_contiguous(), "attention_prep_bf16: contiguous bf16 only");
   const auto sl = slots.to(at::kLong).contiguous();
   const int64_t* sp = sl.data_ptr<int64_t>();
   for (int64_t t = 0; t < T; ++t) TORCH_CHECK(sp[t] >= 0 && sp[t] < S, "attention_prep_bf16: slot out of range");
-  auto q = torch::empty({T, Hq, D}, qkv.options());
+  auto q = at::empty({T, Hq, D}, qkv.options());
   const auto* xp = qkv.data_ptr<bf16>();
   const auto *qwp = qw.data_ptr<bf16>(), *kwp = kw.data_ptr<bf16>(), *cp = cos.data_ptr<bf16>(), *snp = sin.data_ptr<bf16>();
   auto *qp = q.data_ptr<bf16>(), *kc = k_cache.data_ptr<bf16>(), *vc = v_cache.data_ptr<bf16>();

@@ -5,7 +5,7 @@
 // float32, four chains per row of x) and each sum rounded to bf16 once, as PyTorch's kernels round.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 #include <immintrin.h>
 
 #include <algorithm>

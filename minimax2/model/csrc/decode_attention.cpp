@@ -7,7 +7,6 @@
 // Vectorised throughout: q.k with vdpbf16ps, the softmax 16 scores at a time with exp_ps (vec_math.h), and p * v
 // accumulated in registers (the scalar exp and the accumulator kept in memory made the previous
 // version 12 ns per (query head, key); measured in benchmarks/bench_kernels.py).
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
@@ -99,8 +98,8 @@ void weighted_values(const float* p, int64_t ld, const at::BFloat16* const* vrow
 
 }  // namespace
 
-torch::Tensor decode_attention_bf16(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
-                                    const torch::Tensor& slots, const torch::Tensor& lens, double scale) {
+at::Tensor decode_attention_bf16(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                                    const at::Tensor& slots, const at::Tensor& lens, double scale) {
   TORCH_CHECK(q.dim() == 3 && k_cache.dim() == 3 && v_cache.sizes() == k_cache.sizes() && slots.dim() == 2,
               "decode_attention_bf16: q [B, Hq, D], caches [S, KV, D], slots [B, N]");
   TORCH_CHECK(q.scalar_type() == at::kBFloat16 && k_cache.scalar_type() == at::kBFloat16 &&
@@ -119,7 +118,7 @@ torch::Tensor decode_attention_bf16(const torch::Tensor& q, const torch::Tensor&
     TORCH_CHECK(lp[b] >= 1 && lp[b] <= N, "decode_attention_bf16: lengths must be in [1, slots per row]");
     for (int64_t t = 0; t < lp[b]; ++t) TORCH_CHECK(sp[b * N + t] >= 0 && sp[b * N + t] < S, "decode_attention_bf16: slot");
   }
-  auto out = torch::empty_like(q);
+  auto out = at::empty_like(q);
   const auto* qp = q.data_ptr<at::BFloat16>();
   const auto* kp = k_cache.data_ptr<at::BFloat16>();
   const auto* vp = v_cache.data_ptr<at::BFloat16>();

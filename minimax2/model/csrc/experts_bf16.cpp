@@ -5,7 +5,6 @@
 // expert) pairs are grouped by expert (moe_groups.h) so each chosen expert's weights are read once for
 // all its tokens. Rounds where PyTorch's bf16 ops round (after each product, after silu, after the
 // multiply, the weighted sum in float32), so it agrees with the per-expert torch code to bf16 rounding.
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -18,8 +17,8 @@
 namespace minimax2 {
 
 // x [M, H]; w13 [E, 2I, H] (rows [0, I) gate, [I, 2I) up); w2 [E, H, I]; idx [M, k]; weights [M, k] float32.
-torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& w2,
-                               const torch::Tensor& idx, const torch::Tensor& weights) {
+at::Tensor moe_experts_bf16(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
+                               const at::Tensor& idx, const at::Tensor& weights) {
   TORCH_CHECK(x.dim() == 2 && w13.dim() == 3 && w2.dim() == 3 && idx.dim() == 2 && idx.size(0) == x.size(0),
               "moe_experts_bf16: x [M, H], w13 [E, 2I, H], w2 [E, H, I], idx [M, k]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w13.scalar_type() == at::kBFloat16 &&
@@ -32,10 +31,10 @@ torch::Tensor moe_experts_bf16(const torch::Tensor& x, const torch::Tensor& w13,
   const int64_t P = grp.pairs, G = grp.groups();
   const auto& start = grp.start;
   const auto& gexp = grp.gexp;
-  auto xs = torch::empty({P, H}, x.options());
-  auto gu = torch::empty({P, I2}, x.options());
-  auto h = torch::empty({P, I}, x.options());
-  auto ysorted = torch::empty({P, H}, x.options());
+  auto xs = at::empty({P, H}, x.options());
+  auto gu = at::empty({P, I2}, x.options());
+  auto h = at::empty({P, I}, x.options());
+  auto ysorted = at::empty({P, H}, x.options());
   const auto* xp = x.data_ptr<at::BFloat16>();
   auto* xsp = xs.data_ptr<at::BFloat16>();
   for (int64_t q = 0; q < P; ++q) std::copy(xp + grp.token(q) * H, xp + (grp.token(q) + 1) * H, xsp + q * H);

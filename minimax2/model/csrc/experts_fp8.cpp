@@ -5,7 +5,6 @@
 // read once per step; products as gemv_fp8.cpp computes them. Rounds where the bf16 block (and the
 // dequantize-then-bf16 torch path) rounds: each product to bf16, silu, the gate * up product, and
 // the weighted sum in float32.
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -21,7 +20,7 @@ namespace minimax2 {
 namespace {
 constexpr int64_t kRows = 4;  // weight rows per task unit
 
-const int64_t* table(const torch::Tensor& t, int64_t E, const char* name) {
+const int64_t* table(const at::Tensor& t, int64_t E, const char* name) {
   TORCH_CHECK(t.scalar_type() == at::kLong && t.dim() == 1 && t.size(0) == E && t.is_contiguous() &&
               t.device().is_cpu(), "moe_experts_fp8: ", name, " must be a contiguous int64 CPU tensor [E]");
   const int64_t* p = t.data_ptr<int64_t>();
@@ -33,9 +32,9 @@ const int64_t* table(const torch::Tensor& t, int64_t E, const char* name) {
 // expert e's w1 / w3 [I, H] and w2 [H, I] (float8_e4m3fn, contiguous) and of their float32 scales
 // [ceil(I/128), ceil(H/128)] and [ceil(H/128), ceil(I/128)]. Returns [M, H] bf16:
 // sum_j weights[m, j] * w2 @ (silu(w1 @ x[m]) * (w3 @ x[m])) for expert idx[m, j].
-torch::Tensor moe_experts_fp8(const torch::Tensor& x, const torch::Tensor& idx, const torch::Tensor& weights,
-                              const torch::Tensor& w1_ptrs, const torch::Tensor& w3_ptrs, const torch::Tensor& w2_ptrs,
-                              const torch::Tensor& s1_ptrs, const torch::Tensor& s3_ptrs, const torch::Tensor& s2_ptrs,
+at::Tensor moe_experts_fp8(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& weights,
+                              const at::Tensor& w1_ptrs, const at::Tensor& w3_ptrs, const at::Tensor& w2_ptrs,
+                              const at::Tensor& s1_ptrs, const at::Tensor& s3_ptrs, const at::Tensor& s2_ptrs,
                               int64_t I, int64_t H) {
   TORCH_CHECK(x.dim() == 2 && idx.dim() == 2 && idx.size(0) == x.size(0) && x.size(1) == H,
               "moe_experts_fp8: x [M, H], idx [M, k]");
@@ -51,11 +50,11 @@ torch::Tensor moe_experts_fp8(const torch::Tensor& x, const torch::Tensor& idx, 
     const int64_t e = grp.gexp[g];
     TORCH_CHECK(w1[e] && w3[e] && w2[e] && s1[e] && s3[e] && s2[e], "moe_experts_fp8: null pointer for expert ", e);
   }
-  auto xs = torch::empty({P, Hp}, x.options());
-  auto gu = torch::empty({P, 2 * I}, x.options());
-  auto h = torch::empty({P, I}, x.options());
-  auto hs = torch::empty({P, Ip}, x.options());
-  auto ysorted = torch::empty({P, H}, x.options());
+  auto xs = at::empty({P, Hp}, x.options());
+  auto gu = at::empty({P, 2 * I}, x.options());
+  auto h = at::empty({P, I}, x.options());
+  auto hs = at::empty({P, Ip}, x.options());
+  auto ysorted = at::empty({P, H}, x.options());
   const auto* xp = x.data_ptr<at::BFloat16>();
   auto* xsp = xs.data_ptr<at::BFloat16>();
   for (int64_t q = 0; q < P; ++q) fp8_permute_rows(xp + grp.token(q) * H, 1, H, H, xsp + q * Hp);

@@ -3,7 +3,6 @@
 // call, each chosen expert's weights read once per step, with the products of int4_dot.h. Each
 // product is rounded to bf16 once, and silu and the gate * up product round to bf16 as the torch
 // ops do.
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <cmath>
@@ -18,9 +17,9 @@ namespace minimax2 {
 
 // x [M, H] bf16; p13 [E, 2I, H / 2] and p2 [E, H, I / 2] packed by _convert_weight_to_int4pack_for_cpu;
 // sz13 [E, H / group, 2I, 2] and sz2 [E, I / group, H, 2] scales and zeros; idx [M, k]; weights [M, k].
-torch::Tensor moe_experts_int4(const torch::Tensor& x, const torch::Tensor& p13, const torch::Tensor& sz13,
-                               const torch::Tensor& p2, const torch::Tensor& sz2, int64_t group,
-                               const torch::Tensor& idx, const torch::Tensor& weights) {
+at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at::Tensor& sz13,
+                               const at::Tensor& p2, const at::Tensor& sz2, int64_t group,
+                               const at::Tensor& idx, const at::Tensor& weights) {
   TORCH_CHECK(x.dim() == 2 && p13.dim() == 3 && p2.dim() == 3 && sz13.dim() == 4 && sz2.dim() == 4 && idx.dim() == 2 &&
               idx.size(0) == x.size(0), "moe_experts_int4: x [M, H], p13 [E, 2I, H / 2], p2 [E, H, I / 2], idx [M, k]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && p13.scalar_type() == at::kByte && p2.scalar_type() == at::kByte &&
@@ -43,8 +42,8 @@ torch::Tensor moe_experts_int4(const torch::Tensor& x, const torch::Tensor& p13,
   const auto* xp = x.data_ptr<at::BFloat16>();
   for (int64_t q = 0; q < P; ++q)
     quantize_i16(xp + grp.token(q) * H, 1, H, xq.data() + q * H, xs.data() + q * G1, group, xsum.data() + q * G1);
-  auto gu = torch::empty({P, I2}, x.options());
-  auto ysorted = torch::empty({P, H}, x.options());
+  auto gu = at::empty({P, I2}, x.options());
+  auto ysorted = at::empty({P, H}, x.options());
   auto* gup = gu.data_ptr<at::BFloat16>();
   auto* yp = ysorted.data_ptr<at::BFloat16>();
   const auto* p13p = p13.data_ptr<uint8_t>();

@@ -3,7 +3,6 @@
 // chosen expert's weights read once per step. Products as int8_dot.h computes them (int16-quantised
 // activations, exact integer sums); each sum times the channel's scale is rounded to bf16 once, and
 // silu and the gate * up product round to bf16 as the torch ops do.
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
@@ -19,9 +18,9 @@ namespace minimax2 {
 
 // x [M, H] bf16; w13 [E, 2I, H] int8 with s13 [E, 2I]; w2 [E, H, I] int8 with s2 [E, H]; idx [M, k].
 // weights [M, k] float32. Returns [M, H] bf16: sum_j weights[m, j] * (expert idx[m, j] applied to x[m]).
-torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13, const torch::Tensor& s13,
-                               const torch::Tensor& w2, const torch::Tensor& s2, const torch::Tensor& idx,
-                               const torch::Tensor& weights) {
+at::Tensor moe_experts_int8(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& s13,
+                               const at::Tensor& w2, const at::Tensor& s2, const at::Tensor& idx,
+                               const at::Tensor& weights) {
   TORCH_CHECK(x.dim() == 2 && w13.dim() == 3 && w2.dim() == 3 && s13.dim() == 2 && s2.dim() == 2 && idx.dim() == 2 &&
               idx.size(0) == x.size(0), "moe_experts_int8: x [M, H], w13 [E, 2I, H], s13 [E, 2I], w2 [E, H, I], s2 [E, H], idx [M, k]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w13.scalar_type() == at::kChar && w2.scalar_type() == at::kChar &&
@@ -40,8 +39,8 @@ torch::Tensor moe_experts_int8(const torch::Tensor& x, const torch::Tensor& w13,
   std::vector<float> xs(P * nbH), hsc(P * nbI), hs(P * I);
   const auto* xp = x.data_ptr<at::BFloat16>();
   for (int64_t q = 0; q < P; ++q) quantize_i16(xp + grp.token(q) * H, 1, H, xq.data() + q * H, xs.data() + q * nbH);
-  auto gu = torch::empty({P, I2}, x.options());
-  auto ysorted = torch::empty({P, H}, x.options());
+  auto gu = at::empty({P, I2}, x.options());
+  auto ysorted = at::empty({P, H}, x.options());
   auto* gup = gu.data_ptr<at::BFloat16>();
   auto* yp = ysorted.data_ptr<at::BFloat16>();
   const auto* w13p = w13.data_ptr<int8_t>();

@@ -3,7 +3,7 @@
 // with any range of weight rows. Defined in gemv_fp8.cpp (its header comment says how they work).
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 

@@ -5,7 +5,6 @@
 // linear reaches about half the bus here; this reads each weight row once with the products of
 // bf16_dot.h and rounds each sum to bf16 once, as PyTorch's kernels do. Rows of w are split across
 // PyTorch's intra-op threads.
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -15,13 +14,13 @@
 
 namespace minimax2 {
 
-torch::Tensor gemv_bf16(const torch::Tensor& x, const torch::Tensor& w) {
+at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w) {
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(1), "gemv_bf16: x [M, K], w [N, K]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16, "gemv_bf16: bf16 only");
   TORCH_CHECK(x.is_contiguous() && w.is_contiguous(), "gemv_bf16: contiguous inputs only");
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
   TORCH_CHECK(M >= 1 && M <= 16 && K % 32 == 0, "gemv_bf16: 1 <= M <= 16 and K % 32 == 0");
-  auto y = torch::empty({M, N}, x.options());
+  auto y = at::empty({M, N}, x.options());
   const auto* xp = x.data_ptr<at::BFloat16>();
   const auto* wp = w.data_ptr<at::BFloat16>();
   auto* yp = y.data_ptr<at::BFloat16>();

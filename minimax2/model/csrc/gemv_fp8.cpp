@@ -17,7 +17,6 @@
 // Also here: `fp8_dequantize_bf16`, bf16 tiles of W for the prefill GEMM (fp8_kernels.py), and
 // `fp8_e4m3_to_bf16`, the conversion alone (for tests). Shared with experts_fp8.cpp through
 // `fp8_xstride`, `fp8_permute_rows` and `fp8_rows` (declared in fp8_rows.h).
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
@@ -195,11 +194,11 @@ void fp8_rows(const at::BFloat16* x, int64_t cnt, const uint8_t* w, const float*
   }
 }
 
-torch::Tensor fp8_e4m3_to_bf16(const torch::Tensor& codes) {
+at::Tensor fp8_e4m3_to_bf16(const at::Tensor& codes) {
   TORCH_CHECK(codes.scalar_type() == at::kFloat8_e4m3fn || codes.scalar_type() == at::kByte,
               "fp8_e4m3_to_bf16: float8_e4m3fn or uint8 codes");
   const auto c = codes.contiguous();
-  auto out = torch::empty(c.sizes(), c.options().dtype(at::kBFloat16));
+  auto out = at::empty(c.sizes(), c.options().dtype(at::kBFloat16));
   const auto* src = reinterpret_cast<const uint8_t*>(c.data_ptr());
   auto* dst = reinterpret_cast<uint16_t*>(out.data_ptr());
   const Lut t;
@@ -220,7 +219,7 @@ torch::Tensor fp8_e4m3_to_bf16(const torch::Tensor& codes) {
 
 // Rows [r0, r1) of W dequantized to bf16 (prefill tiles): float(code) * block scale in float32, rounded
 // to nearest even once, exactly as fp8.dequantize(..., dtype=bfloat16) rounds. r0 % 128 == 0.
-torch::Tensor fp8_dequantize_bf16(const torch::Tensor& w, const torch::Tensor& scale_inv, int64_t r0, int64_t r1) {
+at::Tensor fp8_dequantize_bf16(const at::Tensor& w, const at::Tensor& scale_inv, int64_t r0, int64_t r1) {
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kFloat8_e4m3fn && w.is_contiguous() &&
               scale_inv.scalar_type() == at::kFloat && scale_inv.is_contiguous(),
               "fp8_dequantize_bf16: contiguous float8_e4m3fn w [N, K] and float32 scale_inv");
@@ -228,7 +227,7 @@ torch::Tensor fp8_dequantize_bf16(const torch::Tensor& w, const torch::Tensor& s
   TORCH_CHECK(scale_inv.dim() == 2 && scale_inv.size(0) == (N + kBlock - 1) / kBlock && scale_inv.size(1) == nkb,
               "fp8_dequantize_bf16: scale_inv must be [ceil(N/128), ceil(K/128)]");
   TORCH_CHECK(0 <= r0 && r0 <= r1 && r1 <= N && r0 % kBlock == 0, "fp8_dequantize_bf16: 0 <= r0 <= r1 <= N, r0 % 128 == 0");
-  auto out = torch::empty({r1 - r0, K}, torch::dtype(at::kBFloat16));
+  auto out = at::empty({r1 - r0, K}, at::dtype(at::kBFloat16));
   alignas(64) int16_t i0[32], i1[32];  // natural position -> chunk order (the inverse of fp8_permute_rows)
   for (int p = 0; p < 64; ++p) {
     const int lane = p / 16, within = p % 16;
@@ -264,7 +263,7 @@ torch::Tensor fp8_dequantize_bf16(const torch::Tensor& w, const torch::Tensor& s
   return out;
 }
 
-torch::Tensor gemv_fp8(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& scale_inv) {
+at::Tensor gemv_fp8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale_inv) {
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && scale_inv.dim() == 2 && x.size(1) == w.size(1),
               "gemv_fp8: x [M, K], w [N, K], scale_inv [ceil(N/128), ceil(K/128)]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kFloat8_e4m3fn &&
@@ -274,9 +273,9 @@ torch::Tensor gemv_fp8(const torch::Tensor& x, const torch::Tensor& w, const tor
   TORCH_CHECK(M >= 1 && M <= 16 && K >= 1, "gemv_fp8: 1 <= M <= 16");
   TORCH_CHECK(scale_inv.size(0) == (N + kBlock - 1) / kBlock && scale_inv.size(1) == (K + kBlock - 1) / kBlock,
               "gemv_fp8: scale_inv must be [ceil(N/128), ceil(K/128)]");
-  auto xp = torch::empty({M, fp8_xstride(K)}, x.options());
+  auto xp = at::empty({M, fp8_xstride(K)}, x.options());
   fp8_permute_rows(x.data_ptr<at::BFloat16>(), M, K, K, xp.data_ptr<at::BFloat16>());
-  auto y = torch::empty({M, N}, x.options());
+  auto y = at::empty({M, N}, x.options());
   const auto* xpp = xp.data_ptr<at::BFloat16>();
   const auto* wp = reinterpret_cast<const uint8_t*>(w.data_ptr());
   const float* sp = scale_inv.data_ptr<float>();

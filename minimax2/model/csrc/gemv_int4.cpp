@@ -1,7 +1,6 @@
 // int4 weight-only matrix-vector products for decode (the attention projections of an int4 model):
 // y = x @ w.T for a few bf16 rows of x (M <= 16) and w in PyTorch's int4pack layout with group-wise
 // scales and zeros, with the products of int4_dot.h. Blocks of 64 rows are split across threads.
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <vector>
@@ -12,7 +11,7 @@
 namespace minimax2 {
 
 // x [M, K] bf16; packed [N, K / 2] uint8 from _convert_weight_to_int4pack_for_cpu; sz [K / group, N, 2].
-torch::Tensor gemv_int4(const torch::Tensor& x, const torch::Tensor& packed, int64_t group, const torch::Tensor& sz) {
+at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& packed, int64_t group, const at::Tensor& sz) {
   TORCH_CHECK(x.dim() == 2 && packed.dim() == 2 && sz.dim() == 3 && packed.size(1) * 2 == x.size(1),
               "gemv_int4: x [M, K], packed [N, K / 2], scales and zeros [K / group, N, 2]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && packed.scalar_type() == at::kByte && sz.scalar_type() == at::kBFloat16,
@@ -28,7 +27,7 @@ torch::Tensor gemv_int4(const torch::Tensor& x, const torch::Tensor& packed, int
   std::vector<int32_t> sums(M * G);
   quantize_i16(x.data_ptr<at::BFloat16>(), M, K, q.data(), s.data(), group, sums.data());
   const Int4Acts a{q.data(), s.data(), sums.data(), K, G};
-  auto y = torch::empty({M, N}, x.options());
+  auto y = at::empty({M, N}, x.options());
   const auto* pp = packed.data_ptr<uint8_t>();
   const auto* szp = sz.data_ptr<at::BFloat16>();
   auto* yp = y.data_ptr<at::BFloat16>();

@@ -1,7 +1,6 @@
 // int8 weight-only matrix-vector products for decode (the attention projections of an int8 model):
 // y[m, n] = (sum_k x[m, k] * w[n, k]) * scale[n] for a few bf16 rows of x (M <= 16), with the
 // products of int8_dot.h. Rows of w are split across PyTorch's intra-op threads.
-#include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -12,7 +11,7 @@
 
 namespace minimax2 {
 
-torch::Tensor gemv_int8(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& scale) {
+at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale) {
   TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && scale.dim() == 1 && x.size(1) == w.size(1) && scale.size(0) == w.size(0),
               "gemv_int8: x [M, K], w [N, K], scale [N]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kChar && scale.scalar_type() == at::kBFloat16,
@@ -24,7 +23,7 @@ torch::Tensor gemv_int8(const torch::Tensor& x, const torch::Tensor& w, const to
   std::vector<int16_t> q(M * K);
   std::vector<float> s(M * nb);
   quantize_i16(x.data_ptr<at::BFloat16>(), M, K, q.data(), s.data());
-  auto y = torch::empty({M, N}, x.options());
+  auto y = at::empty({M, N}, x.options());
   const auto* wp = w.data_ptr<int8_t>();
   const auto* sp = scale.data_ptr<at::BFloat16>();
   auto* yp = y.data_ptr<at::BFloat16>();

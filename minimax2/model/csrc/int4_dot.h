@@ -11,7 +11,7 @@
 // permutation, against the broadcast activation pair. Each group's sums turn into float32 once.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 #include <immintrin.h>
 
 #include <cstdint>

@@ -10,7 +10,7 @@
 // rounded to bf16 once after the channel scale, as the torch op rounds.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 #include <immintrin.h>
 
 #include <algorithm>

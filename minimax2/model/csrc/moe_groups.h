@@ -1,6 +1,6 @@
 // (token, expert) pairs of a routed batch, grouped by expert: shared by the expert blocks (experts_*.cpp).
 #pragma once
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 
 #include <algorithm>
 #include <numeric>
@@ -14,7 +14,7 @@ struct ExpertGroups {
   std::vector<int64_t> order, start, gexp;
   int64_t pairs = 0, k = 0;
 
-  ExpertGroups(const torch::Tensor& idx, int64_t E, const char* who) {
+  ExpertGroups(const at::Tensor& idx, int64_t E, const char* who) {
     const auto e_idx = idx.to(at::kLong).contiguous();
     const int64_t* ep = e_idx.data_ptr<int64_t>();
     k = idx.size(1);
@@ -33,7 +33,7 @@ struct ExpertGroups {
 
   // out[m] = bf16(sum_j weights[m, j] * ys[pair (m, j)]), summed in j order in float32 like
   // (weights[:, :, None] * ys).sum(1).to(bf16); ysorted holds the pairs in expert order.
-  torch::Tensor combine(const at::BFloat16* ysorted, const torch::Tensor& weights, int64_t M, int64_t H) const {
+  at::Tensor combine(const at::BFloat16* ysorted, const at::Tensor& weights, int64_t M, int64_t H) const {
     TORCH_CHECK(weights.scalar_type() == at::kFloat && weights.dim() == 2 && weights.size(0) == M &&
                 weights.size(1) == k, "expert block: weights must be float32 [M, k]");
     const auto wc = weights.contiguous();
@@ -41,7 +41,7 @@ struct ExpertGroups {
     std::vector<int64_t> where(pairs);
     for (int64_t q = 0; q < pairs; ++q) where[order[q]] = q;
     std::vector<float> acc(H);
-    auto out = torch::empty({M, H}, torch::dtype(at::kBFloat16));
+    auto out = at::empty({M, H}, at::dtype(at::kBFloat16));
     auto* op = out.data_ptr<at::BFloat16>();
     for (int64_t m = 0; m < M; ++m) {
       std::fill(acc.begin(), acc.end(), 0.f);

@@ -2,7 +2,6 @@
 // scores + e_score_correction_bias choose the experts, and the chosen experts' unbiased scores,
 // renormalised to sum 1, weight them. Replaces eight small torch ops per layer. Experts come out
 // in descending order of the biased score; ties go to the lower index.
-#include <torch/extension.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,14 +13,14 @@
 
 namespace minimax2 {
 
-std::tuple<torch::Tensor, torch::Tensor> moe_route(const torch::Tensor& logits, const torch::Tensor& bias, int64_t k) {
+std::tuple<at::Tensor, at::Tensor> moe_route(const at::Tensor& logits, const at::Tensor& bias, int64_t k) {
   TORCH_CHECK(logits.dim() == 2 && bias.dim() == 1 && logits.size(1) == bias.size(0) && k >= 1 && k <= bias.size(0),
               "moe_route: logits [M, E], bias [E], 1 <= k <= E");
   const auto lf = logits.to(at::kFloat).contiguous();
   const auto bc = bias.to(at::kFloat).contiguous();  // a bf16 bias adds exactly as torch promotes it
   const int64_t M = logits.size(0), E = logits.size(1);
-  auto idx = torch::empty({M, k}, torch::dtype(at::kLong));
-  auto w = torch::empty({M, k}, torch::dtype(at::kFloat));
+  auto idx = at::empty({M, k}, at::dtype(at::kLong));
+  auto w = at::empty({M, k}, at::dtype(at::kFloat));
   const float *lp = lf.data_ptr<float>(), *bp = bc.data_ptr<float>();
   int64_t* ip = idx.data_ptr<int64_t>();
   float* wp = w.data_ptr<float>();

@@ -5,7 +5,7 @@
 // loop this replaced took 3 us per 1024-wide row.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 #include <immintrin.h>
 
 #include <cmath>

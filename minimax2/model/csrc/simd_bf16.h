@@ -1,7 +1,7 @@
 // 16-lane bf16 <-> float32 moves shared by the kernels (AVX-512 / AVX512-BF16).
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 #include <immintrin.h>
 
 namespace minimax2 {

@@ -3,7 +3,7 @@
 // across threads. Rounds where torch's bf16 silu and multiply round (exp from vec_math.h).
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
