@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from minimax2.bench.roofline import read_bandwidth
 from minimax2.model import cpu_kernels
+from minimax2.model.experts import Bf16Experts
 from minimax2.model.linear import Int4Linear, int8_rows
 
 
@@ -124,7 +125,8 @@ def main() -> None:
             ys.append(F.linear(F.silu(gate) * up, w2[j][ex]))
         return (wts[0, :, None] * torch.cat(ys)).sum(0)
 
-    nat = timed(lambda: ext.moe_experts_bf16(x, w13[next(it) % layers], w2[next(it) % layers], route(), wts), args.runs)
+    blocks = [Bf16Experts.from_stacks(w13[j], w2[j]) for j in range(layers)]
+    nat = timed(lambda: blocks[next(it) % layers].decode(x, route(), wts), args.runs)
     ref = timed(lambda: torch_experts(next(it) % layers), args.runs)
     rows.append(("experts bf16 (4 of 32)", top * 3 * h * i * 2, nat, ref))
     # per layer (w13 int8, s13, w2 int8, s2): the int8 expert stacks and their per-row scales

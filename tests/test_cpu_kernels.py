@@ -188,9 +188,12 @@ def test_expert_block_equals_the_per_expert_ops(ext, tokens):
     from minimax2.model.experts import Bf16Experts
 
     weights = torch.rand(tokens, k, generator=g)
-    _close_to_weighted_sum(Bf16Experts(w13, w2).decode(x, idx, weights), want, weights)
+    experts = Bf16Experts.from_stacks(w13, w2)
+    _close_to_weighted_sum(experts.decode(x, idx, weights), want, weights)
+    separate = Bf16Experts(*([w.clone() for w in ws] for ws in experts.parts))  # not rows of one stack
+    assert torch.equal(separate.decode(x, idx, weights), experts.decode(x, idx, weights))
     with pytest.raises(RuntimeError, match="expert index"):
-        ext.moe_experts_bf16(x, w13, w2, torch.full((tokens, 1), 6), weights[:, :1])
+        ext.moe_experts_bf16(x, torch.full((tokens, 1), 6), weights[:, :1], *experts.tables, i, h)
 
 
 def _close_to_weighted_sum(got, ys, weights):

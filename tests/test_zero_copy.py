@@ -1,5 +1,6 @@
 """Zero-copy starts (issue 15 item 3): `minimax2 convert --to int8|int4` writes the serving form once;
-loading it maps the shards (no weights in anonymous memory) and gives the logits of quantising at load."""
+loading it maps the shards (no weights in anonymous memory) and gives the logits of quantising at load.
+A bf16 checkpoint served in bf16 is mapped the same way (q/k/v and every expert's w1/w3/w2 read in place)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import sys
 import pytest
 import torch
 
+from minimax2.model import cpu_kernels
 from minimax2.model.attention import AttentionMetadata
 from minimax2.model.config import ModelConfig
 from minimax2.model.loader import CheckpointError, load_model
+from minimax2.model.experts import Bf16Experts
 from minimax2.model.memory import serving_bytes
+from minimax2.model.quant import serving_model
 from minimax2.model.synth import write_random_checkpoint
 
 MiB = 2**20
@@ -42,7 +46,8 @@ def _logits(model, n: int = 24) -> torch.Tensor:
 def ckpts(tmp_path_factory):
     root = tmp_path_factory.mktemp("zc")
     src = write_random_checkpoint(root / "fp8", ModelConfig(**SHAPE), fp8=True, max_shard_bytes=64 * MiB)
-    out = {"src": src}
+    out = {"src": src, "bf16": write_random_checkpoint(root / "bf16", ModelConfig(**SHAPE), fp8=False,
+                                                       max_shard_bytes=64 * MiB)}
     for form, group in (("int8", 128), ("int4", 64)):
         args = ["--to", form] + (["--group-size", str(group)] if form == "int4" else []) + ["--shard-size-mb", "64"]
         r = subprocess.run([sys.executable, "-m", "minimax2.cli", "convert", "--model", str(src),
@@ -63,7 +68,7 @@ def test_converted_checkpoint_gives_the_logits_of_quantising_at_load(ckpts, form
     assert torch.equal(_logits(mapped), _logits(copied))
 
 
-@pytest.mark.parametrize("form", ["int8", "int4"])
+@pytest.mark.parametrize("form", ["int8", "int4", "bf16"])
 def test_loading_a_converted_checkpoint_keeps_weights_out_of_anonymous_memory(ckpts, tmp_path, form):
     tiny = write_random_checkpoint(tmp_path / "tiny", ModelConfig(**{**SHAPE, "hidden_size": 128, "head_dim": 32,
                                                                    "rotary_dim": 16, "intermediate_size": 128}))
@@ -71,8 +76,26 @@ def test_loading_a_converted_checkpoint_keeps_weights_out_of_anonymous_memory(ck
                        timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads(r.stdout.strip().splitlines()[-1])
-    weights = serving_bytes(ModelConfig(**SHAPE), form, torch.bfloat16, 64)
+    weights = serving_bytes(ModelConfig(**SHAPE), "float" if form == "bf16" else form, torch.bfloat16, 64)
+    if form == "bf16" and cpu_kernels.loaded():
+        assert m["experts"] == "Bf16Experts"
     assert m["extra"] < 512 * MiB and m["extra"] < 0.1 * weights, (m["extra"] / MiB, weights / MiB)
+
+
+@pytest.mark.skipif(not cpu_kernels.loaded(), reason="the bf16 serving form needs the native kernels")
+def test_mapped_bf16_checkpoint_gives_the_logits_of_the_copied_model(ckpts):
+    mapped = load_model(ckpts["bf16"], torch.bfloat16)
+    experts = mapped.layers[1].moe.experts
+    assert isinstance(experts, Bf16Experts) and not hasattr(experts, "stacks")  # views of the file, no stacks
+    assert mapped.layers[0].attn.qkv_proj.parts is not None
+    copied = serving_model(load_model(ckpts["bf16"], torch.float32).to(torch.bfloat16))  # fused q/k/v, stacks
+    assert copied.layers[0].attn.qkv_proj.parts is None and hasattr(copied.layers[1].moe.experts, "stacks")
+    ids = torch.tensor([7])
+    with torch.no_grad():  # decode: the native kernels on both, so equal to the bit
+        one = [m(ids, torch.tensor([0]), AttentionMetadata.for_batch(1, 1)) for m in (mapped, copied)]
+    assert torch.equal(*one)
+    a, b = _logits(mapped), _logits(copied)  # prefill: torch's GEMMs over separate parts vs fused
+    assert (a - b).abs().max() <= 0.02 * b.abs().max() and torch.equal(a.argmax(-1), b.argmax(-1))
 
 
 def test_a_converted_checkpoint_is_not_quantised_again(ckpts):

@@ -33,7 +33,6 @@ def trained_text_quality(model_dir: str | Path, precisions, conversations: int =
     distributions are nearly flat, so their top-1 agreement mostly measures noise (bf16 itself agrees
     with float32 on ~88% there); a trained model's confident predictions are what quantisation must keep."""
     from ..chat.tokenizer import Tokenizer
-    from ..model.quant import quantize_model
     from ..train.data import assistant_spans
     from ..train.synthetic import heldout_examples
 
@@ -45,6 +44,6 @@ def trained_text_quality(model_dir: str | Path, precisions, conversations: int =
     out = {"model": str(model_dir), "conversations": len(texts), "tokens": sum(map(len, texts))}
     for prec in precisions:
         if prec != "bf16":
-            out[prec] = quality(quantize_model(load_model(model_dir, torch.bfloat16), prec), ref, texts)
+            out[prec] = quality(load_model(model_dir, torch.bfloat16, quantization=prec), ref, texts)
     out["bf16 vs float32"] = quality(ref, load_model(model_dir, torch.float32), texts)
     return out

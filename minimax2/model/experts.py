@@ -8,7 +8,8 @@ a native decode block also has `decode(x, idx, weights)` for decode batches (at 
 * `TorchExperts`: float w13 [E, 2I, H] (rows [0, I) = w1 gate, [I, 2I) = w3 up) and w2 [E, H, I]
   parameters; the training form and the fallback. Tokens are grouped by expert and only experts that
   received tokens run; on a GPU, small batches run their chosen experts as two batched products.
-* `Bf16Experts`: the same stacks in bf16 with the native bf16 expert block for decode.
+* `Bf16Experts`: bf16 w1 / w3 / w2 per expert (views of a mapped checkpoint, or of stacks) with the
+  native bf16 expert block for decode, through pointer tables.
 * `Int8Experts` / `Int4Experts`: quantised stacks (per-row int8; int4 groups in torch's int4pack
   layout) with their native blocks; prefill runs each active expert through torch's packed ops.
 """
@@ -64,6 +65,10 @@ class TorchExperts(nn.Module):
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         return F.linear(swiglu(F.linear(x, self.w13[e])), self.w2[e])
 
+    def expert_weights(self, e: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert e's fused gate/up [2I, H] and down [H, I] weights."""
+        return self.w13[e], self.w2[e]
+
     def _gathered(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Each (token, choice) pair through its expert in two batched products over the chosen experts'
         weights. The grouped loop asks the host which experts are active, a device sync per layer that
@@ -86,20 +91,41 @@ class TorchExperts(nn.Module):
 
 
 class Bf16Experts(nn.Module):
-    """bf16 stacks on a CPU with the native kernels; w13 / w2 as in `TorchExperts`, as buffers."""
+    """bf16 experts on a CPU with the native kernels: per expert w1 / w3 [I, H] and w2 [H, I], separate
+    tensors (views of a mapped bf16 checkpoint, or rows of stacks built in memory: `from_stacks`) that
+    the native block reads through pointer tables built once here."""
 
-    def __init__(self, w13: torch.Tensor, w2: torch.Tensor):
+    def __init__(self, w1, w3, w2):
         super().__init__()
-        self.num_experts = w13.shape[0]
-        self.register_buffer("w13", w13)
-        self.register_buffer("w2", w2)
+        self.num_experts = len(w1)
+        self.intermediate, self.hidden = w1[0].shape
+        i, h = self.intermediate, self.hidden
+        for name, ws, shape in (("w1", w1, (i, h)), ("w3", w3, (i, h)), ("w2", w2, (h, i))):
+            if len(ws) != self.num_experts or any(tuple(w.shape) != shape or w.dtype != torch.bfloat16
+                                                  or not w.is_contiguous() or w.device.type != "cpu" for w in ws):
+                raise ValueError(f"{name}: expected {self.num_experts} contiguous bf16 CPU {shape} tensors")
+        self.parts = tuple(tuple(ws) for ws in (w1, w3, w2))  # not buffers: possibly views of the file
+        self.tables = tuple(torch.tensor([w.data_ptr() for w in ws], dtype=torch.int64) for ws in self.parts)
         self._block = cpu_kernels.load().moe_experts_bf16
 
+    @classmethod
+    def from_stacks(cls, w13: torch.Tensor, w2: torch.Tensor) -> "Bf16Experts":
+        """Over stacks w13 [E, 2I, H] (gate rows, then up rows) and w2 [E, H, I]; keeps them alive."""
+        i = w2.shape[2]
+        mod = cls([w[:i] for w in w13], [w[i:] for w in w13], list(w2))
+        mod.stacks = (w13, w2)
+        return mod
+
+    def expert_weights(self, e: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert e's fused gate/up [2I, H] and down [H, I] weights (a copy of the first)."""
+        return torch.cat([self.parts[0][e], self.parts[1][e]]), self.parts[2][e]
+
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(swiglu(F.linear(x, self.w13[e])), self.w2[e])
+        w1, w3, w2 = (ws[e] for ws in self.parts)
+        return F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2)
 
     def decode(self, x, idx, weights):
-        return self._block(x, self.w13, self.w2, idx, weights)
+        return self._block(x.contiguous(), idx, weights, *self.tables, self.intermediate, self.hidden)
 
     def forward(self, x, idx, weights):
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]

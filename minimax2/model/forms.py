@@ -2,7 +2,7 @@
 from the requested quantization, the model dtype and the device, and the builders that fill them.
 
 Forms: "float" (the model dtype: bf16 with the native kernels on a CPU that has them, torch's ops
-otherwise), "fp8" (the official FP8 weights and block scales read in place, CPU; zero_copy.py), "int8"
+otherwise; a bf16 checkpoint in bf16 is mapped as it is, zero_copy.py), "fp8" (the official FP8 weights and block scales read in place, CPU; zero_copy.py), "int8"
 and "int4" (weight-only, CPU). Under int8 and int4 lm_head is int8 (as llama.cpp
 keeps its output matrix at 6-8 bits in Q4 files); the router, the routing bias, norms and embeddings
 stay in the model dtype, as in M2's own FP8 release.
@@ -39,10 +39,10 @@ def default_form(fp8_checkpoint: bool, dtype: torch.dtype, device: torch.device 
     """The form when no quantization is asked for: FP8 checkpoints are served as released ("fp8") in bf16 on
     a CPU with the native kernels (without them every decode step would dequantize tiles); everything
     else keeps its weights in the model dtype ("float")."""
-    return "fp8" if fp8_checkpoint and _native_bf16(dtype, device) else "float"
+    return "fp8" if fp8_checkpoint and native_bf16(dtype, device) else "float"
 
 
-def _native_bf16(dtype: torch.dtype, device: torch.device | str) -> bool:
+def native_bf16(dtype: torch.dtype, device: torch.device | str) -> bool:
     return dtype == torch.bfloat16 and torch.device(device).type == "cpu" and cpu_kernels.loaded()
 
 
@@ -80,7 +80,7 @@ def make_linear(weight: torch.Tensor | None, form: str, dtype: torch.dtype, grou
         qs = quantize_rows(form, n, k, rows or (lambda a, b: weight[a:b]), dtype, group_size, name)
         return quantized_linear(form, *qs, dtype, group_size)
     w = (weight if weight is not None else rows(0, shape[0])).detach().to(dtype)
-    if _native_bf16(dtype, w.device) and w.shape[1] % 32 == 0:
+    if native_bf16(dtype, w.device) and w.shape[1] % 32 == 0:
         return Bf16Linear(w.contiguous())
     lin = Linear(w.shape[1], w.shape[0], bias=False, device="meta")
     lin.weight = nn.Parameter(w, requires_grad=False)
@@ -132,8 +132,8 @@ def experts_module(form: str, b: list[torch.Tensor], dtype: torch.dtype, group_s
     """The expert-stack module of `form` over its final buffers (filled here, or views of a file)."""
     if form == "float":
         h, i = b[1].shape[1], b[1].shape[2]
-        if _native_bf16(dtype, b[0].device) and h % 32 == 0 and i % 32 == 0:
-            return Bf16Experts(*b)
+        if native_bf16(dtype, b[0].device) and h % 32 == 0 and i % 32 == 0:
+            return Bf16Experts.from_stacks(*b)
         mod = TorchExperts(b[0].shape[0], h, i).to("meta")
         mod.w13, mod.w2 = (nn.Parameter(t, requires_grad=False) for t in b)
         return mod

@@ -30,17 +30,22 @@ class Linear(nn.Linear):
 
 
 class Bf16Linear(nn.Module):
-    """bf16 weights on a CPU with the native kernels (the caller checked `cpu_kernels.loaded()`)."""
+    """bf16 weights on a CPU with the native kernels (the caller checked `cpu_kernels.loaded()`). A fused
+    projection mapped from a checkpoint (q/k/v) keeps its parts separate (`parts`, views of the file)
+    instead of a concatenated copy; otherwise the one weight is a buffer."""
 
-    def __init__(self, weight: torch.Tensor):
+    def __init__(self, weight: torch.Tensor | None = None, parts: list[torch.Tensor] | None = None):
         super().__init__()
-        self.register_buffer("weight", weight.detach().contiguous())
+        if parts is None:
+            self.register_buffer("weight", weight.detach().contiguous())
+        self.parts = None if parts is None else tuple(parts)  # not buffers: views of the file
         self.gemv = cpu_kernels.load().gemv_bf16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if 0 < x.shape[0] <= MAX_ROWS:
-            return self.gemv(x, self.weight)
-        return F.linear(x, self.weight)
+        fn = self.gemv if 0 < x.shape[0] <= MAX_ROWS else F.linear
+        if self.parts is None:
+            return fn(x, self.weight)
+        return torch.cat([fn(x, w) for w in self.parts], dim=-1)
 
 
 def int8_rows(weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

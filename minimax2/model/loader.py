@@ -20,12 +20,12 @@ from safetensors import SafetensorError, safe_open
 
 from .config import ModelConfig
 from .fill import fill
-from .forms import check_form, default_form
+from .forms import check_form, default_form, native_bf16
 from .fp8 import FP8_DTYPE, dequantize, scale_shape
 from .memory import check_memory
 from .minimax_m2 import MiniMaxM2
 from .prequant import form_of
-from .zero_copy import load_fp8, load_mapped
+from .zero_copy import load_bf16, load_fp8, load_mapped, mappable_bf16
 from .progress import LoadProgress
 from .weights import checkpoint_targets, is_ignored
 
@@ -151,15 +151,19 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
                               f"(`minimax2 convert --to fp8` makes one)")
     with ExitStack() as stack:
         handles = {f: _open(f, stack) for f in sorted(set(files.values()))}
-        shapes = {}
+        shapes, dtypes = {}, {}
         for name, f in files.items():
             try:
-                shapes[name] = tuple(handles[f].get_slice(name).get_shape())
+                t = handles[f].get_slice(name)
+                shapes[name], dtypes[name] = tuple(t.get_shape()), t.get_dtype()
             except (SafetensorError, OSError) as e:
                 raise CheckpointError(f"{f}: tensor {name} listed in the index is not in the file ({e})") from e
         validate(cfg, shapes)
-        if form == "fp8":  # the file is the serving form: mapped, nothing read up front
-            model = load_fp8(cfg, files, dtype, kv_bytes, max_memory)
+        used = {name: d for name, d in dtypes.items() if not is_ignored(name, cfg)}
+        if form == "fp8" or (form == "float" and native_bf16(dtype, device) and mappable_bf16(cfg, used)):
+            # the file is the serving form: mapped, nothing read up front
+            model = (load_fp8(cfg, files, dtype, kv_bytes, max_memory) if form == "fp8"
+                     else load_bf16(cfg, {n: files[n] for n in used}, kv_bytes, max_memory))
             model.eval()
             return model
         check_memory(cfg, form, dtype, group_size, kv_bytes, max_memory)

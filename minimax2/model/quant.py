@@ -31,6 +31,12 @@ def quantize_model(model: MiniMaxM2, method: str, group_size: int = 128) -> Mini
     return serving_model(model, method, group_size)
 
 
+def _weight(lin) -> torch.Tensor:
+    """A linear's whole weight (a mapped fused projection keeps q/k/v apart: concatenated here)."""
+    parts = getattr(lin, "parts", None)
+    return torch.cat(parts) if parts else lin.weight
+
+
 def serving_model(model: MiniMaxM2, method: str = "float", group_size: int = 128) -> MiniMaxM2:
     """An in-memory float-form model (built or trained here) in its serving `method` form ("float": the
     model dtype's form, e.g. bf16 with the native kernels), for inference only."""
@@ -40,13 +46,13 @@ def serving_model(model: MiniMaxM2, method: str = "float", group_size: int = 128
         for i, layer in enumerate(model.layers):
             a = layer.attn
             layer.moe.gate = make_linear(layer.moe.gate.weight, "float", dtype)
-            a.qkv_proj = make_linear(a.qkv_proj.weight, method, dtype, group_size, f"layers.{i}.qkv_proj")
-            a.o_proj = make_linear(a.o_proj.weight, method, dtype, group_size, f"layers.{i}.o_proj")
+            a.qkv_proj = make_linear(_weight(a.qkv_proj), method, dtype, group_size, f"layers.{i}.qkv_proj")
+            a.o_proj = make_linear(_weight(a.o_proj), method, dtype, group_size, f"layers.{i}.o_proj")
             old = layer.moe.experts
             b = ExpertsBuilder(method, cfg.num_local_experts, cfg.hidden_size, cfg.intermediate_size, dtype,
                                group_size=group_size)
             for e in range(cfg.num_local_experts):
-                b.put(e, old.w13[e], old.w2[e])
+                b.put(e, *old.expert_weights(e))
             layer.moe.experts = b.module()
             del old
         model.lm_head = make_linear(model.lm_head.weight, lm_head_form(method), dtype)

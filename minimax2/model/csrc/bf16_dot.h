@@ -18,12 +18,13 @@ constexpr int64_t kBf16Rows = 4;  // weight rows per task unit
 // reads than the hardware prefetcher alone (measured; 16 KiB ahead was no better).
 constexpr int64_t kBf16Prefetch = 8192;
 
-// Rows [n, n + rows) of y for the M rows of x starting at x (row stride K, output row stride N).
+// Rows [n, n + rows) of y for the M rows of x starting at x (row stride K) against w [N, K]; y's row
+// stride is ldy (N for a plain product; 2I where gate and up rows land side by side).
 // Each weight row is read start to end (one sequential stream: 57 GB/s on two cores where four
 // interleaved rows read 41, measured), with four float32 chains per row of x.
 template <int M>
 inline void block_bf16(const at::BFloat16* x, const at::BFloat16* w, at::BFloat16* y, int64_t K, int64_t N,
-                       int64_t n, int64_t rows) {
+                       int64_t ldy, int64_t n, int64_t rows) {
   const char* end = reinterpret_cast<const char*>(w + N * K);
   for (int64_t r = 0; r < rows; ++r) {
     const at::BFloat16* row = w + (n + r) * K;
@@ -47,24 +48,24 @@ inline void block_bf16(const at::BFloat16* x, const at::BFloat16* w, at::BFloat1
         acc[m][0] = _mm512_dpbf16_ps(acc[m][0], wv, (__m512bh)_mm512_loadu_si512(x + m * K + k));
     }
     for (int m = 0; m < M; ++m)
-      y[m * N + n + r] = at::BFloat16(_mm512_reduce_add_ps(
+      y[m * ldy + n + r] = at::BFloat16(_mm512_reduce_add_ps(
           _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3]))));
   }
 }
 
-// Weight rows [n, n + rows) against `cnt` rows of x (row stride K; y row stride N), four rows of x at a
+// Weight rows [n, n + rows) against `cnt` rows of x (row stride K; y row stride ldy), four rows of x at a
 // time: a block of weight rows (8 KiB at K = 1024 and four rows) is read from memory once and from L1
 // for the later rows of x.
 inline void rows_bf16(const at::BFloat16* x, int64_t cnt, const at::BFloat16* w, at::BFloat16* y, int64_t K,
-                      int64_t N, int64_t n, int64_t rows) {
+                      int64_t N, int64_t ldy, int64_t n, int64_t rows) {
   for (int64_t m = 0; m < cnt; m += 4) {
     const at::BFloat16* xm = x + m * K;
-    at::BFloat16* ym = y + m * N;
+    at::BFloat16* ym = y + m * ldy;
     switch (std::min<int64_t>(4, cnt - m)) {
-      case 1: block_bf16<1>(xm, w, ym, K, N, n, rows); break;
-      case 2: block_bf16<2>(xm, w, ym, K, N, n, rows); break;
-      case 3: block_bf16<3>(xm, w, ym, K, N, n, rows); break;
-      default: block_bf16<4>(xm, w, ym, K, N, n, rows); break;
+      case 1: block_bf16<1>(xm, w, ym, K, N, ldy, n, rows); break;
+      case 2: block_bf16<2>(xm, w, ym, K, N, ldy, n, rows); break;
+      case 3: block_bf16<3>(xm, w, ym, K, N, ldy, n, rows); break;
+      default: block_bf16<4>(xm, w, ym, K, N, ldy, n, rows); break;
     }
   }
 }

@@ -13,7 +13,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fp8_dequantize_bf16", &fp8_dequantize_bf16, "rows [r0, r1) of an fp8 block-scaled weight as bf16 (prefill tiles)");
   m.def("fp8_e4m3_to_bf16", &fp8_e4m3_to_bf16, "float8_e4m3fn codes -> bf16 through the fp8 kernels' conversion");
   m.def("moe_route", &moe_route, "sigmoid top-k routing with the selection bias -> (idx, weights)");
-  m.def("moe_experts_bf16", &moe_experts_bf16, "a few tokens through their top-k bf16 SwiGLU experts, weighted -> [M, H]");
+  m.def("moe_experts_bf16", &moe_experts_bf16,
+        "a few tokens through their top-k bf16 SwiGLU experts (weights by pointer table), weighted -> [M, H]");
   m.def("moe_experts_int8", &moe_experts_int8, "a few tokens through their top-k int8 SwiGLU experts, weighted -> [M, H]");
   m.def("moe_experts_int4", &moe_experts_int4, "a few tokens through their top-k int4 SwiGLU experts, weighted -> [M, H]");
   m.def("moe_experts_fp8", &moe_experts_fp8,

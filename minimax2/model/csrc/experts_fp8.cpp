@@ -17,16 +17,7 @@
 
 namespace minimax2 {
 
-namespace {
-constexpr int64_t kRows = 4;  // weight rows per task unit
-
-const int64_t* table(const at::Tensor& t, int64_t E, const char* name) {
-  TORCH_CHECK(t.scalar_type() == at::kLong && t.dim() == 1 && t.size(0) == E && t.is_contiguous() &&
-              t.device().is_cpu(), "moe_experts_fp8: ", name, " must be a contiguous int64 CPU tensor [E]");
-  const int64_t* p = t.data_ptr<int64_t>();
-  return p;
-}
-}  // namespace
+constexpr int64_t kFp8ExpertRows = 4;  // weight rows per task unit
 
 // x [M, H] bf16; idx [M, k] expert indices; weights [M, k] float32; *_ptrs int64 [E]: addresses of
 // expert e's w1 / w3 [I, H] and w2 [H, I] (float8_e4m3fn, contiguous) and of their float32 scales
@@ -42,8 +33,10 @@ at::Tensor moe_experts_fp8(const at::Tensor& x, const at::Tensor& idx, const at:
               "moe_experts_fp8: contiguous bf16 x");
   TORCH_CHECK(H >= 1 && I >= 16 && I % 16 == 0, "moe_experts_fp8: I % 16 == 0");
   const int64_t E = w1_ptrs.size(0), M = x.size(0);
-  const int64_t *w1 = table(w1_ptrs, E, "w1_ptrs"), *w3 = table(w3_ptrs, E, "w3_ptrs"), *w2 = table(w2_ptrs, E, "w2_ptrs");
-  const int64_t *s1 = table(s1_ptrs, E, "s1_ptrs"), *s3 = table(s3_ptrs, E, "s3_ptrs"), *s2 = table(s2_ptrs, E, "s2_ptrs");
+  const char* who = "moe_experts_fp8";
+  const int64_t *w1 = pointer_table(w1_ptrs, E, who, "w1_ptrs"), *w3 = pointer_table(w3_ptrs, E, who, "w3_ptrs");
+  const int64_t *w2 = pointer_table(w2_ptrs, E, who, "w2_ptrs"), *s1 = pointer_table(s1_ptrs, E, who, "s1_ptrs");
+  const int64_t *s3 = pointer_table(s3_ptrs, E, who, "s3_ptrs"), *s2 = pointer_table(s2_ptrs, E, who, "s2_ptrs");
   const ExpertGroups grp(idx, E, "moe_experts_fp8");
   const int64_t P = grp.pairs, G = grp.groups(), Hp = fp8_xstride(H), Ip = fp8_xstride(I);
   for (int64_t g = 0; g < G; ++g) {
@@ -64,21 +57,21 @@ at::Tensor moe_experts_fp8(const at::Tensor& x, const at::Tensor& idx, const at:
   auto* yp = ysorted.data_ptr<at::BFloat16>();
   auto u8 = [](int64_t a) { return reinterpret_cast<const uint8_t*>(a); };
   auto f32 = [](int64_t a) { return reinterpret_cast<const float*>(a); };
-  const int64_t ub = (I + kRows - 1) / kRows, db = (H + kRows - 1) / kRows;
+  const int64_t ub = (I + kFp8ExpertRows - 1) / kFp8ExpertRows, db = (H + kFp8ExpertRows - 1) / kFp8ExpertRows;
   at::parallel_for(0, G * 2 * ub, 8, [&](int64_t b0, int64_t b1) {  // gate (w1) and up (w3) rows
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t g = b / (2 * ub), j = b % (2 * ub), up = j >= ub, n = (j % ub) * kRows, q0 = grp.start[g];
+      const int64_t g = b / (2 * ub), j = b % (2 * ub), up = j >= ub, n = (j % ub) * kFp8ExpertRows, q0 = grp.start[g];
       const int64_t e = grp.gexp[g];
       fp8_rows(xsp + q0 * Hp, grp.start[g + 1] - q0, u8(up ? w3[e] : w1[e]), f32(up ? s3[e] : s1[e]), I, H, n,
-               std::min(kRows, I - n), gup + q0 * 2 * I + (up ? I : 0), 2 * I);
+               std::min(kFp8ExpertRows, I - n), gup + q0 * 2 * I + (up ? I : 0), 2 * I);
     }
   });
   swiglu_rows(gup, P, I, hp);
   fp8_permute_rows(hp, P, I, I, hsp);
   at::parallel_for(0, G * db, 8, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t g = b / db, n = (b % db) * kRows, q0 = grp.start[g], e = grp.gexp[g];
-      fp8_rows(hsp + q0 * Ip, grp.start[g + 1] - q0, u8(w2[e]), f32(s2[e]), H, I, n, std::min(kRows, H - n),
+      const int64_t g = b / db, n = (b % db) * kFp8ExpertRows, q0 = grp.start[g], e = grp.gexp[g];
+      fp8_rows(hsp + q0 * Ip, grp.start[g + 1] - q0, u8(w2[e]), f32(s2[e]), H, I, n, std::min(kFp8ExpertRows, H - n),
                yp + q0 * H, H);
     }
   });

@@ -23,8 +23,9 @@ at::Tensor fp8_e4m3_to_bf16(const at::Tensor& codes);
 
 // moe_route.cpp and experts_{bf16,int8,int4,fp8}.cpp: the router, then the chosen experts of a decode batch.
 std::tuple<at::Tensor, at::Tensor> moe_route(const at::Tensor& logits, const at::Tensor& bias, int64_t k);
-at::Tensor moe_experts_bf16(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& w2,
-                               const at::Tensor& idx, const at::Tensor& weights);
+at::Tensor moe_experts_bf16(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& weights,
+                            const at::Tensor& w1_ptrs, const at::Tensor& w3_ptrs, const at::Tensor& w2_ptrs,
+                            int64_t I, int64_t H);
 at::Tensor moe_experts_int8(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& s13,
                                const at::Tensor& w2, const at::Tensor& s2, const at::Tensor& idx,
                                const at::Tensor& weights);

@@ -56,4 +56,12 @@ struct ExpertGroups {
   }
 };
 
+// An expert block's table of per-expert data pointers (int64 [E], built once at load; experts whose
+// weights are separate tensors, e.g. views of a mapped checkpoint, are read in place through it).
+inline const int64_t* pointer_table(const at::Tensor& t, int64_t E, const char* who, const char* name) {
+  TORCH_CHECK(t.scalar_type() == at::kLong && t.dim() == 1 && t.size(0) == E && t.is_contiguous() &&
+              t.device().is_cpu(), who, ": ", name, " must be a contiguous int64 CPU tensor [E]");
+  return t.data_ptr<int64_t>();
+}
+
 }  // namespace minimax2
