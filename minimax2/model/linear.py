@@ -45,7 +45,8 @@ class Bf16Linear(nn.Module):
         fn = self.gemv if 0 < x.shape[0] <= MAX_ROWS else F.linear
         if self.parts is None:
             return fn(x, self.weight)
-        return torch.cat([fn(x, w) for w in self.parts], dim=-1)
+        ys = [fn(x, w) for w in self.parts]
+        return ys[0] if len(ys) == 1 else torch.cat(ys, dim=-1)
 
 
 def int8_rows(weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,7 +25,7 @@ from .fp8 import FP8_DTYPE, dequantize, scale_shape
 from .memory import check_memory
 from .minimax_m2 import MiniMaxM2
 from .prequant import form_of
-from .zero_copy import load_bf16, load_fp8, load_mapped, mappable_bf16
+from .zero_copy import load_mapped, load_released, mappable_bf16
 from .progress import LoadProgress
 from .weights import checkpoint_targets, is_ignored
 
@@ -162,8 +162,8 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
         used = {name: d for name, d in dtypes.items() if not is_ignored(name, cfg)}
         if form == "fp8" or (form == "float" and native_bf16(dtype, device) and mappable_bf16(cfg, used)):
             # the file is the serving form: mapped, nothing read up front
-            model = (load_fp8(cfg, files, dtype, kv_bytes, max_memory) if form == "fp8"
-                     else load_bf16(cfg, {n: files[n] for n in used}, kv_bytes, max_memory))
+            model = load_released(cfg, files if form == "fp8" else {n: files[n] for n in used}, dtype, form,
+                                  kv_bytes, max_memory)
             model.eval()
             return model
         check_memory(cfg, form, dtype, group_size, kv_bytes, max_memory)

@@ -47,19 +47,26 @@ def load_mapped(cfg: ModelConfig, files: dict[str, Path], form: str, group_size:
     return model
 
 
-def fill_fp8(model: MiniMaxM2, get, dtype: torch.dtype) -> None:
-    """The official FP8 checkpoint served as released: every weight a view of the mapped shards (FP8
-    projections and experts with their block scales; bf16 embeddings, norms, router and lm_head)."""
-    from .experts import Fp8Experts
+def fill_released(model: MiniMaxM2, get, dtype: torch.dtype, form: str) -> None:
+    """A checkpoint served as it is stored, every weight a view of the mapped shards: "fp8" (the official
+    FP8 projections and experts with their block scales) or "float" (bf16 weights in a bf16 model with
+    the native kernels). Fused products keep their parts: q/k/v as separate views, each expert's
+    w1 / w3 / w2 through the expert block's pointer tables. Embeddings, norms, router and lm_head are
+    kept in the model dtype (the routing bias in float32)."""
+    from .experts import Bf16Experts, Fp8Experts
     from .forms import make_linear
-    from .linear import Fp8Linear
+    from .linear import Bf16Linear, Fp8Linear
 
     def keep(name: str) -> torch.nn.Parameter:
         t = get(name)
         return torch.nn.Parameter(t if t.dtype == dtype else t.to(dtype), requires_grad=False)
 
-    def fp8(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return get(name + ".weight"), get(name + ".weight_scale_inv")
+    def weight(name: str):  # name without ".weight"
+        return (get(name + ".weight"), get(name + ".weight_scale_inv")) if form == "fp8" else get(name + ".weight")
+
+    def proj(names: list[str]) -> torch.nn.Module:
+        return Fp8Linear([weight(n) for n in names], dtype) if form == "fp8" else Bf16Linear(parts=[weight(n)
+                                                                                                  for n in names])
 
     cfg = model.cfg
     model.embed_tokens.weight = keep("model.embed_tokens.weight")
@@ -70,42 +77,17 @@ def fill_fp8(model: MiniMaxM2, get, dtype: torch.dtype) -> None:
         layer.input_norm.weight = keep(p + "input_layernorm.weight")
         layer.post_norm.weight = keep(p + "post_attention_layernorm.weight")
         a.q_norm.weight, a.k_norm.weight = keep(p + "self_attn.q_norm.weight"), keep(p + "self_attn.k_norm.weight")
-        a.qkv_proj = Fp8Linear([fp8(p + f"self_attn.{x}_proj") for x in "qkv"], dtype)
-        a.o_proj = Fp8Linear([fp8(p + "self_attn.o_proj")], dtype)
+        a.qkv_proj = proj([p + f"self_attn.{x}_proj" for x in "qkv"])
+        a.o_proj = proj([p + "self_attn.o_proj"])
         m = p + "block_sparse_moe."
         moe.gate = make_linear(keep(m + "gate.weight"), "float", dtype)
         moe.e_score_correction_bias = get(m + "e_score_correction_bias").float()
-        parts = [[fp8(f"{m}experts.{e}.{w}") for e in range(cfg.num_local_experts)] for w in ("w1", "w3", "w2")]
-        moe.experts = Fp8Experts(*([w for w, _ in ws] for ws in parts), *([s for _, s in ws] for ws in parts), dtype)
-    model.bind_kernels()
-
-
-def fill_bf16(model: MiniMaxM2, get) -> None:
-    """A bf16 checkpoint served in bf16 (native kernels): every weight a view of the mapped shards, q/k/v
-    as separate parts and each expert's w1 / w3 / w2 through the expert block's pointer tables."""
-    from .experts import Bf16Experts
-    from .forms import make_linear
-    from .linear import Bf16Linear
-
-    def keep(name: str) -> torch.nn.Parameter:
-        return torch.nn.Parameter(get(name), requires_grad=False)
-
-    cfg, bf16 = model.cfg, torch.bfloat16
-    model.embed_tokens.weight = keep("model.embed_tokens.weight")
-    model.norm.weight = keep("model.norm.weight")
-    model.lm_head = make_linear(get("lm_head.weight"), "float", bf16)
-    for n, layer in enumerate(model.layers):
-        p, a, moe = f"model.layers.{n}.", layer.attn, layer.moe
-        layer.input_norm.weight = keep(p + "input_layernorm.weight")
-        layer.post_norm.weight = keep(p + "post_attention_layernorm.weight")
-        a.q_norm.weight, a.k_norm.weight = keep(p + "self_attn.q_norm.weight"), keep(p + "self_attn.k_norm.weight")
-        a.qkv_proj = Bf16Linear(parts=[get(p + f"self_attn.{x}_proj.weight") for x in "qkv"])
-        a.o_proj = make_linear(get(p + "self_attn.o_proj.weight"), "float", bf16)
-        m = p + "block_sparse_moe."
-        moe.gate = make_linear(get(m + "gate.weight"), "float", bf16)
-        moe.e_score_correction_bias = get(m + "e_score_correction_bias").float()
-        moe.experts = Bf16Experts(*([get(f"{m}experts.{e}.{w}.weight") for e in range(cfg.num_local_experts)]
-                                    for w in ("w1", "w3", "w2")))
+        parts = [[weight(f"{m}experts.{e}.{w}") for e in range(cfg.num_local_experts)] for w in ("w1", "w3", "w2")]
+        if form == "fp8":
+            moe.experts = Fp8Experts(*([w for w, _ in ws] for ws in parts), *([s for _, s in ws] for ws in parts),
+                                     dtype)
+        else:
+            moe.experts = Bf16Experts(*parts)
     model.bind_kernels()
 
 
@@ -117,24 +99,14 @@ def mappable_bf16(cfg: ModelConfig, dtypes: dict[str, str]) -> bool:
         d == "BF16" or (d == "F32" and name.endswith("e_score_correction_bias")) for name, d in dtypes.items())
 
 
-def load_bf16(cfg: ModelConfig, files: dict[str, Path], kv_bytes: int = 0, max_memory: int | None = None) -> MiniMaxM2:
-    """A bf16 checkpoint (already validated) served in bf16 as views of its mapped shards."""
-    check_memory(cfg, "float", torch.bfloat16, 128, kv_bytes, max_memory)
+def load_released(cfg: ModelConfig, files: dict[str, Path], dtype: torch.dtype, form: str, kv_bytes: int = 0,
+                  max_memory: int | None = None) -> MiniMaxM2:
+    """A checkpoint (already validated) in the form it is stored in ("fp8", or "float" for bf16), as views
+    of its mapped shards."""
+    check_memory(cfg, form, dtype, 128, kv_bytes, max_memory)
     maps = {f: MappedFile(f) for f in sorted(set(files.values()))}
     with torch.device("meta"):
         model = MiniMaxM2(cfg)
     with torch.no_grad():
-        fill_bf16(model, lambda name: maps[files[name]].tensor(name))
-    return model
-
-
-def load_fp8(cfg: ModelConfig, files: dict[str, Path], dtype: torch.dtype, kv_bytes: int = 0,
-             max_memory: int | None = None) -> MiniMaxM2:
-    """An official FP8 checkpoint (already validated) in the fp8 form, as views of its mapped shards."""
-    check_memory(cfg, "fp8", dtype, 128, kv_bytes, max_memory)
-    maps = {f: MappedFile(f) for f in sorted(set(files.values()))}
-    with torch.device("meta"):
-        model = MiniMaxM2(cfg)
-    with torch.no_grad():
-        fill_fp8(model, lambda name: maps[files[name]].tensor(name), dtype)
+        fill_released(model, lambda name: maps[files[name]].tensor(name), dtype, form)
     return model
