@@ -1,8 +1,9 @@
 """The bundled demo checkpoint (minimax2/assets/demo): size, labelling, and its behaviour on held-out
-prompts, greedy, against the acceptance thresholds of issue 5 (arithmetic, tool calls, answers).
+prompts, greedy, against the acceptance thresholds of issue 5 (arithmetic, tool calls, answers) and
+issue 18 (follow-up turns, history without reasoning, thinking disabled, JSON answers).
 
-The full evaluation (200 prompts per family, batched through `LLM.generate`) takes about 70 s on
-our 2-core CPU, so it is part of the default run. Families the current checkpoint does not reach are strict xfails: they document
+The full evaluation (200 prompts per family, batched through `LLM.generate`) takes about two minutes
+on our 2-core CPU, so it is part of the default run. Families the current checkpoint does not reach are strict xfails: they document
 the gap, and turn into failures (XPASS) once a retrained model reaches them, so the marks get removed.
 """
 
@@ -12,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from minimax2.train.evaluate import FAMILIES as BUNDLED_FAMILIES  # every scored family (recipe demo-chat)
 from minimax2.train.evaluate import THRESHOLDS, evaluate
-
-# The families the bundled checkpoint is held to. The issue-18 families (followup, noreason, nothink,
-# json; evaluate.FAMILIES) join once a checkpoint trained on them (recipe demo-chat) is bundled.
-BUNDLED_FAMILIES = ("arithmetic", "tool", "parallel", "answer", "no_tool")
 
 DEMO = Path(__file__).resolve().parents[1] / "minimax2" / "assets" / "demo"
 pytestmark = pytest.mark.skipif(not (DEMO / "config.json").exists(), reason="demo checkpoint not built yet")

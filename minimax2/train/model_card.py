@@ -78,7 +78,9 @@ def write_model_card(ckpt: Path, recipe, summary: dict, scores: dict, log_file: 
         "## Training", "",
         "Reproduce with one command (fixed seeds; data order is a function of the step):", "",
         *([f"It continues from the `demo` recipe's checkpoint (`runs/demo/model` from `--recipe demo`, or the bundle "
-           f"as it was before this run): its tokenizer and weights, with a fresh optimizer.", ""] if recipe.init_from else []),
+           f"as it was before demo-chat: `git archive 89f939e minimax2/assets/demo | tar -x -C /tmp`, then "
+           f"`--init-from /tmp/minimax2/assets/demo`): its tokenizer and weights, with a fresh optimizer.", ""]
+          if recipe.init_from else []),
         "```", "# one process" + (" (what made this checkpoint):" if summary.get("world_size", 1) == 1 else ":"),
         f"minimax2 train --recipe {recipe.name}{start} --out runs/{recipe.name} --export minimax2/assets/demo",
         "# data parallel on 2 CPU processes" + (" (what made this checkpoint):" if summary.get("world_size", 1) > 1 else ":"),

@@ -45,13 +45,27 @@ class Recipe:
 
 DEMO_MODEL = dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2, head_dim=32,
                   rotary_dim=16, num_local_experts=8, num_experts_per_tok=2, intermediate_size=256, rope_theta=10000.0)
-BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "demo"
+# demo-chat continues from the `demo` recipe's checkpoint; the bundle held it until demo-chat replaced it
+# (commit 89f939e has it: `git archive 89f939e minimax2/assets/demo | tar -x -C /tmp` restores it).
+DEMO_START = "runs/demo/model"
 # demo-chat: the demo families replayed (44%, same proportions as `demo`) with conversations (dialog.py)
 # and JSON answers (json_answers.py) added.
-CHAT_MIX = {"arithmetic": 0.13, "tool": 0.08, "parallel": 0.12, "no_tool": 0.03, "chat": 0.03, "echo": 0.05,
-            "followup": 0.22, "noreason": 0.10, "nothink": 0.12, "json": 0.12}
+CHAT_MIX = {"arithmetic": 0.12, "tool": 0.08, "parallel": 0.14, "no_tool": 0.03, "chat": 0.03, "echo": 0.06,
+            "followup": 0.26, "noreason": 0.04, "nothink": 0.12, "json": 0.12}
 
-CHAT_NOTES: list[str] = []  # filled in once the run is evaluated
+CHAT_NOTES = ["**Status: meets every issue-5 and issue-18 target** (held-out, greedy): follow-up turns 93%, history "
+              "without reasoning 100%, thinking disabled 98.5%, JSON answers 100% (targets 90%); arithmetic 96.5%, "
+              "single tool calls 99.5%, parallel pairs 95%, answers after tool results 99.5%, no-tool turns 100%, "
+              "format 99.9%",
+              "demo-chat continues from the `demo` checkpoint for 1,500 steps at peak lr 6e-4 (10.7M tokens in "
+              "1,853 s at 5,764 tokens/s on 2 cores), the demo families replayed at 46% of the stream so they are "
+              "not forgotten",
+              "Tried first, same start: 160 steps at lr 4e-4 left the new skills unlearned (follow-ups 32.5%, JSON "
+              "23.5%, thinking disabled 64%) and parallel pairs fell from 95% to 83%; 1,200 steps at 6e-4 with 22% "
+              "follow-ups reached follow-ups 89%, JSON 100%, thinking disabled 95.5%, parallel 92%. Its follow-up "
+              "failures all copied the previous answer right and then slipped a carry in 4-5 digit column "
+              "arithmetic, so this run gives follow-ups 26% (from JSON and history-without-reasoning, both at "
+              "100%) and 300 more steps"]
 DEMO_NOTES = ["rope_theta is 10000 instead of M2's 5,000,000 (a config value): with short contexts and 16 "
               "rotary dims, M2's theta leaves about two rotating frequency pairs",
               "2 layers at lr 1e-3: on a variable-offset copy task this model code formed copying (induction) "
@@ -97,9 +111,10 @@ RECIPES = {
     "demo": Recipe("demo", DEMO_MODEL,
                    TrainConfig(steps=5500, batch_size=16, lr=1e-3, warmup=100, save_every=100, log_every=10),
                    notes=DEMO_NOTES),
-    "demo-chat": Recipe("demo-chat", DEMO_MODEL, TrainConfig(steps=160, batch_size=16, lr=4e-4, warmup=20, save_every=20,
+    "demo-chat": Recipe("demo-chat", DEMO_MODEL, TrainConfig(steps=1500, batch_size=16, lr=6e-4, warmup=50, save_every=100,
                                                              log_every=10),
-                        mix=CHAT_MIX, init_from=str(BUNDLED), data_seed=1, notes=CHAT_NOTES + DEMO_NOTES),
+                        mix=CHAT_MIX, init_from=DEMO_START, data_seed=1,
+                        notes=CHAT_NOTES + ["The notes below are those of the `demo` checkpoint this run starts from"] + DEMO_NOTES),
     "tiny": Recipe("tiny", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                 head_dim=16, rotary_dim=8, num_local_experts=4, num_experts_per_tok=2,
                                 intermediate_size=64),
@@ -184,7 +199,11 @@ def _from_checkpoint(r: Recipe, out: Path) -> tuple[Tokenizer, MiniMaxM2]:
 
     src = Path(r.init_from)
     if not (src / "config.json").exists():
-        raise FileNotFoundError(f"recipe {r.name!r} continues from {src}, which holds no checkpoint")
+        raise FileNotFoundError(
+            f"recipe {r.name!r} continues from {src}, which holds no checkpoint: train it with `minimax2 train "
+            f"--recipe demo --out runs/demo` (about 2 hours on 2 cores), or restore the demo checkpoint as bundled "
+            f"before demo-chat (`git archive 89f939e minimax2/assets/demo | tar -x -C /tmp`) and pass "
+            f"--init-from /tmp/minimax2/assets/demo")
     tok = Tokenizer.from_file(str(src / "tokenizer.json"))
     model = build_model(r, tok)
     trained = load_model(src, dtype=torch.float32, quantization="bf16")
