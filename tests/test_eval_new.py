@@ -64,6 +64,7 @@ def test_new_then_build_until_valid(tmp_path, env):
     path.write_text(path.read_text().replace("FAIL_TO_PASS = []\n", pasted.read_text()))
     proc = _minimax2(*build, env=env)
     assert proc.returncode == 0 and "valid   tinycalc-1.1-calc" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stdout.count("[1/1 ") == 1  # each task's line, numbered, as soon as it is built
 
 
 def test_new_needs_a_folder_and_never_overwrites(tmp_path, env):
@@ -81,6 +82,13 @@ def test_new_needs_a_folder_and_never_overwrites(tmp_path, env):
     assert proc.returncode != 0 and "hunk indices [7]" in proc.stderr
     proc = _minimax2(*args[:-1], "README.md", "--tasks", str(folder), env=env)
     assert proc.returncode != 0 and "did not change" in proc.stderr
+
+
+def test_a_pure_insertion_hunk_says_where_it_goes():
+    old = "".join(f"line {n}\n" for n in range(1, 60))
+    new = old.replace("line 39\n", "line 39\nadded a\nadded b\n")
+    shown = scaffold.show_hunks("pkg/a.py", patching.file_hunks(old, new), [0])
+    assert "--- hunk 0 (selected): old lines (none, after 39), new lines 40-41\n" in shown
 
 
 def test_file_argument_and_numbered_selector():

@@ -8,7 +8,7 @@ import argparse
 import datetime as dt
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .records import TASK_TYPES, cache_dir, load_tasks
@@ -59,6 +59,7 @@ def build_line(meta: dict) -> str:
 
 def cmd_build(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from . import build
 
@@ -66,12 +67,14 @@ def cmd_build(args) -> int:
     tasks = _select(args)
     _announce_isolation()
     start = time.monotonic()
-    with ThreadPoolExecutor(max(1, args.workers)) as pool:
-        metas = list(pool.map(lambda t: build.build_task(t, cache, force=args.force), tasks))
-    bad = 0
-    for meta in metas:
-        bad += meta["status"] != "valid"
-        console.print(build_line(meta))
+    metas, bad = [], 0
+    with ThreadPoolExecutor(max(1, args.workers)) as pool:  # each task's line as soon as it is built
+        for done in as_completed([pool.submit(build.build_task, t, cache, force=args.force) for t in tasks]):
+            meta = done.result()
+            metas.append(meta)
+            bad += meta["status"] != "valid"
+            console.print(escape(f"[{len(metas)}/{len(tasks)} {time.monotonic() - start:.0f}s] ") + build_line(meta),
+                          highlight=False)
     console.print(f"{len(metas) - bad}/{len(metas)} tasks valid in {time.monotonic() - start:.1f}s "
                   f"(cache {cache})")
     return 1 if bad else 0

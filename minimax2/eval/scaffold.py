@@ -81,12 +81,16 @@ def record_text(package: str, buggy: str, fixed: str, instance_id: str, hunks: d
     return "\n".join(lines) + "\n"
 
 
+def _lines(lo: int, hi: int) -> str:
+    """1-based inclusive line range of [lo, hi); an empty one (a pure insertion or deletion) says where."""
+    return f"{lo + 1}-{hi}" if hi > lo else f"(none, after {lo})"
+
+
 def show_hunks(rel: str, hunks: list[patching.Hunk], chosen: list[int]) -> str:
     out = [f"== {rel}: {len(hunks)} hunk(s); selected: {chosen} =="]
     for h in hunks:
         edits = [op for op in h.opcodes if op[0] != "equal"]
-        old = f"{edits[0][1] + 1}-{edits[-1][2]}"
-        new = f"{edits[0][3] + 1}-{edits[-1][4]}"
+        old, new = _lines(edits[0][1], edits[-1][2]), _lines(edits[0][3], edits[-1][4])
         out.append(f"--- hunk {h.index}{' (selected)' if h.index in chosen else ''}: old lines {old}, "
                    f"new lines {new}")
         out.append(h.text.rstrip("\n"))
