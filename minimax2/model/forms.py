@@ -2,9 +2,9 @@
 from the requested quantization, the model dtype and the device, and the builders that fill them.
 
 Forms: "float" (the model dtype: bf16 with the native kernels on a CPU that has them, torch's ops
-otherwise; a bf16 checkpoint in bf16 is mapped as it is, zero_copy.py), "fp8" (the official FP8 weights and block scales read in place, CPU; zero_copy.py), "int8"
-and "int4" (weight-only, CPU). Under int8 and int4 lm_head is int8 (as llama.cpp
-keeps its output matrix at 6-8 bits in Q4 files); the router, the routing bias, norms and embeddings
+otherwise; a bf16 checkpoint in bf16 is mapped as it is, zero_copy.py), "fp8" (the official FP8
+weights and block scales read in place, CPU; zero_copy.py), "int8" and "int4" (weight-only, CPU).
+Under int8 and int4 lm_head is int8 (as llama.cpp keeps its output matrix at 6-8 bits in Q4 files); the router, the routing bias, norms and embeddings
 stay in the model dtype, as in M2's own FP8 release.
 
 A builder takes float weights one tensor (or one expert) at a time and writes them into the final

@@ -48,8 +48,8 @@ DEMO_MODEL = dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=8, n
 # demo-chat continues from the `demo` recipe's checkpoint; the bundle held it until demo-chat replaced it
 # (commit 89f939e has it: `git archive 89f939e minimax2/assets/demo | tar -x -C /tmp` restores it).
 DEMO_START = "runs/demo/model"
-# demo-chat: the demo families replayed (44%, same proportions as `demo`) with conversations (dialog.py)
-# and JSON answers (json_answers.py) added.
+# demo-chat: the demo families replayed (46% of the stream, parallel calls weighted up) with conversations
+# (dialog.py) and JSON answers (json_answers.py) added.
 CHAT_MIX = {"arithmetic": 0.12, "tool": 0.08, "parallel": 0.14, "no_tool": 0.03, "chat": 0.03, "echo": 0.06,
             "followup": 0.26, "noreason": 0.04, "nothink": 0.12, "json": 0.12}
 
@@ -114,7 +114,8 @@ RECIPES = {
     "demo-chat": Recipe("demo-chat", DEMO_MODEL, TrainConfig(steps=1500, batch_size=16, lr=6e-4, warmup=50, save_every=100,
                                                              log_every=10),
                         mix=CHAT_MIX, init_from=DEMO_START, data_seed=1,
-                        notes=CHAT_NOTES + ["The notes below are those of the `demo` checkpoint this run starts from"] + DEMO_NOTES),
+                        notes=[*CHAT_NOTES, "The notes below are those of the `demo` checkpoint this run starts from",
+                               *DEMO_NOTES]),
     "tiny": Recipe("tiny", dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                 head_dim=16, rotary_dim=8, num_local_experts=4, num_experts_per_tok=2,
                                 intermediate_size=64),
