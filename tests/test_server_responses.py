@@ -20,7 +20,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 
 from server_support import ServerThread
 from server_support.http import get, post
-from server_support.scripted_engine import FAIL, ScriptedEngine
+from server_support.scripted_engine import FAIL, PIECE, ScriptedEngine
 
 pytest_plugins = ["server_support.fixtures"]
 
@@ -179,12 +179,14 @@ def test_forced_function_call(client, choice):
     tools = [{**TOOLS[0], "parameters": {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}},
                                          "required": ["city"]}},
              {"type": "function", "name": "get_time", "parameters": {"type": "object", "properties": {}}}]
+    # one call: with parallel calls the unseeded tiny model may start a second one that max_output_tokens
+    # cuts off, and a cut-off block is no call (test_a_call_cut_off_by_max_output_tokens_is_not_a_call)
     r = client.responses.create(model="tiny", input=Q, tools=tools, max_output_tokens=60, reasoning={"effort": "none"},
-                                tool_choice=choice)
+                                tool_choice=choice, parallel_tool_calls=False)
     calls = [i for i in r.output if i.type == "function_call"]
-    # forced means at least one call, each to an allowed tool; the unseeded tiny model sometimes makes two
-    assert calls and all(c.name == "get_weather" and c.call_id.startswith("call_") for c in calls)
-    assert all(json.loads(c.arguments)["city"] in ("Paris", "Oslo") for c in calls)
+    assert r.status == "completed" and len(calls) == 1
+    assert calls[0].name == "get_weather" and calls[0].call_id.startswith("call_")
+    assert json.loads(calls[0].arguments)["city"] in ("Paris", "Oslo")
 
 
 def test_bad_requests_use_the_openai_error_shape(server):
@@ -299,6 +301,25 @@ def test_parallel_tool_calls_false_keeps_the_first_call(tiny_ckpt):
                                                   stream=stream)
                 r = list(r)[-1].response if stream else r
                 assert [json.loads(i.arguments)["city"] for i in r.output if i.type == "function_call"] == cities
+
+
+def test_a_call_cut_off_by_max_output_tokens_is_not_a_call(tiny_ckpt):
+    """The second invoke is cut mid-parameter: the block is unclosed, so (as for Chat Completions) the
+    response holds no call, only the raw text, and is incomplete; streamed or not, never a call whose
+    arguments are not JSON."""
+    two = ('r</think>\n\n<minimax:tool_call>\n<invoke name="get_weather">\n<parameter name="city">Paris</parameter>\n'
+           '</invoke>\n<invoke name="get_weather">\n<parameter name="city">Oslo</parameter>\n</invoke>\n</minimax:tool_call>')
+    cut = two.index("Oslo") // PIECE + 1  # pieces (the scripted engine's tokens) up to the middle of "Oslo"
+    with scripted_front(tiny_ckpt, [two]) as front:
+        for stream in (False, True):
+            r = front.client.responses.create(model="m2", input=Q, tools=TOOLS, max_output_tokens=cut, stream=stream)
+            r = list(r)[-1].response if stream else r
+            assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+            assert [i.type for i in r.output] == ["reasoning", "message"]
+            assert r.output_text == two[len("r</think>\n\n"):cut * PIECE]
+            assert front.client.responses.retrieve(r.id).output[-1].type == "message"  # stored as answered
+        r = front.client.responses.create(model="m2", input=Q, tools=TOOLS, max_output_tokens=cut + 100)
+        assert r.status == "completed" and [json.loads(i.arguments)["city"] for i in r.output[1:]] == ["Paris", "Oslo"]
 
 
 # -- the openai-agents SDK in its default configuration (Responses) ---------------------------------

@@ -151,8 +151,16 @@ class _Run:
         return out
 
     def finish(self, last) -> tuple[list[dict], dict]:
+        final, streamed = self.parser.final, self.writer
+        if self.parser.mismatch and final is not None:
+            # The stream showed a call that the final parse does not hold (markup cut off by
+            # max_output_tokens, or malformed): the response is what the final parse says, as for
+            # Chat Completions; the events already sent are closed but not taken back.
+            self.writer = streamed.replay(final)
         incomplete = last is not None and last.finish_reason == "length" and not self.writer.has_calls
-        events = self.writer.end(incomplete)
+        events = streamed.end(incomplete)
+        if self.writer is not streamed:
+            self.writer.end(incomplete)
         body = self.response("incomplete" if incomplete else "completed", last)
         if self.req.store is not False:
             self.store.put(body, self.items + [dict(i) for i in body["output"]], input_items(self.req.input))

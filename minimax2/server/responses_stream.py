@@ -121,6 +121,18 @@ class OutputWriter:
             out += self.feed(Event("content", "")) + self.close("incomplete" if incomplete else "completed")
         return out
 
+    def replay(self, final) -> "OutputWriter":
+        """A writer holding the items of a final parse (`ParsedOutput`); its events are not sent."""
+        w = OutputWriter(self.summary, self.parallel, self.token)
+        events = [Event("reasoning", final.reasoning)] if final.reasoning else []
+        events += [Event("content", final.content)] if final.content else []
+        for i, call in enumerate(final.tool_calls):
+            events += [Event("tool_start", index=i, id=call.id, name=call.name),
+                       Event("tool_args", call.arguments_json(), index=i)]
+        for ev in events:
+            w.feed(ev)
+        return w
+
     @property
     def has_calls(self) -> bool:
         return any(i["type"] == "function_call" for i in self.items)

@@ -9,7 +9,8 @@ is kept in `prompts` (as text) and `prompt_ids` (the ids as sent; None for a tex
 Which output is served is the number of assistant turns already in the prompt (`]~b]ai` blocks
 before the generation prompt), clamped to the script; counted on the ids when ids were sent (only a
 real `]~b]` control token opens a turn, not the same characters in a message).
-Usage: prompt_tokens = 100, completion_tokens = the number of pieces streamed. The output `FAIL`
+Usage: prompt_tokens = 100, completion_tokens = the number of pieces streamed; a piece counts as a
+token for `max_tokens`, which cuts the output with finish_reason "length". The output `FAIL`
 makes the engine answer 500 instead (a backend failure)."""
 
 from __future__ import annotations
@@ -89,10 +90,12 @@ class ScriptedEngine:
 
     async def _stream(self, body: dict, text: str):
         pieces = [text[i:i + PIECE] for i in range(0, len(text), PIECE)]
+        cut = body.get("max_tokens") is not None and len(pieces) > body["max_tokens"]
+        pieces = pieces[:body["max_tokens"]] if cut else pieces
         base = {"id": "cmpl-scripted", "object": "text_completion", "created": int(time.time()), "model": self.model}
         for p in pieces:
             yield "data: " + json.dumps({**base, "choices": [{"index": 0, "text": p, "finish_reason": None}]}) + "\n\n"
-        yield "data: " + json.dumps({**base, "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}) + "\n\n"
+        yield "data: " + json.dumps({**base, "choices": [{"index": 0, "text": "", "finish_reason": "length" if cut else "stop"}]}) + "\n\n"
         usage = {"prompt_tokens": 100, "completion_tokens": len(pieces), "total_tokens": 100 + len(pieces)}
         yield "data: " + json.dumps({**base, "choices": [], "usage": usage}) + "\n\n"
         yield "data: [DONE]\n\n"
