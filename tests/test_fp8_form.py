@@ -106,3 +106,50 @@ def test_the_cli_memory_guard_names_both_figures(fp8_ckpt):
     assert r.returncode == 1, r.stderr[-2000:]
     assert "not enough memory" in r.stderr and "are available (max_memory)" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@needs_kernels
+def test_int8_lm_head_on_the_released_fp8(fp8_ckpt, tiny_ckpt):
+    """`lm_head="int8"` (`--lm-head int8`): the mapped FP8 model with its output matrix quantised per row at
+    load; the rest stays views of the file, the logits stay those of the bf16-head model within int8's
+    error, and the memory guard and the roofline count the smaller head."""
+    from minimax2.model.forms import check_form
+    from minimax2.model.linear import Fp8Linear, Int8Linear
+    from minimax2.model.projection import step_bytes
+
+    base = load_model(fp8_ckpt, torch.bfloat16)
+    head = load_model(fp8_ckpt, torch.bfloat16, lm_head="int8")
+    assert isinstance(head.lm_head, Int8Linear) and isinstance(head.layers[0].attn.qkv_proj, Fp8Linear)
+    assert not isinstance(base.lm_head, Int8Linear)
+    ids = torch.randint(0, 1024, (40,), generator=torch.Generator().manual_seed(7)).tolist()
+    got, want = (teacher_forced_logits(m, ids, 30) for m in (head, base))
+    assert (got - want).abs().max() < 0.02 * want.abs().max()
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.9
+    cfg = ModelConfig(**SHAPE)
+    v, h = cfg.vocab_size, cfg.hidden_size
+    assert serving_bytes(cfg, "fp8") - serving_bytes(cfg, "fp8", lm_head="int8") == 2 * v * h - (v * h + 2 * v)
+    assert step_bytes(cfg, "fp8") - step_bytes(cfg, "fp8", lm_head="int8") == 2 * v * h - (v * h + 2 * v)
+    assert serving_bytes(cfg, "int8", lm_head="bf16") > serving_bytes(cfg, "int8")
+    bf16_head = load_model(tiny_ckpt, torch.bfloat16, quantization="int8", lm_head="bf16")
+    assert not isinstance(bf16_head.lm_head, Int8Linear)
+    with pytest.raises(ValueError, match="bf16 or int8"):
+        load_model(fp8_ckpt, torch.bfloat16, lm_head="int4")
+    with pytest.raises(ValueError, match="CPU kernels"):
+        check_form("float", "cuda", 128, "int8")
+
+
+@needs_kernels
+def test_the_lm_head_flag_reaches_the_model(fp8_ckpt):
+    from minimax2 import LLM
+    from minimax2.cli import build_parser
+    from minimax2.engine.options import load_kwargs
+    from minimax2.model.linear import Int8Linear
+
+    for cmd in ("generate", "chat", "serve"):
+        args = build_parser().parse_args([cmd, "--model", str(fp8_ckpt), "--lm-head", "int8"])
+        assert load_kwargs(args)["lm_head"] == "int8"
+    llm = LLM(fp8_ckpt, skip_tokenizer_init=True, max_model_len=256, **load_kwargs(args))
+    assert isinstance(llm.model.lm_head, Int8Linear)
+    r = subprocess.run([sys.executable, "-m", "minimax2.cli", "generate", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert "--lm-head {bf16,int8}" in r.stdout

@@ -10,6 +10,9 @@ def add_load_arguments(p) -> None:
                    help="serving form of the weights (CPU kernels): int8 / int4 quantised while loading, fp8 the "
                         "official FP8 weights as released (the default for FP8 checkpoints on a CPU), bf16 "
                         "dequantized (default: the checkpoint's own form)")
+    p.add_argument("--lm-head", choices=["bf16", "int8"], default=None,
+                   help="form of the output matrix (200,064 x 3,072 in M2, the largest one a batch-1 step reads): "
+                        "int8 halves its bytes (default: int8 under int8/int4, else bf16, as released)")
     p.add_argument("--max-memory-gb", type=float, default=None,
                    help="refuse to load when weights + KV cache exceed this (default: MemAvailable / the cgroup limit)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use)")
@@ -18,4 +21,4 @@ def add_load_arguments(p) -> None:
 def load_kwargs(args) -> dict:
     """LLM keyword arguments from the flags of `add_load_arguments`."""
     gb = args.max_memory_gb
-    return dict(quantization=args.quantization, threads=args.threads, max_memory=None if gb is None else int(gb * 2**30))
+    return dict(quantization=args.quantization, lm_head=args.lm_head, threads=args.threads, max_memory=None if gb is None else int(gb * 2**30))

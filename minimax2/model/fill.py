@@ -20,9 +20,10 @@ def _param(t: torch.Tensor, dtype: torch.dtype, device: torch.device) -> nn.Para
     return nn.Parameter(t.to(device=device, dtype=dtype), requires_grad=False)
 
 
-def fill(model: MiniMaxM2, read, form: str, dtype: torch.dtype, device: torch.device, group_size: int) -> None:
+def fill(model: MiniMaxM2, read, form: str, dtype: torch.dtype, device: torch.device, group_size: int,
+         lm_head: str | None = None) -> None:
     """`read(name, a=None, b=None)` returns a checkpoint tensor (rows [a, b)) as float, dequantized."""
-    fill_top(model, read, form, dtype, device, group_size)
+    fill_top(model, read, form, dtype, device, group_size, lm_head)
     for n in range(len(model.layers)):
         fill_layer(model, n, read, form, dtype, device, group_size)
     left = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
@@ -31,13 +32,14 @@ def fill(model: MiniMaxM2, read, form: str, dtype: torch.dtype, device: torch.de
     model.bind_kernels()
 
 
-def fill_top(model: MiniMaxM2, read, form: str, dtype: torch.dtype, device: torch.device, group_size: int) -> None:
-    """Embeddings, the final norm and lm_head (quantised a chunk of rows at a time)."""
+def fill_top(model: MiniMaxM2, read, form: str, dtype: torch.dtype, device: torch.device, group_size: int,
+             lm_head: str | None = None) -> None:
+    """Embeddings, the final norm and lm_head (in `lm_head_form`, quantised a chunk of rows at a time)."""
     cfg = model.cfg
     model.embed_tokens.weight = _param(read("model.embed_tokens.weight"), dtype, device)
     model.norm.weight = _param(read("model.norm.weight"), dtype, device)
     head_shape = (cfg.vocab_size, cfg.hidden_size)
-    model.lm_head = make_linear(None, lm_head_form(form), dtype, group_size, "lm_head",
+    model.lm_head = make_linear(None, lm_head_form(form, lm_head), dtype, group_size, "lm_head",
                                 rows=lambda a, b: read("lm_head.weight", a, b).to(device), shape=head_shape)
 
 

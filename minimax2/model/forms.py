@@ -4,8 +4,10 @@ from the requested quantization, the model dtype and the device, and the builder
 Forms: "float" (the model dtype: bf16 with the native kernels on a CPU that has them, torch's ops
 otherwise; a bf16 checkpoint in bf16 is mapped as it is, zero_copy.py), "fp8" (the official FP8
 weights and block scales read in place, CPU; zero_copy.py), "int8" and "int4" (weight-only, CPU).
-Under int8 and int4 lm_head is int8 (as llama.cpp keeps its output matrix at 6-8 bits in Q4 files); the router, the routing bias, norms and embeddings
-stay in the model dtype, as in M2's own FP8 release.
+Under int8 and int4 lm_head is int8 (as llama.cpp keeps its output matrix at 6-8 bits in Q4 files), under
+fp8 and float the model dtype, unless `lm_head` asks otherwise (`--lm-head int8` halves the largest
+matrix a batch-1 step reads); the router, the routing bias, norms and embeddings stay in the model
+dtype, as in M2's own FP8 release.
 
 A builder takes float weights one tensor (or one expert) at a time and writes them into the final
 buffers of its form, so no float copy of a quantised model ever exists.
@@ -25,7 +27,9 @@ FORMS = ("float", "fp8") + QUANTIZATIONS
 INT4_GROUPS = (32, 64, 128, 256)
 
 
-def check_form(form: str, device: torch.device | str, group_size: int) -> None:
+def check_form(form: str, device: torch.device | str, group_size: int, lm_head: str | None = None) -> None:
+    if lm_head_form(form, lm_head) == "int8" and torch.device(device).type != "cpu":
+        raise ValueError("an int8 lm_head uses the CPU kernels; leave lm_head unset on CUDA")
     if form not in FORMS:
         raise ValueError(f"unknown quantization {form!r}; choose one of {', '.join(FORMS[1:])} (or none)")
     if form != "float" and torch.device(device).type != "cpu":
@@ -149,5 +153,14 @@ def quantized_linear(form: str, q: torch.Tensor, s: torch.Tensor, dtype: torch.d
     return Int8Linear(None, dtype, (q, s)) if form == "int8" else Int4Linear(None, dtype, group_size, quantized=(q, s))
 
 
-def lm_head_form(form: str) -> str:
-    return "int8" if form in QUANTIZATIONS else "float"
+LM_HEADS = ("bf16", "int8")
+
+
+def lm_head_form(form: str, lm_head: str | None = None) -> str:
+    """lm_head's form: `lm_head` when given ("int8", or "bf16" for the model dtype), else int8 under int8 and
+    int4 and the model dtype under fp8 (the release keeps lm_head in bf16) and float."""
+    if lm_head is None:
+        return "int8" if form in QUANTIZATIONS else "float"
+    if lm_head not in LM_HEADS:
+        raise ValueError(f"unknown lm_head form {lm_head!r}; choose bf16 or int8")
+    return "float" if lm_head == "bf16" else "int8"

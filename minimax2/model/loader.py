@@ -124,12 +124,13 @@ class Reader:
 
 def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
                progress: bool = False, quantization: str | None = None, group_size: int = 128,
-               kv_bytes: int = 0, max_memory: int | None = None) -> MiniMaxM2:
+               kv_bytes: int = 0, max_memory: int | None = None, lm_head: str | None = None) -> MiniMaxM2:
     """Load a checkpoint straight into its serving form: `quantization` None keeps the weights in `dtype`
     (bf16 on a CPU with the native kernels gets their forms; an official FP8 checkpoint loaded in bf16 on
     such a CPU is served as released, "fp8"), "int8" / "int4" quantise each tensor as it is read, "fp8"
     maps the FP8 weights and their block scales as they are on disk. Before reading, the serving form plus `kv_bytes` is checked against the memory this process
-    may use (`max_memory` bytes when given): InsufficientMemoryError instead of an OOM kill."""
+    may use (`max_memory` bytes when given): InsufficientMemoryError instead of an OOM kill. `lm_head`
+    ("bf16" or "int8") overrides lm_head's form (forms.lm_head_form): int8 under int8/int4, else bf16."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
@@ -137,15 +138,15 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
     files = checkpoint_files(path)
     pre = form_of(cfg)
     if pre is not None:  # written by `minimax2 convert`: the file is the serving form, mapped as it is
-        if quantization not in (None, pre[0]) or torch.device(device).type != "cpu":
-            raise CheckpointError(f"{path} is pre-quantised to {pre[0]} for CPUs; load it without --quantization "
-                                  f"(or convert the original checkpoint again)")
+        if quantization not in (None, pre[0]) or torch.device(device).type != "cpu" or lm_head not in (None, "int8"):
+            raise CheckpointError(f"{path} is pre-quantised to {pre[0]} (lm_head int8) for CPUs; load it without "
+                                  f"--quantization and --lm-head (or convert the original checkpoint again)")
         model = load_mapped(cfg, files, pre[0], pre[1], dtype, kv_bytes, max_memory)
         model.eval()
         return model
     fp8_ckpt = (cfg.quantization_config or {}).get("quant_method") == "fp8"
     form = "float" if quantization == "bf16" else quantization or default_form(fp8_ckpt, dtype, device)
-    check_form(form, device, group_size)
+    check_form(form, device, group_size, lm_head)
     if form == "fp8" and not fp8_ckpt:
         raise CheckpointError(f"--quantization fp8 serves an FP8 checkpoint as released, and {path} is not one "
                               f"(`minimax2 convert --to fp8` makes one)")
@@ -163,17 +164,17 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
         if form == "fp8" or (form == "float" and native_bf16(dtype, device) and mappable_bf16(cfg, used)):
             # the file is the serving form: mapped, nothing read up front
             model = load_released(cfg, files if form == "fp8" else {n: files[n] for n in used}, dtype, form,
-                                  kv_bytes, max_memory)
+                                  kv_bytes, max_memory, lm_head)
             model.eval()
             return model
-        check_memory(cfg, form, dtype, group_size, kv_bytes, max_memory)
+        check_memory(cfg, form, dtype, group_size, kv_bytes, max_memory, lm_head)
         block = tuple(cfg.quantization_config["weight_block_size"]) if cfg.quantization_config else (128, 128)
         bar = LoadProgress(sum(f.stat().st_size for f in handles)) if progress else None
         with torch.device("meta"):
             model = MiniMaxM2(cfg)
         try:
             with torch.no_grad():
-                fill(model, Reader(files, handles, block, bar), form, dtype, torch.device(device), group_size)
+                fill(model, Reader(files, handles, block, bar), form, dtype, torch.device(device), group_size, lm_head)
         finally:
             if bar is not None:
                 bar.close()

@@ -61,22 +61,26 @@ def _proj_bytes(n: int, k: int, form: str, el: int, group: int) -> int:
     return n * k * el
 
 
-def serving_bytes(cfg: ModelConfig, form: str, dtype: torch.dtype = torch.bfloat16, group_size: int = 128) -> int:
-    """Bytes of the model's weights in `form` ("float" = the model dtype, "fp8", "int8", "int4")."""
+def serving_bytes(cfg: ModelConfig, form: str, dtype: torch.dtype = torch.bfloat16, group_size: int = 128,
+                  lm_head: str | None = None) -> int:
+    """Bytes of the model's weights in `form` ("float" = the model dtype, "fp8", "int8", "int4"), lm_head in
+    `forms.lm_head_form(form, lm_head)`."""
+    from .forms import lm_head_form
+
     el = torch.empty((), dtype=dtype).element_size()
     h, i, e, v = cfg.hidden_size, cfg.intermediate_size, cfg.num_local_experts, cfg.vocab_size
     qs, kvs = cfg.q_size, cfg.kv_size
     layer = (_proj_bytes(qs + 2 * kvs, h, form, el, group_size) + _proj_bytes(h, qs, form, el, group_size)
              + e * (_proj_bytes(2 * i, h, form, el, group_size) + _proj_bytes(h, i, form, el, group_size))
              + e * h * el + e * 4 + (2 * h + qs + kvs) * el)
-    head = _proj_bytes(v, h, "int8" if form in ("int8", "int4") else "float", el, group_size)  # fp8: bf16 lm_head
+    head = _proj_bytes(v, h, lm_head_form(form, lm_head), el, group_size)
     return cfg.num_hidden_layers * layer + v * h * el + head + h * el
 
 
 def check_memory(cfg: ModelConfig, form: str, dtype: torch.dtype, group_size: int, kv_bytes: int = 0,
-                 max_memory: int | None = None) -> None:
+                 max_memory: int | None = None, lm_head: str | None = None) -> None:
     """Raise InsufficientMemoryError naming both figures and a quantization that would fit."""
-    need = serving_bytes(cfg, form, dtype, group_size) + kv_bytes
+    need = serving_bytes(cfg, form, dtype, group_size, lm_head) + kv_bytes
     avail, source = (max_memory, "max_memory") if max_memory is not None else available_memory()
     if need <= avail:
         return

@@ -14,15 +14,19 @@ from .config import ModelConfig
 from .memory import _proj_bytes, serving_bytes
 
 
-def step_bytes(cfg: ModelConfig, form: str, batch: int = 1, context: int = 0, el: int = 2, group: int = 128) -> float:
+def step_bytes(cfg: ModelConfig, form: str, batch: int = 1, context: int = 0, el: int = 2, group: int = 128,
+               lm_head: str | None = None) -> float:
     """Bytes one decode step of `batch` sequences reads: weights in `form` ("float" = bf16) with the experts
-    a batch touches in expectation under uniform routing, plus `context` tokens of bf16 KV per sequence."""
+    a batch touches in expectation under uniform routing (lm_head in `lm_head_form(form, lm_head)`), plus
+    `context` tokens of bf16 KV per sequence."""
+    from .forms import lm_head_form
+
     h, i, e, k = cfg.hidden_size, cfg.intermediate_size, cfg.num_local_experts, cfg.num_experts_per_tok
     distinct = e * (1 - (1 - k / e) ** batch)
     attn = _proj_bytes(cfg.q_size + 2 * cfg.kv_size, h, form, el, group) + _proj_bytes(h, cfg.q_size, form, el, group)
     expert = _proj_bytes(2 * i, h, form, el, group) + _proj_bytes(h, i, form, el, group)
     layer = attn + distinct * expert + e * h * el
-    head = _proj_bytes(cfg.vocab_size, h, "int8" if form in ("int8", "int4") else "float", el, group)
+    head = _proj_bytes(cfg.vocab_size, h, lm_head_form(form, lm_head), el, group)
     kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * el * context * batch
     return cfg.num_hidden_layers * layer + head + batch * h * el + kv
 

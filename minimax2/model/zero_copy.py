@@ -47,14 +47,15 @@ def load_mapped(cfg: ModelConfig, files: dict[str, Path], form: str, group_size:
     return model
 
 
-def fill_released(model: MiniMaxM2, get, dtype: torch.dtype, form: str) -> None:
+def fill_released(model: MiniMaxM2, get, dtype: torch.dtype, form: str, lm_head: str | None = None) -> None:
     """A checkpoint served as it is stored, every weight a view of the mapped shards: "fp8" (the official
     FP8 projections and experts with their block scales) or "float" (bf16 weights in a bf16 model with
     the native kernels). Fused products keep their parts: q/k/v as separate views, each expert's
     w1 / w3 / w2 through the expert block's pointer tables. Embeddings, norms, router and lm_head are
-    kept in the model dtype (the routing bias in float32)."""
+    kept in the model dtype (the routing bias in float32); `lm_head="int8"` quantises lm_head instead, a
+    chunk of rows at a time (the one copy: half lm_head's bytes in anonymous memory)."""
     from .experts import Bf16Experts, Fp8Experts
-    from .forms import make_linear
+    from .forms import lm_head_form, make_linear
     from .linear import Bf16Linear, Fp8Linear
 
     def keep(name: str) -> torch.nn.Parameter:
@@ -71,7 +72,12 @@ def fill_released(model: MiniMaxM2, get, dtype: torch.dtype, form: str) -> None:
     cfg = model.cfg
     model.embed_tokens.weight = keep("model.embed_tokens.weight")
     model.norm.weight = keep("model.norm.weight")
-    model.lm_head = make_linear(keep("lm_head.weight"), "float", dtype)
+    if lm_head_form(form, lm_head) == "int8":
+        head = get("lm_head.weight")
+        model.lm_head = make_linear(None, "int8", dtype, name="lm_head", rows=lambda a, b: head[a:b],
+                                    shape=tuple(head.shape))
+    else:
+        model.lm_head = make_linear(keep("lm_head.weight"), "float", dtype)
     for n, layer in enumerate(model.layers):
         p, a, moe = f"model.layers.{n}.", layer.attn, layer.moe
         layer.input_norm.weight = keep(p + "input_layernorm.weight")
@@ -100,13 +106,13 @@ def mappable_bf16(cfg: ModelConfig, dtypes: dict[str, str]) -> bool:
 
 
 def load_released(cfg: ModelConfig, files: dict[str, Path], dtype: torch.dtype, form: str, kv_bytes: int = 0,
-                  max_memory: int | None = None) -> MiniMaxM2:
+                  max_memory: int | None = None, lm_head: str | None = None) -> MiniMaxM2:
     """A checkpoint (already validated) in the form it is stored in ("fp8", or "float" for bf16), as views
-    of its mapped shards."""
-    check_memory(cfg, form, dtype, 128, kv_bytes, max_memory)
+    of its mapped shards (lm_head quantised when `lm_head="int8"`)."""
+    check_memory(cfg, form, dtype, 128, kv_bytes, max_memory, lm_head)
     maps = {f: MappedFile(f) for f in sorted(set(files.values()))}
     with torch.device("meta"):
         model = MiniMaxM2(cfg)
     with torch.no_grad():
-        fill_released(model, lambda name: maps[files[name]].tensor(name), dtype, form)
+        fill_released(model, lambda name: maps[files[name]].tensor(name), dtype, form, lm_head)
     return model
