@@ -14,6 +14,7 @@
 
 #include "bf16_dot.h"
 #include "kernels.h"
+#include "parallel.h"
 #include "moe_groups.h"
 #include "swiglu.h"
 
@@ -52,7 +53,7 @@ at::Tensor moe_experts_bf16(const at::Tensor& x, const at::Tensor& idx, const at
   auto bf16 = [](int64_t a) { return reinterpret_cast<const at::BFloat16*>(a); };
   constexpr int64_t R = kBf16Rows;
   const int64_t ub = I / R, db = H / R;
-  at::parallel_for(0, G * 2 * ub, 8, [&](int64_t b0, int64_t b1) {  // gate (w1) and up (w3) rows
+  dynamic_for(0, G * 2 * ub, chunk_items(R * H * 2), [&](int64_t b0, int64_t b1) {  // gate (w1) and up (w3) rows
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / (2 * ub), j = b % (2 * ub), up = j >= ub, n = (j % ub) * R, q0 = grp.start[g];
       const int64_t e = grp.gexp[g];
@@ -61,7 +62,7 @@ at::Tensor moe_experts_bf16(const at::Tensor& x, const at::Tensor& idx, const at
     }
   });
   swiglu_rows(gup, P, I, hp);
-  at::parallel_for(0, G * db, 8, [&](int64_t b0, int64_t b1) {
+  dynamic_for(0, G * db, chunk_items(R * I * 2), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / db, n = (b % db) * R, q0 = grp.start[g];
       rows_bf16(hp + q0 * I, grp.start[g + 1] - q0, bf16(w2[grp.gexp[g]]), yp + q0 * H, I, H, H, n, R);

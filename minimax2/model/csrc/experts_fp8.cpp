@@ -12,6 +12,7 @@
 
 #include "fp8_rows.h"
 #include "kernels.h"
+#include "parallel.h"
 #include "moe_groups.h"
 #include "swiglu.h"
 
@@ -58,7 +59,7 @@ at::Tensor moe_experts_fp8(const at::Tensor& x, const at::Tensor& idx, const at:
   auto u8 = [](int64_t a) { return reinterpret_cast<const uint8_t*>(a); };
   auto f32 = [](int64_t a) { return reinterpret_cast<const float*>(a); };
   const int64_t ub = (I + kFp8ExpertRows - 1) / kFp8ExpertRows, db = (H + kFp8ExpertRows - 1) / kFp8ExpertRows;
-  at::parallel_for(0, G * 2 * ub, 8, [&](int64_t b0, int64_t b1) {  // gate (w1) and up (w3) rows
+  dynamic_for(0, G * 2 * ub, chunk_items(kFp8ExpertRows * H), [&](int64_t b0, int64_t b1) {  // gate (w1) and up (w3) rows
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / (2 * ub), j = b % (2 * ub), up = j >= ub, n = (j % ub) * kFp8ExpertRows, q0 = grp.start[g];
       const int64_t e = grp.gexp[g];
@@ -68,7 +69,7 @@ at::Tensor moe_experts_fp8(const at::Tensor& x, const at::Tensor& idx, const at:
   });
   swiglu_rows(gup, P, I, hp);
   fp8_permute_rows(hp, P, I, I, hsp);
-  at::parallel_for(0, G * db, 8, [&](int64_t b0, int64_t b1) {
+  dynamic_for(0, G * db, chunk_items(kFp8ExpertRows * I), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / db, n = (b % db) * kFp8ExpertRows, q0 = grp.start[g], e = grp.gexp[g];
       fp8_rows(hsp + q0 * Ip, grp.start[g + 1] - q0, u8(w2[e]), f32(s2[e]), H, I, n, std::min(kFp8ExpertRows, H - n),

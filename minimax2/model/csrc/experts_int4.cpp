@@ -10,6 +10,7 @@
 
 #include "int4_dot.h"
 #include "kernels.h"
+#include "parallel.h"
 #include "moe_groups.h"
 #include "swiglu.h"
 
@@ -52,7 +53,7 @@ at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at
   const auto* sz2p = sz2.data_ptr<at::BFloat16>();
   const Int4Acts ax{xq.data(), xs.data(), xsum.data(), H, G1};
   const int64_t up_blocks = I2 / kI4Rows, down_blocks = H / kI4Rows;
-  at::parallel_for(0, NG * up_blocks, 1, [&](int64_t b0, int64_t b1) {
+  dynamic_for(0, NG * up_blocks, chunk_items(kI4Rows * H / 2), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / up_blocks, n0 = (b % up_blocks) * kI4Rows, q0 = grp.start[g], e = grp.gexp[g];
       rows_i4(ax, q0, grp.start[g + 1] - q0, p13p + e * I2 * H / 2, sz13p + e * G1 * I2 * 2, gup, I2, n0, group);
@@ -61,7 +62,7 @@ at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at
   swiglu_rows(gup, P, I, hs.data());
   quantize_i16(hs.data(), P, I, hq.data(), hsc.data(), group, hsum.data());
   const Int4Acts ah{hq.data(), hsc.data(), hsum.data(), I, G2};
-  at::parallel_for(0, NG * down_blocks, 1, [&](int64_t b0, int64_t b1) {
+  dynamic_for(0, NG * down_blocks, chunk_items(kI4Rows * I / 2), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / down_blocks, n0 = (b % down_blocks) * kI4Rows, q0 = grp.start[g], e = grp.gexp[g];
       rows_i4(ah, q0, grp.start[g + 1] - q0, p2p + e * H * I / 2, sz2p + e * G2 * H * 2, yp, H, n0, group);

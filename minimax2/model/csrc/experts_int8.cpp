@@ -11,6 +11,7 @@
 
 #include "int8_dot.h"
 #include "kernels.h"
+#include "parallel.h"
 #include "moe_groups.h"
 #include "swiglu.h"
 
@@ -48,7 +49,7 @@ at::Tensor moe_experts_int8(const at::Tensor& x, const at::Tensor& w13, const at
   const auto* s13p = s13.data_ptr<at::BFloat16>();
   const auto* s2p = s2.data_ptr<at::BFloat16>();
   const int64_t up_blocks = I2 / kI8Rows, down_blocks = H / kI8Rows;
-  at::parallel_for(0, G * up_blocks, 8, [&](int64_t b0, int64_t b1) {
+  dynamic_for(0, G * up_blocks, chunk_items(kI8Rows * H), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / up_blocks, n = (b % up_blocks) * kI8Rows, q0 = grp.start[g], e = grp.gexp[g];
       rows_i8(xq.data() + q0 * H, xs.data() + q0 * nbH, w13p + e * I2 * H, s13p + e * I2, gup + q0 * I2, H, I2, n,
@@ -57,7 +58,7 @@ at::Tensor moe_experts_int8(const at::Tensor& x, const at::Tensor& w13, const at
   });
   swiglu_rows(gup, P, I, hs.data());
   quantize_i16(hs.data(), P, I, hq.data(), hsc.data());
-  at::parallel_for(0, G * down_blocks, 8, [&](int64_t b0, int64_t b1) {
+  dynamic_for(0, G * down_blocks, chunk_items(kI8Rows * I), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / down_blocks, n = (b % down_blocks) * kI8Rows, q0 = grp.start[g], e = grp.gexp[g];
       rows_i8(hq.data() + q0 * I, hsc.data() + q0 * nbI, w2p + e * H * I, s2p + e * H, yp + q0 * H, I, H, n,

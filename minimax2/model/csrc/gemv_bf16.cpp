@@ -11,6 +11,7 @@
 
 #include "bf16_dot.h"
 #include "kernels.h"
+#include "parallel.h"
 
 namespace minimax2 {
 
@@ -25,9 +26,7 @@ at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w) {
   const auto* wp = w.data_ptr<at::BFloat16>();
   auto* yp = y.data_ptr<at::BFloat16>();
   constexpr int64_t R = kBf16Rows;
-  // grain: at least 64 KiB of weights per task, so small matrices do not pay for waking threads
-  const int64_t grain = std::max<int64_t>(R, ((32768 / K) + R - 1) / R * R);
-  at::parallel_for(0, (N + R - 1) / R, std::max<int64_t>(1, grain / R), [&](int64_t b0, int64_t b1) {
+  dynamic_for(0, (N + R - 1) / R, chunk_items(R * K * 2), [&](int64_t b0, int64_t b1) {
     for (int64_t n = b0 * R; n < std::min(N, b1 * R); n += R) rows_bf16(xp, M, wp, yp, K, N, N, n, std::min(R, N - n));
   });
   return y;

@@ -27,6 +27,7 @@
 
 #include "fp8_rows.h"
 #include "kernels.h"
+#include "parallel.h"
 
 namespace minimax2 {
 
@@ -280,9 +281,7 @@ at::Tensor gemv_fp8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
   const auto* wp = reinterpret_cast<const uint8_t*>(w.data_ptr());
   const float* sp = scale_inv.data_ptr<float>();
   auto* yp = y.data_ptr<at::BFloat16>();
-  // grain: at least 32 KiB of weights per task, so small matrices do not pay for waking threads
-  const int64_t grain = std::max<int64_t>(1, (32768 / K + kRows - 1) / kRows);
-  at::parallel_for(0, (N + kRows - 1) / kRows, grain, [&](int64_t b0, int64_t b1) {
+  dynamic_for(0, (N + kRows - 1) / kRows, chunk_items(kRows * K), [&](int64_t b0, int64_t b1) {
     const int64_t n0 = b0 * kRows, n1 = std::min(N, b1 * kRows);
     fp8_rows(xpp, M, wp, sp, N, K, n0, n1 - n0, yp, N);
   });

@@ -7,6 +7,7 @@
 
 #include "int4_dot.h"
 #include "kernels.h"
+#include "parallel.h"
 
 namespace minimax2 {
 
@@ -31,7 +32,7 @@ at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& packed, int64_t grou
   const auto* pp = packed.data_ptr<uint8_t>();
   const auto* szp = sz.data_ptr<at::BFloat16>();
   auto* yp = y.data_ptr<at::BFloat16>();
-  at::parallel_for(0, N / kI4Rows, 1, [&](int64_t b0, int64_t b1) {
+  dynamic_for(0, N / kI4Rows, chunk_items(kI4Rows * K / 2), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) rows_i4(a, 0, M, pp, szp, yp, N, b * kI4Rows, group);
   });
   return y;

@@ -8,6 +8,7 @@
 
 #include "int8_dot.h"
 #include "kernels.h"
+#include "parallel.h"
 
 namespace minimax2 {
 
@@ -27,9 +28,7 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   const auto* wp = w.data_ptr<int8_t>();
   const auto* sp = scale.data_ptr<at::BFloat16>();
   auto* yp = y.data_ptr<at::BFloat16>();
-  // grain: at least 32 KiB of weights per task, so small matrices do not pay for waking threads
-  const int64_t grain = std::max<int64_t>(1, (32768 / K + kI8Rows - 1) / kI8Rows);
-  at::parallel_for(0, (N + kI8Rows - 1) / kI8Rows, grain, [&](int64_t b0, int64_t b1) {
+  dynamic_for(0, (N + kI8Rows - 1) / kI8Rows, chunk_items(kI8Rows * K), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t n = b * kI8Rows;
       rows_i8(q.data(), s.data(), wp, sp, yp, K, N, n, std::min(kI8Rows, N - n), M);
