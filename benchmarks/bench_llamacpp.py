@@ -5,7 +5,8 @@
     python benchmarks/to_gguf.py --llama-cpp LLAMA --model ckpt/m2-slice-4l-fp8 --out g/q8_0.gguf --type q8_0
     python benchmarks/to_gguf.py --llama-cpp LLAMA --requantize g/q8_0.gguf --out g/q4_0.gguf --type q4_0
     python benchmarks/bench_llamacpp.py --llama-cpp LLAMA \\
-        --pair fp8=ckpt/m2-slice-4l-fp8:g/q8_0.gguf --pair int4=ckpt/m2-slice-4l-fp8-int4:g/q4_0.gguf
+        --pair fp8=ckpt/m2-slice-4l-fp8:g/q8_0.gguf --pair fp8+int8head=ckpt/m2-slice-4l-fp8:g/q8_0.gguf \\
+        --pair int8=ckpt/m2-slice-4l-fp8:g/q8_0.gguf --pair int4=ckpt/m2-slice-4l-fp8-int4:g/q4_0.gguf
 
 Each pair runs `--rounds` times, ours and llama.cpp alternating (the order flips every round, so a
 drift of the memory bus hits both sides alike); the table gives medians and their ratio. Both sides
@@ -18,6 +19,9 @@ bandwidth allows (model/projection.py's bytes per step, at a read bandwidth prob
 llama.cpp's is given for OUR byte count, so above 100% means it reads fewer bytes a token: it
 quantizes the output matrix (Q8_0 in a Q8_0 file, Q6_K in Q4_0), where our fp8 form keeps the
 release's bf16 lm_head (1.23 GB of the slice's 1.87 GB a token) and our int4 form stores it in int8.
+`--busy 1` keeps one more process busy beside every timed run (`yes > /dev/null`), for the case of
+cores shared with other work, as on any server. `fp8+int8head` serves the release's FP8 with lm_head in int8 (`--lm-head int8`): equal bits with a
+Q8_0 file throughout. `int8` on an FP8 checkpoint quantises it at load (minutes on the slice).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import statistics
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 OURS = r"""
@@ -35,15 +40,30 @@ from minimax2 import LLM
 from minimax2.bench.roofline import read_bandwidth
 from minimax2.bench.throughput import engine_run, random_prompts
 from minimax2.model.projection import step_bytes
-model, threads, form = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-llm = LLM(model, kv_cache_gb=0.25, max_num_seqs=8, threads=threads, max_model_len=4096)
+model, threads, form, head = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] or None
+qc = json.load(open(f"{model}/config.json")).get("quantization_config") or {}
+quant = None if form == "fp8" or qc.get("quant_method") == "minimax2" else form  # else quantised at load
+llm = LLM(model, kv_cache_gb=0.25, max_num_seqs=8, threads=threads, max_model_len=4096, quantization=quant,
+          lm_head=head)
 engine_run(llm.engine, random_prompts(1, 16, 1000), 4)
 out = {"bw": read_bandwidth()}
 for batch in (1, 8):
     out[f"b{batch}"] = engine_run(llm.engine, random_prompts(batch, 64, 1000, seed=batch), 16)["decode_tok_s"]
-    out[f"bytes_b{batch}"] = step_bytes(llm.cfg, form, batch, context=72)
+    out[f"bytes_b{batch}"] = step_bytes(llm.cfg, form, batch, context=72, lm_head=head)
 print(json.dumps(out))
 """
+
+
+@contextmanager
+def busy(n: int):
+    """n processes that keep a core busy each (`yes > /dev/null`) for the duration."""
+    hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
 
 
 def warm(path: Path) -> None:
@@ -54,9 +74,10 @@ def warm(path: Path) -> None:
                 pass
 
 
-def run_ours(model: Path, threads: int, form: str) -> dict:
+def run_ours(model: Path, threads: int, form: str, head: str) -> dict:
     warm(model)
-    r = subprocess.run([sys.executable, "-c", OURS, str(model), str(threads), form], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", OURS, str(model), str(threads), form, head], capture_output=True,
+                       text=True)
     if r.returncode != 0:
         sys.exit(f"our engine failed on {model}:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -86,33 +107,40 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source tree with build/bin")
     ap.add_argument("--pair", action="append", required=True,
-                    help="FORM=OUR_CHECKPOINT:GGUF (FORM: fp8, int8 or int4, as our checkpoint serves)")
+                    help="FORM=OUR_CHECKPOINT:GGUF (FORM: fp8, int8 or int4, as our checkpoint serves or is "
+                         "quantised to at load; FORM+int8head serves lm_head in int8, `--lm-head int8`)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--busy", type=int, default=0,
+                    help="run this many busy processes (`yes`) beside every timed run: cores shared, as on a server")
     a = ap.parse_args()
     table = []
     for spec in a.pair:
-        form, _, paths = spec.partition("=")
+        label, _, paths = spec.partition("=")
+        form, _, head = label.partition("+")
+        head = "int8" if head == "int8head" else ""
         ours_path, _, gguf = paths.rpartition(":")
         ours, theirs = [], []
         for r in range(a.rounds):
-            steps = [lambda: ours.append(run_ours(Path(ours_path), a.threads, form)),
+            steps = [lambda: ours.append(run_ours(Path(ours_path), a.threads, form, head)),
                      lambda: theirs.append(run_llama(a.llama_cpp, Path(gguf), a.threads))]
             for step in steps if r % 2 == 0 else steps[::-1]:
-                step()
-            print(f"{form} round {r + 1}: ours {json.dumps(ours[-1])}  llama.cpp {json.dumps(theirs[-1])}", flush=True)
-        row = {"form": form, "gguf": Path(gguf).name}
+                with busy(a.busy):
+                    step()
+            print(f"{label} round {r + 1}: ours {json.dumps(ours[-1])}  llama.cpp {json.dumps(theirs[-1])}", flush=True)
+        row = {"form": label, "gguf": Path(gguf).name}
         for b in (1, 8):
             mine = statistics.median(o[f"b{b}"] for o in ours)
             roof = b * statistics.median(o["bw"] for o in ours) / ours[0][f"bytes_b{b}"]
             row[f"b{b}"] = (mine, statistics.median(t[f"b{b}"] for t in theirs), roof)
         table.append(row)
-    print(f"\nmedians of {a.rounds} alternating rounds, {a.threads} threads, 64-token prompts, 16 decode tokens")
-    print(f"{'form':6} {'vs':14} {'b1 ours':>8} {'b1 llama':>9} {'ratio':>6} {'roof ours/llama':>16} "
+    print(f"\nmedians of {a.rounds} alternating rounds, {a.threads} threads, 64-token prompts, 16 decode tokens"
+          + (f", {a.busy} busy process(es) beside each run" if a.busy else ""))
+    print(f"{'form':13} {'vs':14} {'b1 ours':>8} {'b1 llama':>9} {'ratio':>6} {'roof ours/llama':>16} "
           f"{'b8 ours':>8} {'b8 llama':>9} {'ratio':>6}")
     for row in table:
         (m1, t1, r1), (m8, t8, _) = row["b1"], row["b8"]
-        print(f"{row['form']:6} {row['gguf'][:14]:14} {m1:8.2f} {t1:9.2f} {m1 / t1:6.2f} "
+        print(f"{row['form']:13} {row['gguf'][:14]:14} {m1:8.2f} {t1:9.2f} {m1 / t1:6.2f} "
               f"{m1 / r1:7.0%} / {t1 / r1:6.0%} {m8:8.2f} {t8:9.2f} {m8 / t8:6.2f}")
 
 
