@@ -130,6 +130,12 @@ def test_int8_lm_head_on_the_released_fp8(fp8_ckpt, tiny_ckpt):
     assert serving_bytes(cfg, "fp8") - serving_bytes(cfg, "fp8", lm_head="int8") == 2 * v * h - (v * h + 2 * v)
     assert step_bytes(cfg, "fp8") - step_bytes(cfg, "fp8", lm_head="int8") == 2 * v * h - (v * h + 2 * v)
     assert serving_bytes(cfg, "int8", lm_head="bf16") > serving_bytes(cfg, "int8")
+    from minimax2.model.memory import InsufficientMemoryError, check_memory
+    between = (serving_bytes(cfg, "int8") + serving_bytes(cfg, "int8", lm_head="bf16")) // 2
+    with pytest.raises(InsufficientMemoryError, match="--quantization int8 would fit"):
+        check_memory(cfg, "fp8", torch.bfloat16, 128, max_memory=between)
+    with pytest.raises(InsufficientMemoryError, match="--quantization int4 would fit"):  # int8 with a bf16 head does not
+        check_memory(cfg, "fp8", torch.bfloat16, 128, max_memory=between, lm_head="bf16")
     bf16_head = load_model(tiny_ckpt, torch.bfloat16, quantization="int8", lm_head="bf16")
     assert not isinstance(bf16_head.lm_head, Int8Linear)
     with pytest.raises(ValueError, match="bf16 or int8"):

@@ -84,9 +84,9 @@ def check_memory(cfg: ModelConfig, form: str, dtype: torch.dtype, group_size: in
     avail, source = (max_memory, "max_memory") if max_memory is not None else available_memory()
     if need <= avail:
         return
-    fits = [q for q in ("int8", "int4") if serving_bytes(cfg, q, dtype, group_size) + kv_bytes <= avail
-            and q != form]
-    hint = (f"--quantization {fits[0]} would fit ({serving_bytes(cfg, fits[0], dtype, group_size) / GiB:.1f} GiB "
+    fits = [q for q in ("int8", "int4") if serving_bytes(cfg, q, dtype, group_size, lm_head) + kv_bytes <= avail
+            and q != form]  # with the lm_head asked for
+    hint = (f"--quantization {fits[0]} would fit ({serving_bytes(cfg, fits[0], dtype, group_size, lm_head) / GiB:.1f} GiB "
             f"of weights)" if fits else "no quantization fits; lower --kv-cache-gb or use a machine with more memory")
     shown = str(dtype).removeprefix("torch.").replace("bfloat16", "bf16") if form == "float" else form
     raise InsufficientMemoryError(
