@@ -3,7 +3,8 @@ from the requested quantization, the model dtype and the device, and the builder
 
 Forms: "float" (the model dtype: bf16 with the native kernels on a CPU that has them, torch's ops
 otherwise; a bf16 checkpoint in bf16 is mapped as it is, zero_copy.py), "fp8" (the official FP8
-weights and block scales read in place, CPU; zero_copy.py), "int8" and "int4" (weight-only, CPU).
+weights and block scales read in place on a CPU, zero_copy.py; copied as they are to a Hopper GPU,
+fp8_cuda.py), "int8" and "int4" (weight-only, CPU).
 Under int8 and int4 lm_head is int8 (as llama.cpp keeps its output matrix at 6-8 bits in Q4 files), under
 fp8 and float the model dtype, unless `lm_head` asks otherwise (`--lm-head int8` halves the largest
 matrix a batch-1 step reads); the router, the routing bias, norms and embeddings stay in the model
@@ -18,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import cpu_kernels
+from . import cpu_kernels, fp8_cuda
 from .experts import Bf16Experts, Int4Experts, Int8Experts, TorchExperts
 from .linear import Bf16Linear, Int4Linear, Int8Linear, Linear, int4_groups, int8_rows
 
@@ -27,22 +28,31 @@ FORMS = ("float", "fp8") + QUANTIZATIONS
 INT4_GROUPS = (32, 64, 128, 256)
 
 
-def check_form(form: str, device: torch.device | str, group_size: int, lm_head: str | None = None) -> None:
+def check_form(form: str, device: torch.device | str, group_size: int, lm_head: str | None = None,
+               cfg=None) -> None:
     if lm_head_form(form, lm_head) == "int8" and torch.device(device).type != "cpu":
         raise ValueError("an int8 lm_head uses the CPU kernels; leave lm_head unset on CUDA")
     if form not in FORMS:
         raise ValueError(f"unknown quantization {form!r}; choose one of {', '.join(FORMS[1:])} (or none)")
-    if form != "float" and torch.device(device).type != "cpu":
-        raise ValueError(f"the {form} kernels are CPU kernels; use bf16 on CUDA (FP8 checkpoints are "
-                         f"dequantized to it at load)")
+    if form == "fp8" and torch.device(device).type != "cpu":
+        why = fp8_cuda.unsupported(device, cfg)
+        if why is not None:
+            raise ValueError(f"--quantization fp8 cannot serve on {device}: {why}; load without it (the FP8 "
+                             f"weights are dequantized to bf16)")
+    elif form != "float" and torch.device(device).type != "cpu":
+        raise ValueError(f"the {form} kernels are CPU kernels; use bf16 on CUDA (or fp8 for an FP8 checkpoint "
+                         f"on a Hopper GPU)")
     if form == "int4" and group_size not in INT4_GROUPS:
         raise ValueError(f"int4 group size must be 32, 64, 128 or 256, got {group_size}")
 
 
-def default_form(fp8_checkpoint: bool, dtype: torch.dtype, device: torch.device | str) -> str:
+def default_form(fp8_checkpoint: bool, dtype: torch.dtype, device: torch.device | str, cfg=None) -> str:
     """The form when no quantization is asked for: FP8 checkpoints are served as released ("fp8") in bf16 on
-    a CPU with the native kernels (without them every decode step would dequantize tiles); everything
-    else keeps its weights in the model dtype ("float")."""
+    a CPU with the native kernels (without them every decode step would dequantize tiles) and on a GPU
+    with the block-scaled FP8 matmul (fp8_cuda.py); everything else keeps its weights in the model dtype
+    ("float"), FP8 dequantized at load."""
+    if fp8_checkpoint and torch.device(device).type == "cuda":
+        return "fp8" if fp8_cuda.unsupported(device, cfg) is None else "float"
     return "fp8" if fp8_checkpoint and native_bf16(dtype, device) else "float"
 
 

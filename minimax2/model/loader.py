@@ -128,7 +128,8 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
     """Load a checkpoint straight into its serving form: `quantization` None keeps the weights in `dtype`
     (bf16 on a CPU with the native kernels gets their forms; an official FP8 checkpoint loaded in bf16 on
     such a CPU is served as released, "fp8"), "int8" / "int4" quantise each tensor as it is read, "fp8"
-    maps the FP8 weights and their block scales as they are on disk. Before reading, the serving form plus `kv_bytes` is checked against the memory this process
+    maps the FP8 weights and their block scales as they are on disk (on a Hopper GPU, copies them there as they
+    are: fp8_cuda.py). Before reading, the serving form plus `kv_bytes` is checked against the memory this process
     may use (`max_memory` bytes when given): InsufficientMemoryError instead of an OOM kill. `lm_head`
     ("bf16" or "int8") overrides lm_head's form (forms.lm_head_form): int8 under int8/int4, else bf16."""
     path = Path(path)
@@ -145,8 +146,8 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
         model.eval()
         return model
     fp8_ckpt = (cfg.quantization_config or {}).get("quant_method") == "fp8"
-    form = "float" if quantization == "bf16" else quantization or default_form(fp8_ckpt, dtype, device)
-    check_form(form, device, group_size, lm_head)
+    form = "float" if quantization == "bf16" else quantization or default_form(fp8_ckpt, dtype, device, cfg)
+    check_form(form, device, group_size, lm_head, cfg)
     if form == "fp8" and not fp8_ckpt:
         raise CheckpointError(f"--quantization fp8 serves an FP8 checkpoint as released, and {path} is not one "
                               f"(`minimax2 convert --to fp8` makes one)")
@@ -164,10 +165,10 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
         if form == "fp8" or (form == "float" and native_bf16(dtype, device) and mappable_bf16(cfg, used)):
             # the file is the serving form: mapped, nothing read up front
             model = load_released(cfg, files if form == "fp8" else {n: files[n] for n in used}, dtype, form,
-                                  kv_bytes, max_memory, lm_head)
+                                  kv_bytes, max_memory, lm_head, device)
             model.eval()
             return model
-        check_memory(cfg, form, dtype, group_size, kv_bytes, max_memory, lm_head)
+        check_memory(cfg, form, dtype, group_size, kv_bytes, max_memory, lm_head, device)
         block = tuple(cfg.quantization_config["weight_block_size"]) if cfg.quantization_config else (128, 128)
         bar = LoadProgress(sum(f.stat().st_size for f in handles)) if progress else None
         with torch.device("meta"):

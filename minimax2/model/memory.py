@@ -77,14 +77,24 @@ def serving_bytes(cfg: ModelConfig, form: str, dtype: torch.dtype = torch.bfloat
     return cfg.num_hidden_layers * layer + v * h * el + head + h * el
 
 
+def gpu_memory(device: torch.device) -> tuple[int, str]:
+    free, _ = torch.cuda.mem_get_info(device)
+    return free, f"free memory on {device}"
+
+
 def check_memory(cfg: ModelConfig, form: str, dtype: torch.dtype, group_size: int, kv_bytes: int = 0,
-                 max_memory: int | None = None, lm_head: str | None = None) -> None:
-    """Raise InsufficientMemoryError naming both figures and a quantization that would fit."""
+                 max_memory: int | None = None, lm_head: str | None = None,
+                 device: torch.device | str = "cpu") -> None:
+    """Raise InsufficientMemoryError naming both figures and a quantization that would fit (on a CUDA
+    `device`, against the GPU's free memory)."""
     need = serving_bytes(cfg, form, dtype, group_size, lm_head) + kv_bytes
-    avail, source = (max_memory, "max_memory") if max_memory is not None else available_memory()
+    device = torch.device(device)
+    avail, source = ((max_memory, "max_memory") if max_memory is not None
+                     else gpu_memory(device) if device.type == "cuda" else available_memory())
     if need <= avail:
         return
-    fits = [q for q in ("int8", "int4") if serving_bytes(cfg, q, dtype, group_size, lm_head) + kv_bytes <= avail
+    fits = [q for q in (("int8", "int4") if device.type == "cpu" else ())
+            if serving_bytes(cfg, q, dtype, group_size, lm_head) + kv_bytes <= avail
             and q != form]  # with the lm_head asked for
     hint = (f"--quantization {fits[0]} would fit ({serving_bytes(cfg, fits[0], dtype, group_size, lm_head) / GiB:.1f} GiB "
             f"of weights)" if fits else "no quantization fits; lower --kv-cache-gb or use a machine with more memory")

@@ -47,25 +47,33 @@ def load_mapped(cfg: ModelConfig, files: dict[str, Path], form: str, group_size:
     return model
 
 
-def fill_released(model: MiniMaxM2, get, dtype: torch.dtype, form: str, lm_head: str | None = None) -> None:
+def fill_released(model: MiniMaxM2, get, dtype: torch.dtype, form: str, lm_head: str | None = None,
+                  device: torch.device | str = "cpu") -> None:
     """A checkpoint served as it is stored, every weight a view of the mapped shards: "fp8" (the official
     FP8 projections and experts with their block scales) or "float" (bf16 weights in a bf16 model with
     the native kernels). Fused products keep their parts: q/k/v as separate views, each expert's
     w1 / w3 / w2 through the expert block's pointer tables. Embeddings, norms, router and lm_head are
     kept in the model dtype (the routing bias in float32); `lm_head="int8"` quantises lm_head instead, a
-    chunk of rows at a time (the one copy: half lm_head's bytes in anonymous memory)."""
+    chunk of rows at a time (the one copy: half lm_head's bytes in anonymous memory). On a CUDA `device`
+    ("fp8" only) each tensor is copied to the GPU as it is read, into fp8_cuda's forms."""
     from .experts import Bf16Experts, Fp8Experts
     from .forms import lm_head_form, make_linear
+    from .fp8_cuda import Fp8CudaExperts, Fp8CudaLinear
     from .linear import Bf16Linear, Fp8Linear
+
+    device = torch.device(device)
+    cuda = device.type == "cuda"
 
     def keep(name: str) -> torch.nn.Parameter:
         t = get(name)
-        return torch.nn.Parameter(t if t.dtype == dtype else t.to(dtype), requires_grad=False)
+        return torch.nn.Parameter(t.to(device=device, dtype=dtype), requires_grad=False)
 
     def weight(name: str):  # name without ".weight"
         return (get(name + ".weight"), get(name + ".weight_scale_inv")) if form == "fp8" else get(name + ".weight")
 
     def proj(names: list[str]) -> torch.nn.Module:
+        if cuda:
+            return Fp8CudaLinear([weight(n) for n in names], device)
         return Fp8Linear([weight(n) for n in names], dtype) if form == "fp8" else Bf16Linear(parts=[weight(n)
                                                                                                   for n in names])
 
@@ -87,7 +95,15 @@ def fill_released(model: MiniMaxM2, get, dtype: torch.dtype, form: str, lm_head:
         a.o_proj = proj([p + "self_attn.o_proj"])
         m = p + "block_sparse_moe."
         moe.gate = make_linear(keep(m + "gate.weight"), "float", dtype)
-        moe.e_score_correction_bias = get(m + "e_score_correction_bias").float()
+        moe.e_score_correction_bias = get(m + "e_score_correction_bias").to(device=device, dtype=torch.float32)
+        if cuda:
+            moe.experts = Fp8CudaExperts(cfg.num_local_experts, cfg.hidden_size, cfg.intermediate_size, device)
+            for e in range(cfg.num_local_experts):
+                x = f"{m}experts.{e}."
+                moe.experts.put(e, *(get(x + w + ".weight") for w in ("w1", "w3", "w2")),
+                                *(get(x + w + ".weight_scale_inv") for w in ("w1", "w3", "w2")))
+            moe.experts.finish()
+            continue
         parts = [[weight(f"{m}experts.{e}.{w}") for e in range(cfg.num_local_experts)] for w in ("w1", "w3", "w2")]
         if form == "fp8":
             moe.experts = Fp8Experts(*([w for w, _ in ws] for ws in parts), *([s for _, s in ws] for ws in parts),
@@ -106,13 +122,14 @@ def mappable_bf16(cfg: ModelConfig, dtypes: dict[str, str]) -> bool:
 
 
 def load_released(cfg: ModelConfig, files: dict[str, Path], dtype: torch.dtype, form: str, kv_bytes: int = 0,
-                  max_memory: int | None = None, lm_head: str | None = None) -> MiniMaxM2:
+                  max_memory: int | None = None, lm_head: str | None = None,
+                  device: torch.device | str = "cpu") -> MiniMaxM2:
     """A checkpoint (already validated) in the form it is stored in ("fp8", or "float" for bf16), as views
-    of its mapped shards (lm_head quantised when `lm_head="int8"`)."""
-    check_memory(cfg, form, dtype, 128, kv_bytes, max_memory, lm_head)
+    of its mapped shards (lm_head quantised when `lm_head="int8"`); on a CUDA `device`, FP8 copied to the GPU."""
+    check_memory(cfg, form, dtype, 128, kv_bytes, max_memory, lm_head, device)
     maps = {f: MappedFile(f) for f in sorted(set(files.values()))}
     with torch.device("meta"):
         model = MiniMaxM2(cfg)
     with torch.no_grad():
-        fill_released(model, lambda name: maps[files[name]].tensor(name), dtype, form, lm_head)
+        fill_released(model, lambda name: maps[files[name]].tensor(name), dtype, form, lm_head, device)
     return model

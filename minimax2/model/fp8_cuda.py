@@ -1,0 +1,187 @@
+"""MiniMax-M2's released FP8 weights on a CUDA GPU with FP8 tensor cores (Hopper, sm_90).
+
+The e4m3 weights and their float32 128x128 block scales go to the GPU as released (one byte per
+weight, nothing requantized) and every product runs through torch's block-scaled matmul (cuBLASLt,
+DeepSeek-style scaling): the activations are quantized to e4m3 per token in 1x128 blocks at run time,
+the weights keep their 128x128 blocks. This is how FP8 checkpoints are served on Hopper (vLLM's and
+SGLang's w8a8 block FP8); the activation rounding makes it close to the dequantized model, not equal
+(tests/test_cuda.py holds the logits to it).
+
+Where that matmul cannot run (no CUDA, a GPU other than sm_90, a torch without blockwise scaling, widths
+that are not multiples of 128) `unsupported()` says why and the loader dequantizes to bf16 at load.
+
+* `Fp8CudaLinear`: one projection (q/k/v concatenated along N, with their scales).
+* `Fp8CudaExperts`: expert stacks w13 [E, 2I, H] / w2 [E, H, I] with their scales. Decode-sized batches
+  (at most `GATHER_PAIRS` (token, choice) pairs) dequantize only the chosen experts into two batched
+  products, with no host sync; larger batches run each active expert through the block-scaled matmul.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .experts import grouped, swiglu
+from .fp8 import FP8_DTYPE, FP8_MAX, dequantize
+
+BLOCK = 128
+GATHER_PAIRS = 64  # (token, choice) pairs whose experts are dequantized whole: batch 8 at top-8
+_probed: dict[str, str | None] = {}
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [M, K] -> (e4m3 [M', K], decode scales [M', K/128] column-major), M' = M rounded up to 16
+    (zero rows): one scale per token and 128 columns, chosen so the block's max maps to 448."""
+    m, k = x.shape
+    mp = _round_up(max(m, 1), 16)
+    xf = F.pad(x.float(), (0, 0, 0, mp - m)).view(mp, k // BLOCK, BLOCK)
+    scale = xf.abs().amax(-1).clamp(min=1e-12) / FP8_MAX
+    q = (xf / scale[..., None]).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE).view(mp, k)
+    return q, scale.t().contiguous().t()
+
+
+def weight_scales(scale_inv: torch.Tensor) -> torch.Tensor:
+    """A weight's block scales [..., N/128, K/128] in cuBLASLt's layout: [..., L4, N/128] with the K blocks
+    innermost (stride 1), L4 = K/128 rounded up to 4 (padded with ones, never read)."""
+    *lead, n, k = scale_inv.shape
+    padded = torch.ones(*lead, n, _round_up(k, 4), dtype=torch.float32, device=scale_inv.device)
+    padded[..., :k] = scale_inv
+    return padded.transpose(-1, -2)
+
+
+def _mm_v2(q, w, sa, sb, dtype):  # torch >= 2.10: the recipes are named
+    st = F.ScalingType
+    return F.scaled_mm(q, w.t(), sa, st.BlockWise1x128, sb, st.BlockWise128x128, output_dtype=dtype)
+
+
+def _mm_v1(q, w, sa, sb, dtype):  # the recipe is read off the scales' shapes
+    return torch._scaled_mm(q, w.t(), sa, sb, out_dtype=dtype)
+
+
+_mm = _mm_v2 if hasattr(F, "scaled_mm") and hasattr(F, "ScalingType") else _mm_v1
+
+
+def fp8_mm(x: torch.Tensor, w: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+    """x [M, K] @ dequantize(w, scales).T -> [M, N] in x's dtype; w [N, K] e4m3, sb from `weight_scales`."""
+    if x.shape[0] == 0:
+        return x.new_empty(0, w.shape[0])
+    q, sa = quantize_activations(x)
+    return _mm(q, w, sa, sb, x.dtype)[: x.shape[0]]
+
+
+def unsupported(device: torch.device | str, cfg: ModelConfig | None = None) -> str | None:
+    """Why the block-scaled FP8 path cannot serve here (None when it can): checked once per device by
+    multiplying a small block-quantized matrix against its dequantized product."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return "it needs a CUDA GPU"
+    if cfg is not None:
+        widths = (cfg.hidden_size, cfg.intermediate_size, cfg.q_size, cfg.kv_size)
+        block = tuple((cfg.quantization_config or {}).get("weight_block_size", (BLOCK, BLOCK)))
+        if block != (BLOCK, BLOCK) or any(w % BLOCK for w in widths):
+            return f"it needs 128x128 blocks and widths that are multiples of 128 (got {block}, {widths})"
+    key = str(device)
+    if key not in _probed:
+        _probed[key] = _probe(device)
+    return _probed[key]
+
+
+def _probe(device: torch.device) -> str | None:
+    cap = torch.cuda.get_device_capability(device)
+    if cap != (9, 0):
+        return f"cuBLASLt's block-scaled FP8 matmul runs on sm_90 (Hopper); this GPU is sm_{cap[0]}{cap[1]}"
+    from .fp8 import quantize
+
+    global _mm
+    g = torch.Generator().manual_seed(0)
+    w, s = quantize(torch.randn(256, 512, generator=g))
+    x = torch.randn(5, 512, generator=g)
+    want = x @ dequantize(w, s).T
+    errors = []
+    for impl in dict.fromkeys((_mm, _mm_v1)):  # the named-recipe API where torch has it, else the shape-read one
+        _mm = impl
+        try:
+            got = fp8_mm(x.to(device), w.to(device), weight_scales(s.to(device))).cpu()
+        except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError) as e:
+            errors.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            continue
+        if F.cosine_similarity(got.flatten(), want.flatten(), dim=0) > 0.995:
+            return None
+        errors.append("its result disagreed with the dequantized product")
+    return f"torch {torch.__version__} has no usable block-scaled FP8 matmul here ({'; '.join(errors)})"
+
+
+class Fp8CudaLinear(nn.Module):
+    """One projection's FP8 weight [N, K] and its block scales on the GPU (parts of a fused q/k/v are
+    concatenated along N: their block rows stay whole)."""
+
+    def __init__(self, parts: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device):
+        super().__init__()
+        self.register_buffer("weight", torch.cat([w.to(device) for w, _ in parts]))
+        self.register_buffer("scale_inv", torch.cat([s.to(device) for _, s in parts]))
+        self.register_buffer("sb", weight_scales(self.scale_inv), persistent=False)
+        self.out_features = self.weight.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fp8_mm(x.reshape(-1, x.shape[-1]), self.weight, self.sb).view(*x.shape[:-1], -1)
+
+
+class Fp8CudaExperts(nn.Module):
+    """The FP8 expert stacks on the GPU: w13 [E, 2I, H] (w1 rows, then w3) with s13 [E, 2I/128, H/128],
+    w2 [E, H, I] with s2 [E, H/128, I/128]; filled one expert at a time by `put`."""
+
+    decode = None  # no native CPU block
+
+    def __init__(self, num_experts: int, hidden: int, inter: int, device: torch.device):
+        super().__init__()
+        e, h, i, b = num_experts, hidden, inter, BLOCK
+        self.num_experts, self.inter = e, i
+        self.register_buffer("w13", torch.empty(e, 2 * i, h, dtype=FP8_DTYPE, device=device))
+        self.register_buffer("s13", torch.empty(e, 2 * i // b, h // b, device=device))
+        self.register_buffer("w2", torch.empty(e, h, i, dtype=FP8_DTYPE, device=device))
+        self.register_buffer("s2", torch.empty(e, h // b, i // b, device=device))
+
+    def put(self, e: int, w1, w3, w2, s1, s3, s2) -> None:
+        i, b = self.inter, self.inter // BLOCK
+        self.w13[e, :i].copy_(w1)
+        self.w13[e, i:].copy_(w3)
+        self.w2[e].copy_(w2)
+        self.s13[e, :b].copy_(s1)
+        self.s13[e, b:].copy_(s3)
+        self.s2[e].copy_(s2)
+
+    def finish(self) -> "Fp8CudaExperts":
+        self.register_buffer("sb13", weight_scales(self.s13), persistent=False)
+        self.register_buffer("sb2", weight_scales(self.s2), persistent=False)
+        return self
+
+    def _dequantized(self, w: torch.Tensor, s: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        p, n, k = w.shape
+        blocks = w.float().view(p, n // BLOCK, BLOCK, k // BLOCK, BLOCK) * s[:, :, None, :, None]
+        return blocks.view(p, n, k).to(dtype)
+
+    def _gathered(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        t, k = idx.shape
+        flat = idx.flatten()
+        xs = x.repeat_interleave(k, dim=0)[:, :, None]
+        h = swiglu(torch.bmm(self._dequantized(self.w13[flat], self.s13[flat], x.dtype), xs).squeeze(-1))
+        ys = torch.bmm(self._dequantized(self.w2[flat], self.s2[flat], x.dtype), h[:, :, None]).squeeze(-1)
+        return (weights[:, :, None] * ys.view(t, k, -1)).sum(1).to(x.dtype)
+
+    def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
+        return fp8_mm(swiglu(fp8_mm(x, self.w13[e], self.sb13[e])), self.w2[e], self.sb2[e])
+
+    def expert_weights(self, e: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert e's dequantized fused gate/up [2I, H] and down [H, I] weights (float32)."""
+        return dequantize(self.w13[e], self.s13[e]), dequantize(self.w2[e], self.s2[e])
+
+    def forward(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        if idx.numel() <= GATHER_PAIRS:
+            return self._gathered(x, idx, weights)
+        return grouped(x, idx, weights, self.num_experts, self._expert)[0]
