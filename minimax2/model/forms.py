@@ -30,10 +30,10 @@ INT4_GROUPS = (32, 64, 128, 256)
 
 def check_form(form: str, device: torch.device | str, group_size: int, lm_head: str | None = None,
                cfg=None) -> None:
-    if lm_head_form(form, lm_head) == "int8" and torch.device(device).type != "cpu":
-        raise ValueError("an int8 lm_head uses the CPU kernels; leave lm_head unset on CUDA")
     if form not in FORMS:
         raise ValueError(f"unknown quantization {form!r}; choose one of {', '.join(FORMS[1:])} (or none)")
+    if lm_head == "int8" and torch.device(device).type != "cpu":
+        raise ValueError("an int8 lm_head uses the CPU kernels; leave lm_head unset on CUDA")
     if form == "fp8" and torch.device(device).type != "cpu":
         why = fp8_cuda.unsupported(device, cfg)
         if why is not None:

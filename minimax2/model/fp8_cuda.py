@@ -12,7 +12,8 @@ that are not multiples of 128) `unsupported()` says why and the loader dequantiz
 
 * `Fp8CudaLinear`: one projection (q/k/v concatenated along N, with their scales).
 * `Fp8CudaExperts`: expert stacks w13 [E, 2I, H] / w2 [E, H, I] with their scales. Decode-sized batches
-  (at most `GATHER_PAIRS` (token, choice) pairs) dequantize only the chosen experts into two batched
+  (at most E (token, choice) pairs, as for the float stacks) dequantize only the chosen experts to bf16
+  (the scale rounded to bf16 first: within one bf16 step of dequantize-then-round) into two batched
   products, with no host sync; larger batches run each active expert through the block-scaled matmul.
 """
 
@@ -27,7 +28,6 @@ from .experts import grouped, swiglu
 from .fp8 import FP8_DTYPE, FP8_MAX, dequantize
 
 BLOCK = 128
-GATHER_PAIRS = 64  # (token, choice) pairs whose experts are dequantized whole: batch 8 at top-8
 _probed: dict[str, str | None] = {}
 
 
@@ -162,9 +162,10 @@ class Fp8CudaExperts(nn.Module):
         return self
 
     def _dequantized(self, w: torch.Tensor, s: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """In `dtype` throughout: a float32 intermediate would move four times the bytes of the weights."""
         p, n, k = w.shape
-        blocks = w.float().view(p, n // BLOCK, BLOCK, k // BLOCK, BLOCK) * s[:, :, None, :, None]
-        return blocks.view(p, n, k).to(dtype)
+        blocks = w.to(dtype).view(p, n // BLOCK, BLOCK, k // BLOCK, BLOCK) * s.to(dtype)[:, :, None, :, None]
+        return blocks.view(p, n, k)
 
     def _gathered(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         t, k = idx.shape
@@ -182,6 +183,6 @@ class Fp8CudaExperts(nn.Module):
         return dequantize(self.w13[e], self.s13[e]), dequantize(self.w2[e], self.s2[e])
 
     def forward(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if idx.numel() <= GATHER_PAIRS:
+        if idx.numel() <= self.num_experts:
             return self._gathered(x, idx, weights)
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]
