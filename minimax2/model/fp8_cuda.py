@@ -117,12 +117,6 @@ def _probe(device: torch.device) -> str | None:
     return f"torch {torch.__version__} has no usable block-scaled FP8 matmul here ({'; '.join(errors)})"
 
 
-def _gather(stack: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """stack[idx] for an FP8 stack, moved 8 bytes at a time (a gather of 1-byte elements runs far below the
-    memory bandwidth); the widths are multiples of 128."""
-    return stack.view(torch.int64)[idx].view(FP8_DTYPE)
-
-
 class Fp8CudaLinear(nn.Module):
     """One projection's FP8 weight [N, K] and its block scales on the GPU (parts of a fused q/k/v are
     concatenated along N: their block rows stay whole)."""
@@ -177,8 +171,8 @@ class Fp8CudaExperts(nn.Module):
         t, k = idx.shape
         flat = idx.flatten()
         xs = x.repeat_interleave(k, dim=0)[:, :, None]
-        h = swiglu(torch.bmm(self._dequantized(_gather(self.w13, flat), self.s13[flat], x.dtype), xs).squeeze(-1))
-        ys = torch.bmm(self._dequantized(_gather(self.w2, flat), self.s2[flat], x.dtype), h[:, :, None]).squeeze(-1)
+        h = swiglu(torch.bmm(self._dequantized(self.w13[flat], self.s13[flat], x.dtype), xs).squeeze(-1))
+        ys = torch.bmm(self._dequantized(self.w2[flat], self.s2[flat], x.dtype), h[:, :, None]).squeeze(-1)
         return (weights[:, :, None] * ys.view(t, k, -1)).sum(1).to(x.dtype)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
