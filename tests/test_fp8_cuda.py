@@ -76,6 +76,22 @@ def test_block_scaled_product_is_the_product_of_the_quantized_operands(m):
 
 
 @hopper
+@pytest.mark.skipif(fp8_cuda.fused_gemv("cuda") is None, reason="no Triton FP8 decode kernel here")
+@pytest.mark.parametrize("p", [1, 5, 33])
+def test_decode_kernel_multiplies_each_row_by_its_experts_weight_in_place(p):
+    from minimax2.model import fp8_triton
+
+    g = torch.Generator().manual_seed(p)
+    ws = [quantize(torch.randn(384, 1536, generator=g) * 0.02) for _ in range(4)]
+    w, s = torch.stack([q for q, _ in ws]).cuda(), torch.stack([sc for _, sc in ws]).cuda()
+    rows = torch.randint(0, 4, (p,), generator=g, dtype=torch.int32)
+    x = torch.randn(p, 1536, generator=g).to(torch.bfloat16)
+    got = fp8_triton.gemv(x.cuda(), w, s, rows.cuda()).cpu()
+    want = torch.stack([x[i].float() @ dequantize(*ws[rows[i]]).T for i in range(p)])
+    assert got.dtype == torch.float32 and ((got - want).abs().max() / want.abs().max()).item() < 1e-5
+
+
+@hopper
 def test_fp8_checkpoint_is_served_as_fp8_on_hopper(fp8_ckpt):
     from minimax2.model.attention import AttentionMetadata
     from minimax2.model.loader import load_model
@@ -91,12 +107,20 @@ def test_fp8_checkpoint_is_served_as_fp8_on_hopper(fp8_ckpt):
         got = gpu(ids.flatten().cuda(), pos.cuda(), meta).float().cpu()
     assert torch.nn.functional.cosine_similarity(got, want, dim=-1).min() > 0.99
     assert (got.argmax(-1) == want.argmax(-1)).float().mean() > 0.8
+    ids, pos, meta = ids[0, :3], pos[:3], AttentionMetadata.for_batch(1, 3)
+    with torch.no_grad():  # decode-sized: the FP8 decode kernel where Triton runs, no activation rounding
+        want, got = cpu(ids, pos, meta), gpu(ids.cuda(), pos.cuda(), meta).float().cpu()
+    assert torch.nn.functional.cosine_similarity(got, want, dim=-1).min() > (0.998 if layer.moe.experts.gemv else 0.99)
     moe, x = layer.moe, torch.randn(3, 256, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16).cuda()
     idx, w = moe.route(x)
-    with torch.no_grad():  # decode-sized batches: the chosen experts dequantized, no host sync; same result
+    with torch.no_grad():  # decode-sized expert batches (no host sync) against the grouped block-scaled matmuls
         a = moe.experts._gathered(x, idx, w)
         b = fp8_cuda.grouped(x, idx, w, moe.experts.num_experts, moe.experts._expert)[0]
-    assert torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).min() > 0.995
+        kernel, moe.experts.gemv = moe.experts.gemv, None
+        c = moe.experts._gathered(x, idx, w)  # the eager fallback: chosen experts dequantized
+        moe.experts.gemv = kernel
+    for other in (b, c):
+        assert torch.nn.functional.cosine_similarity(a.float(), other.float(), dim=-1).min() > 0.995
 
 
 @hopper

@@ -10,11 +10,17 @@ SGLang's w8a8 block FP8); the activation rounding makes it close to the dequanti
 Where that matmul cannot run (no CUDA, a GPU other than sm_90, a torch without blockwise scaling, widths
 that are not multiples of 128) `unsupported()` says why and the loader dequantizes to bf16 at load.
 
-* `Fp8CudaLinear`: one projection (q/k/v concatenated along N, with their scales).
+Decode rows do not go through the matmul: the Triton kernel of fp8_triton.py multiplies each row by its
+weight read in place (one byte per weight, float32 sums, no activation rounding), where Triton runs
+(checked by the same probe); else an eager path below.
+
+* `Fp8CudaLinear`: one projection (q/k/v concatenated along N, with their scales); at most `MAX_ROWS`
+  rows through the kernel, more through the block-scaled matmul.
 * `Fp8CudaExperts`: expert stacks w13 [E, 2I, H] / w2 [E, H, I] with their scales. Decode-sized batches
-  (at most E (token, choice) pairs, as for the float stacks) dequantize only the chosen experts to bf16
-  (the scale rounded to bf16 first: within one bf16 step of dequantize-then-round) into two batched
-  products, with no host sync; larger batches run each active expert through the block-scaled matmul.
+  (at most E (token, choice) pairs, as for the float stacks) run each pair through its expert in the
+  kernel (eager fallback: the chosen experts dequantized to bf16, the scale rounded to bf16 first, into
+  two batched products), with no host sync; larger batches run each active expert through the
+  block-scaled matmul.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fp8_triton
 from .config import ModelConfig
 from .experts import grouped, swiglu
 from .fp8 import FP8_DTYPE, FP8_MAX, dequantize
 
 BLOCK = 128
+MAX_ROWS = 16  # rows of a projection that take the decode kernel
 _probed: dict[str, str | None] = {}
+_fused: dict[str, bool] = {}  # whether fp8_triton's kernel passed the probe on this device
 
 
 def _round_up(n: int, m: int) -> int:
@@ -112,9 +121,28 @@ def _probe(device: torch.device) -> str | None:
             errors.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
             continue
         if F.cosine_similarity(got.flatten(), want.flatten(), dim=0) > 0.995:
+            _fused[str(device)] = _probe_kernel(device, x, w, s, want)
             return None
         errors.append("its result disagreed with the dequantized product")
     return f"torch {torch.__version__} has no usable block-scaled FP8 matmul here ({'; '.join(errors)})"
+
+
+def _probe_kernel(device, x, w, s, want) -> bool:
+    if fp8_triton.gemv is None:
+        return False
+    try:
+        got = fp8_triton.gemv(x.to(device), w[None].to(device), s[None].to(device),
+                              torch.zeros(x.shape[0], dtype=torch.int32, device=device)).cpu()
+    except (RuntimeError, ValueError, TypeError, AttributeError, ImportError) as e:  # a Triton that cannot compile
+        print(f"minimax2: FP8 decode kernel unavailable ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+              f"decoding through the eager path")
+        return False
+    return bool(((got - want).abs().max() <= 1e-3 * want.abs().max()).item())
+
+
+def fused_gemv(device: torch.device | str):
+    """fp8_triton.gemv where it passed the probe on `device`, else None."""
+    return fp8_triton.gemv if unsupported(device) is None and _fused.get(str(torch.device(device))) else None
 
 
 class Fp8CudaLinear(nn.Module):
@@ -126,10 +154,17 @@ class Fp8CudaLinear(nn.Module):
         self.register_buffer("weight", torch.cat([w.to(device) for w, _ in parts]))
         self.register_buffer("scale_inv", torch.cat([s.to(device) for _, s in parts]))
         self.register_buffer("sb", weight_scales(self.scale_inv), persistent=False)
+        self.register_buffer("rows", torch.zeros(MAX_ROWS, dtype=torch.int32, device=device), persistent=False)
         self.out_features = self.weight.shape[0]
+        self.gemv = fused_gemv(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fp8_mm(x.reshape(-1, x.shape[-1]), self.weight, self.sb).view(*x.shape[:-1], -1)
+        x2 = x.reshape(-1, x.shape[-1])
+        if self.gemv is not None and x2.shape[0] <= MAX_ROWS:
+            y = self.gemv(x2, self.weight[None], self.scale_inv[None], self.rows[: x2.shape[0]]).to(x.dtype)
+        else:
+            y = fp8_mm(x2, self.weight, self.sb)
+        return y.view(*x.shape[:-1], -1)
 
 
 class Fp8CudaExperts(nn.Module):
@@ -146,6 +181,7 @@ class Fp8CudaExperts(nn.Module):
         self.register_buffer("s13", torch.empty(e, 2 * i // b, h // b, device=device))
         self.register_buffer("w2", torch.empty(e, h, i, dtype=FP8_DTYPE, device=device))
         self.register_buffer("s2", torch.empty(e, h // b, i // b, device=device))
+        self.gemv = fused_gemv(device)
 
     def put(self, e: int, w1, w3, w2, s1, s3, s2) -> None:
         i, b = self.inter, self.inter // BLOCK
@@ -170,6 +206,11 @@ class Fp8CudaExperts(nn.Module):
     def _gathered(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         t, k = idx.shape
         flat = idx.flatten()
+        if self.gemv is not None:  # each (token, choice) pair against its expert's FP8 weight in place
+            rows = flat.to(torch.int32)
+            h = swiglu(self.gemv(x.repeat_interleave(k, dim=0), self.w13, self.s13, rows).to(x.dtype))
+            ys = self.gemv(h, self.w2, self.s2, rows)
+            return (weights[:, :, None] * ys.view(t, k, -1)).sum(1).to(x.dtype)
         xs = x.repeat_interleave(k, dim=0)[:, :, None]
         h = swiglu(torch.bmm(self._dequantized(self.w13[flat], self.s13[flat], x.dtype), xs).squeeze(-1))
         ys = torch.bmm(self._dequantized(self.w2[flat], self.s2[flat], x.dtype), h[:, :, None]).squeeze(-1)
