@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import fp8_triton
 from .config import ModelConfig
 from .experts import grouped, swiglu
 from .fp8 import FP8_DTYPE, FP8_MAX, dequantize
@@ -128,6 +127,8 @@ def _probe(device: torch.device) -> str | None:
 
 
 def _probe_kernel(device, x, w, s, want) -> bool:
+    from . import fp8_triton  # imports Triton: only where a GPU serves FP8
+
     if fp8_triton.gemv is None:
         return False
     try:
@@ -142,7 +143,11 @@ def _probe_kernel(device, x, w, s, want) -> bool:
 
 def fused_gemv(device: torch.device | str):
     """fp8_triton.gemv where it passed the probe on `device`, else None."""
-    return fp8_triton.gemv if unsupported(device) is None and _fused.get(str(torch.device(device))) else None
+    if unsupported(device) is not None or not _fused.get(str(torch.device(device))):
+        return None
+    from . import fp8_triton
+
+    return fp8_triton.gemv
 
 
 class Fp8CudaLinear(nn.Module):
