@@ -7,9 +7,9 @@ from __future__ import annotations
 def add_load_arguments(p) -> None:
     """The command-line flags that choose how a checkpoint loads (generate, chat and serve share them)."""
     p.add_argument("--quantization", "-q", choices=["bf16", "fp8", "int8", "int4"], default=None,
-                   help="serving form of the weights (CPU kernels): int8 / int4 quantised while loading, fp8 the "
-                        "official FP8 weights as released (the default for FP8 checkpoints on a CPU), bf16 "
-                        "dequantized (default: the checkpoint's own form)")
+                   help="serving form of the weights: int8 / int4 quantised while loading (CPU), fp8 the "
+                        "official FP8 weights as released (the default for FP8 checkpoints on a CPU and on a "
+                        "Hopper GPU), bf16 dequantized (default: the checkpoint's own form)")
     p.add_argument("--lm-head", choices=["bf16", "int8"], default=None,
                    help="form of the output matrix (200,064 x 3,072 in M2, the largest one a batch-1 step reads): "
                         "int8 halves its bytes (default: int8 under int8/int4, else bf16, as released)")
