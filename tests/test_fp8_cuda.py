@@ -26,6 +26,8 @@ def test_activations_are_quantized_per_token_and_128_columns():
     back = q[:5].float().view(5, 3, 128) * s[:5, :, None]
     assert torch.allclose(back.view(5, 384), x, rtol=2**-4, atol=0)  # e4m3: 3 mantissa bits, no block underflows
     assert torch.allclose(q[:5].float().view(5, 3, 128).abs().amax(-1), torch.full((5, 3), FP8_MAX))
+    q, s = fp8_cuda.quantize_activations(torch.randn(256, 16).t())  # a transposed input, no padding needed
+    assert q.is_contiguous() and s.stride() == (1, 16)  # the row-major layout the matmul takes
 
 
 def test_weight_scales_take_cublas_layout():
@@ -45,6 +47,12 @@ def test_fp8_on_a_machine_without_the_matmul_says_why():
     with pytest.raises(ValueError, match="--quantization fp8 cannot serve on cuda"):
         check_form("fp8", "cuda", 128)
     assert default_form(True, torch.bfloat16, "cuda") == "float"  # dequantized to bf16 at load instead
+
+
+def test_fp8_on_a_gpu_is_the_default_only_in_bf16():
+    from minimax2.model.forms import default_form
+
+    assert default_form(True, torch.float32, "cuda") == "float"  # float32 asked for: no FP8 activation rounding
 
 
 hopper = pytest.mark.skipif(fp8_cuda.unsupported("cuda") is not None,

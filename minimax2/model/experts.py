@@ -79,7 +79,7 @@ class TorchExperts(nn.Module):
         xs = x.repeat_interleave(k, dim=0)[:, :, None]  # [T*k, H, 1]
         h = swiglu(torch.bmm(self.w13[flat], xs).squeeze(-1))
         ys = torch.bmm(self.w2[flat], h[:, :, None]).squeeze(-1)  # [T*k, H]
-        return (weights[:, :, None] * ys.view(t, k, -1)).sum(1).to(x.dtype)
+        return (weights[:, :, None] * ys.view(t, k, ys.shape[-1])).sum(1).to(x.dtype)
 
     def forward(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" and not self.training and idx.numel() <= self.num_experts:

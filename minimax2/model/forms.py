@@ -38,7 +38,7 @@ def check_form(form: str, device: torch.device | str, group_size: int, lm_head: 
         why = fp8_cuda.unsupported(device, cfg)
         if why is not None:
             raise ValueError(f"--quantization fp8 cannot serve on {device}: {why}; load without it (the FP8 "
-                             f"weights are dequantized to bf16)")
+                             f"weights are then dequantized to the model dtype)")
     elif form != "float" and torch.device(device).type != "cpu":
         raise ValueError(f"the {form} kernels are CPU kernels; use bf16 on CUDA (or fp8 for an FP8 checkpoint "
                          f"on a Hopper GPU)")
@@ -48,11 +48,11 @@ def check_form(form: str, device: torch.device | str, group_size: int, lm_head: 
 
 def default_form(fp8_checkpoint: bool, dtype: torch.dtype, device: torch.device | str, cfg=None) -> str:
     """The form when no quantization is asked for: FP8 checkpoints are served as released ("fp8") in bf16 on
-    a CPU with the native kernels (without them every decode step would dequantize tiles) and on a GPU
-    with the block-scaled FP8 matmul (fp8_cuda.py); everything else keeps its weights in the model dtype
+    a CPU with the native kernels (without them every decode step would dequantize tiles) and in bf16 on
+    a GPU with the block-scaled FP8 matmul (fp8_cuda.py); everything else keeps its weights in the model dtype
     ("float"), FP8 dequantized at load."""
     if fp8_checkpoint and torch.device(device).type == "cuda":
-        return "fp8" if fp8_cuda.unsupported(device, cfg) is None else "float"
+        return "fp8" if dtype == torch.bfloat16 and fp8_cuda.unsupported(device, cfg) is None else "float"
     return "fp8" if fp8_checkpoint and native_bf16(dtype, device) else "float"
 
 

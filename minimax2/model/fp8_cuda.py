@@ -1,14 +1,14 @@
 """MiniMax-M2's released FP8 weights on a CUDA GPU with FP8 tensor cores (Hopper, sm_90).
 
 The e4m3 weights and their float32 128x128 block scales go to the GPU as released (one byte per
-weight, nothing requantized) and every product runs through torch's block-scaled matmul (cuBLASLt,
+weight, nothing requantized). Prefill products run through torch's block-scaled matmul (cuBLASLt,
 DeepSeek-style scaling): the activations are quantized to e4m3 per token in 1x128 blocks at run time,
 the weights keep their 128x128 blocks. This is how FP8 checkpoints are served on Hopper (vLLM's and
 SGLang's w8a8 block FP8); the activation rounding makes it close to the dequantized model, not equal
-(tests/test_cuda.py holds the logits to it).
+(tests/test_fp8_cuda.py holds the logits to it).
 
 Where that matmul cannot run (no CUDA, a GPU other than sm_90, a torch without blockwise scaling, widths
-that are not multiples of 128) `unsupported()` says why and the loader dequantizes to bf16 at load.
+that are not multiples of 128) `unsupported()` says why and the loader dequantizes to the model dtype.
 
 Decode rows do not go through the matmul: the Triton kernel of fp8_triton.py multiplies each row by its
 weight read in place (one byte per weight, float32 sums, no activation rounding), where Triton runs
@@ -18,12 +18,14 @@ weight read in place (one byte per weight, float32 sums, no activation rounding)
   rows through the kernel, more through the block-scaled matmul.
 * `Fp8CudaExperts`: expert stacks w13 [E, 2I, H] / w2 [E, H, I] with their scales. Decode-sized batches
   (at most E (token, choice) pairs, as for the float stacks) run each pair through its expert in the
-  kernel (eager fallback: the chosen experts dequantized to bf16, the scale rounded to bf16 first, into
+  kernel (eager fallback: the chosen experts dequantized in the model dtype, the scale rounded to it, into
   two batched products), with no host sync; larger batches run each active expert through the
   block-scaled matmul.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +50,7 @@ def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     (zero rows): one scale per token and 128 columns, chosen so the block's max maps to 448."""
     m, k = x.shape
     mp = _round_up(max(m, 1), 16)
-    xf = (x.float() if mp == m else F.pad(x.float(), (0, 0, 0, mp - m))).view(mp, k // BLOCK, BLOCK)
+    xf = (x.float() if mp == m else F.pad(x.float(), (0, 0, 0, mp - m))).contiguous().view(mp, k // BLOCK, BLOCK)
     scale = xf.abs().amax(-1).clamp(min=1e-12) / FP8_MAX
     q = (xf / scale[..., None]).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE).view(mp, k)
     return q, scale.t().contiguous().t()
@@ -68,8 +70,8 @@ def _mm_v2(q, w, sa, sb, dtype):  # torch >= 2.10: the recipes are named
     return F.scaled_mm(q, w.t(), sa, st.BlockWise1x128, sb, st.BlockWise128x128, output_dtype=dtype)
 
 
-def _mm_v1(q, w, sa, sb, dtype):  # the recipe is read off the scales' shapes
-    return torch._scaled_mm(q, w.t(), sa, sb, out_dtype=dtype)
+def _mm_v1(q, w, sa, sb, dtype):  # the recipe is read off the scales' shapes: the K blocks unpadded
+    return torch._scaled_mm(q, w.t(), sa, sb[: q.shape[1] // BLOCK], out_dtype=dtype)
 
 
 _mm = _mm_v2 if hasattr(F, "scaled_mm") and hasattr(F, "ScalingType") else _mm_v1
@@ -101,16 +103,19 @@ def unsupported(device: torch.device | str, cfg: ModelConfig | None = None) -> s
 
 
 def _probe(device: torch.device) -> str | None:
-    cap = torch.cuda.get_device_capability(device)
+    try:
+        cap = torch.cuda.get_device_capability(device)
+    except (RuntimeError, AssertionError, ValueError) as e:
+        return f"{device} cannot be used ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
     if cap != (9, 0):
         return f"cuBLASLt's block-scaled FP8 matmul runs on sm_90 (Hopper); this GPU is sm_{cap[0]}{cap[1]}"
     from .fp8 import quantize
 
     global _mm
     g = torch.Generator().manual_seed(0)
-    w, s = quantize(torch.randn(256, 512, generator=g))
-    x = torch.randn(5, 512, generator=g)
-    want = x @ dequantize(w, s).T
+    w, s = quantize(torch.randn(256, 384, generator=g))  # 3 column blocks: the scales' padding to 4 is used
+    x = torch.randn(5, 384, generator=g).to(torch.bfloat16)  # as served
+    want = x.float() @ dequantize(w, s).T
     errors = []
     for impl in dict.fromkeys((_mm, _mm_v1)):  # the named-recipe API where torch has it, else the shape-read one
         _mm = impl
@@ -119,7 +124,7 @@ def _probe(device: torch.device) -> str | None:
         except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError) as e:
             errors.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
             continue
-        if F.cosine_similarity(got.flatten(), want.flatten(), dim=0) > 0.995:
+        if F.cosine_similarity(got.float().flatten(), want.flatten(), dim=0) > 0.995:
             _fused[str(device)] = _probe_kernel(device, x, w, s, want)
             return None
         errors.append("its result disagreed with the dequantized product")
@@ -134,9 +139,9 @@ def _probe_kernel(device, x, w, s, want) -> bool:
     try:
         got = fp8_triton.gemv(x.to(device), w[None].to(device), s[None].to(device),
                               torch.zeros(x.shape[0], dtype=torch.int32, device=device)).cpu()
-    except (RuntimeError, ValueError, TypeError, AttributeError, ImportError) as e:  # a Triton that cannot compile
-        print(f"minimax2: FP8 decode kernel unavailable ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-              f"decoding through the eager path")
+    except Exception as e:  # noqa: BLE001 - Triton's compile errors derive from Exception alone; any means no kernel
+        warnings.warn(f"FP8 decode kernel unavailable ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                      f"decoding through the eager path", RuntimeWarning, stacklevel=2)
         return False
     return bool(((got - want).abs().max() <= 1e-3 * want.abs().max()).item())
 
@@ -215,11 +220,11 @@ class Fp8CudaExperts(nn.Module):
             rows = flat.to(torch.int32)
             h = swiglu(self.gemv(x.repeat_interleave(k, dim=0), self.w13, self.s13, rows).to(x.dtype))
             ys = self.gemv(h, self.w2, self.s2, rows)
-            return (weights[:, :, None] * ys.view(t, k, -1)).sum(1).to(x.dtype)
+            return (weights[:, :, None] * ys.view(t, k, ys.shape[-1])).sum(1).to(x.dtype)
         xs = x.repeat_interleave(k, dim=0)[:, :, None]
         h = swiglu(torch.bmm(self._dequantized(self.w13[flat], self.s13[flat], x.dtype), xs).squeeze(-1))
         ys = torch.bmm(self._dequantized(self.w2[flat], self.s2[flat], x.dtype), h[:, :, None]).squeeze(-1)
-        return (weights[:, :, None] * ys.view(t, k, -1)).sum(1).to(x.dtype)
+        return (weights[:, :, None] * ys.view(t, k, ys.shape[-1])).sum(1).to(x.dtype)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         return fp8_mm(swiglu(fp8_mm(x, self.w13[e], self.sb13[e])), self.w2[e], self.sb2[e])

@@ -42,11 +42,18 @@ if triton is not None:
 
     def gemv(x: torch.Tensor, w: torch.Tensor, scale_inv: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         p, k = x.shape
-        n = w.shape[1]
+        e, n = w.shape[:2]
+        if (w.shape[2] != k or k % BLOCK_K or n % 128 or tuple(scale_inv.shape) != (e, n // 128, k // BLOCK_K)
+                or not (w.is_contiguous() and scale_inv.is_contiguous()) or w.dtype != torch.float8_e4m3fn
+                or scale_inv.dtype != torch.float32 or rows.dtype != torch.int32 or rows.shape != (p,)):
+            raise ValueError(f"fp8 gemv: x [P, K], w [E, N, K] e4m3 contiguous, scale_inv [E, N/128, K/128] float32, "
+                             f"rows [P] int32 with N, K multiples of 128; got {tuple(x.shape)}, {tuple(w.shape)}, "
+                             f"{tuple(scale_inv.shape)}, {tuple(rows.shape)} {rows.dtype}")
         y = torch.empty(p, n, dtype=torch.float32, device=x.device)
         if p:
-            _gemv_kernel[(p, n // BLOCK_N)](x.contiguous(), w, scale_inv, rows, y, n, k, k // BLOCK_K, n // 128,
-                                            BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+            with torch.cuda.device(x.device):  # launch on the tensors' GPU, not the current one
+                _gemv_kernel[(p, n // BLOCK_N)](x.contiguous(), w, scale_inv, rows, y, n, k, k // BLOCK_K, n // 128,
+                                                BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
         return y
 else:
     gemv = None

@@ -147,10 +147,10 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
         return model
     fp8_ckpt = (cfg.quantization_config or {}).get("quant_method") == "fp8"
     form = "float" if quantization == "bf16" else quantization or default_form(fp8_ckpt, dtype, device, cfg)
-    check_form(form, device, group_size, lm_head, cfg)
     if form == "fp8" and not fp8_ckpt:
         raise CheckpointError(f"--quantization fp8 serves an FP8 checkpoint as released, and {path} is not one "
                               f"(`minimax2 convert --to fp8` makes one)")
+    check_form(form, device, group_size, lm_head, cfg)
     with ExitStack() as stack:
         handles = {f: _open(f, stack) for f in sorted(set(files.values()))}
         shapes, dtypes = {}, {}
