@@ -10,6 +10,8 @@ with torch's CUDA wheels; where it is missing, `gemv` is None and fp8_cuda.py us
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 try:
@@ -51,7 +53,8 @@ if triton is not None:
                              f"{tuple(scale_inv.shape)}, {tuple(rows.shape)} {rows.dtype}")
         y = torch.empty(p, n, dtype=torch.float32, device=x.device)
         if p:
-            with torch.cuda.device(x.device):  # launch on the tensors' GPU, not the current one
+            # launch on the tensors' GPU, not the current one (CPU tensors: Triton's interpreter, for tests)
+            with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
                 _gemv_kernel[(p, n // BLOCK_N)](x.contiguous(), w, scale_inv, rows, y, n, k, k // BLOCK_K, n // 128,
                                                 BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
         return y
