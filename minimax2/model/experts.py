@@ -52,6 +52,20 @@ def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
+def combine_pairs(ys: torch.Tensor, weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The outputs [T*k, H] of each (token, choice) pair -> their router-weighted sum per token, [T, H]."""
+    t, k = weights.shape
+    return (weights[:, :, None] * ys.view(t, k, ys.shape[-1])).sum(1).to(dtype)
+
+
+def through_pairs(x: torch.Tensor, weights: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """Each (token, choice) pair through its own copy of its expert's weights, w13 [T*k, 2I, H] and
+    w2 [T*k, H, I], in two batched products: no host sync (GPU decode)."""
+    xs = x.repeat_interleave(weights.shape[1], dim=0)[:, :, None]  # [T*k, H, 1]
+    h = swiglu(torch.bmm(w13, xs).squeeze(-1))
+    return combine_pairs(torch.bmm(w2, h[:, :, None]).squeeze(-1), weights, x.dtype)
+
+
 class TorchExperts(nn.Module):
     decode = None  # no native decode block
 
@@ -74,12 +88,8 @@ class TorchExperts(nn.Module):
         weights. The grouped loop asks the host which experts are active, a device sync per layer that
         dominates a GPU decode step. This gathers a copy of the expert's weights for every pair (about
         three times the bytes the loop reads), so it serves only batches of at most num_experts pairs."""
-        t, k = idx.shape
         flat = idx.flatten()
-        xs = x.repeat_interleave(k, dim=0)[:, :, None]  # [T*k, H, 1]
-        h = swiglu(torch.bmm(self.w13[flat], xs).squeeze(-1))
-        ys = torch.bmm(self.w2[flat], h[:, :, None]).squeeze(-1)  # [T*k, H]
-        return (weights[:, :, None] * ys.view(t, k, ys.shape[-1])).sum(1).to(x.dtype)
+        return through_pairs(x, weights, self.w13[flat], self.w2[flat])
 
     def forward(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" and not self.training and idx.numel() <= self.num_experts:

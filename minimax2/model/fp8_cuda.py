@@ -19,8 +19,8 @@ weight read in place (one byte per weight, float32 sums, no activation rounding)
 * `Fp8CudaExperts`: expert stacks w13 [E, 2I, H] / w2 [E, H, I] with their scales. Decode-sized batches
   (at most E (token, choice) pairs, as for the float stacks) run each pair through its expert in the
   kernel (eager fallback: the chosen experts dequantized in the model dtype, the scale rounded to it, into
-  two batched products), with no host sync; larger batches run each active expert through the
-  block-scaled matmul.
+  two batched products, while those copies stay under `EAGER_GATHER_BYTES`), with no host sync; larger
+  batches run each active expert through the block-scaled matmul.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .experts import grouped, swiglu
+from .experts import combine_pairs, grouped, swiglu, through_pairs
 from .fp8 import FP8_DTYPE, FP8_MAX, dequantize
 
 BLOCK = 128
 MAX_ROWS = 16  # rows of a projection that take the decode kernel
+EAGER_GATHER_BYTES = 1 << 30  # at most this much of dequantized expert copies in the eager decode path
 _probed: dict[str, str | None] = {}
 _fused: dict[str, bool] = {}  # whether fp8_triton's kernel passed the probe on this device
 
@@ -187,6 +188,7 @@ class Fp8CudaExperts(nn.Module):
         super().__init__()
         e, h, i, b = num_experts, hidden, inter, BLOCK
         self.num_experts, self.inter = e, i
+        self.eager_pairs = max(1, EAGER_GATHER_BYTES // (3 * h * i * 4))  # a bf16 copy and its product
         self.register_buffer("w13", torch.empty(e, 2 * i, h, dtype=FP8_DTYPE, device=device))
         self.register_buffer("s13", torch.empty(e, 2 * i // b, h // b, device=device))
         self.register_buffer("w2", torch.empty(e, h, i, dtype=FP8_DTYPE, device=device))
@@ -214,17 +216,13 @@ class Fp8CudaExperts(nn.Module):
         return blocks.view(p, n, k)
 
     def _gathered(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        t, k = idx.shape
         flat = idx.flatten()
         if self.gemv is not None:  # each (token, choice) pair against its expert's FP8 weight in place
             rows = flat.to(torch.int32)
-            h = swiglu(self.gemv(x.repeat_interleave(k, dim=0), self.w13, self.s13, rows).to(x.dtype))
-            ys = self.gemv(h, self.w2, self.s2, rows)
-            return (weights[:, :, None] * ys.view(t, k, ys.shape[-1])).sum(1).to(x.dtype)
-        xs = x.repeat_interleave(k, dim=0)[:, :, None]
-        h = swiglu(torch.bmm(self._dequantized(self.w13[flat], self.s13[flat], x.dtype), xs).squeeze(-1))
-        ys = torch.bmm(self._dequantized(self.w2[flat], self.s2[flat], x.dtype), h[:, :, None]).squeeze(-1)
-        return (weights[:, :, None] * ys.view(t, k, ys.shape[-1])).sum(1).to(x.dtype)
+            h = swiglu(self.gemv(x.repeat_interleave(idx.shape[1], dim=0), self.w13, self.s13, rows).to(x.dtype))
+            return combine_pairs(self.gemv(h, self.w2, self.s2, rows), weights, x.dtype)
+        return through_pairs(x, weights, self._dequantized(self.w13[flat], self.s13[flat], x.dtype),
+                             self._dequantized(self.w2[flat], self.s2[flat], x.dtype))
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         return fp8_mm(swiglu(fp8_mm(x, self.w13[e], self.sb13[e])), self.w2[e], self.sb2[e])
@@ -234,6 +232,6 @@ class Fp8CudaExperts(nn.Module):
         return dequantize(self.w13[e], self.s13[e]), dequantize(self.w2[e], self.s2[e])
 
     def forward(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if idx.numel() <= self.num_experts:
+        if idx.numel() <= self.num_experts and (self.gemv is not None or idx.numel() <= self.eager_pairs):
             return self._gathered(x, idx, weights)
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]
