@@ -12,9 +12,10 @@ Each pair runs `--rounds` times, ours and llama.cpp alternating (the order flips
 drift of the memory bus hits both sides alike); the table gives medians and their ratio. Both sides
 run the same shape of work: a 64-token random prompt per sequence, then 16 decode tokens, at batch 1
 and 8, with the same thread count. llama.cpp runs `llama-batched-bench` (its decode speed with every
-sequence's prompt processed first). Both sides memory-map their weights, so before each run the files
-are read once into the page cache (not timed): otherwise whichever side ran second would pay for disk
-reads of experts the first side's run evicted. The roofline share divides tok/s by what the
+sequence's prompt processed first). Both sides memory-map their weights, so before each run the other
+checkpoints' pages are dropped from the page cache and this side's files are read once into it (not
+timed): otherwise a run faults experts in from disk (the slice's FP8 and Q8_0 files do not fit in
+24 GB together, and the kernel keeps a finished run's mapped pages before freshly read ones). The roofline share divides tok/s by what the
 bandwidth allows (model/projection.py's bytes per step, at a read bandwidth probed in our process);
 llama.cpp's is given for OUR byte count, so above 100% means it reads fewer bytes a token: it
 quantizes the output matrix (Q8_0 in a Q8_0 file, Q6_K in Q4_0), where our fp8 form keeps the
@@ -33,6 +34,8 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+
+from minimax2.bench.throughput import release_page_cache, warm_page_cache
 
 OURS = r"""
 import json, statistics, sys
@@ -66,16 +69,17 @@ def busy(n: int):
             h.wait()
 
 
-def warm(path: Path) -> None:
-    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
-    for f in files:
-        with open(f, "rb") as fh:
-            while fh.read(64 << 20):
-                pass
+def only_in_memory(path: Path, others: list[Path]) -> None:
+    """The page cache holds `path` for the run, not the other checkpoints: the slice's FP8 and Q8_0 files
+    (16 and 17 GB) do not fit in 24 GB together, and pages read once are evicted before pages a previous
+    run mapped and used (throughput.release_page_cache), so a warmed side would still fault from disk."""
+    for other in others:
+        if other != path:
+            release_page_cache(other)
+    warm_page_cache(path)
 
 
 def run_ours(model: Path, threads: int, form: str, head: str) -> dict:
-    warm(model)
     r = subprocess.run([sys.executable, "-c", OURS, str(model), str(threads), form, head], capture_output=True,
                        text=True)
     if r.returncode != 0:
@@ -84,7 +88,6 @@ def run_ours(model: Path, threads: int, form: str, head: str) -> dict:
 
 
 def run_llama(llama_cpp: Path, gguf: Path, threads: int) -> dict:
-    warm(gguf)
     exe = llama_cpp / "build" / "bin" / "llama-batched-bench"
     cmd = [str(exe), "-m", str(gguf), "-c", "2048", "-b", "2048", "-ub", "512", "-npp", "64", "-ntg", "16",
            "-npl", "1,8,1", "-t", str(threads)]
@@ -115,6 +118,7 @@ def main() -> None:
                     help="run this many busy processes (`yes`) beside every timed run: cores shared, as on a server")
     a = ap.parse_args()
     table = []
+    files = sorted({Path(p) for spec in a.pair for p in spec.partition("=")[2].rsplit(":", 1)})
     for spec in a.pair:
         label, _, paths = spec.partition("=")
         form, _, head = label.partition("+")
@@ -122,9 +126,10 @@ def main() -> None:
         ours_path, _, gguf = paths.rpartition(":")
         ours, theirs = [], []
         for r in range(a.rounds):
-            steps = [lambda: ours.append(run_ours(Path(ours_path), a.threads, form, head)),
-                     lambda: theirs.append(run_llama(a.llama_cpp, Path(gguf), a.threads))]
-            for step in steps if r % 2 == 0 else steps[::-1]:
+            steps = [(Path(ours_path), lambda: ours.append(run_ours(Path(ours_path), a.threads, form, head))),
+                     (Path(gguf), lambda: theirs.append(run_llama(a.llama_cpp, Path(gguf), a.threads)))]
+            for path, step in steps if r % 2 == 0 else steps[::-1]:
+                only_in_memory(path, files)
                 with busy(a.busy):
                     step()
             print(f"{label} round {r + 1}: ours {json.dumps(ours[-1])}  llama.cpp {json.dumps(theirs[-1])}", flush=True)

@@ -38,6 +38,16 @@ def read_bandwidth(gib: float = 0.5, repeats: int = 7) -> float:
     return best
 
 
+def bracketed(run, repeats: int = 5):
+    """`run()` between two read-bandwidth probes: (its result, the mean of the two probes in bytes/s). The
+    bus here drifts by tens of percent within minutes, so a probe taken once before several runs can
+    land in a faster or slower spell than the runs it is compared with; bracketing each run and
+    taking the median of per-run shares keeps the probe and the run in the same spell."""
+    before = read_bandwidth(repeats=repeats)
+    result = run()
+    return result, (before + read_bandwidth(repeats=repeats)) / 2
+
+
 def roofline_tok_s(spec, precision: str, batch: int, bandwidth: float) -> float:
     """Decode tok/s if a step took only the time to read its weights once at `bandwidth` bytes/s: every
     active weight at the precision's size, with the experts a batch of `batch` tokens touches, in

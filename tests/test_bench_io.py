@@ -1,0 +1,54 @@
+"""The benchmarks' measuring helpers (minimax2/bench): the page cache held for one checkpoint at a time,
+checked with mincore(2), and a bandwidth probe on both sides of each timed run."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+
+import pytest
+
+from minimax2.bench.roofline import bracketed
+from minimax2.bench.throughput import release_page_cache, warm_page_cache
+
+
+def resident_share(path) -> float:
+    """Share of the file's pages in the page cache: mincore(2) on a private mapping of it, untouched (its
+    pages are the page cache's until written)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    with open(path, "rb") as f:
+        m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+        first = ctypes.c_char.from_buffer(m)
+        rc = libc.mincore(ctypes.addressof(first), size, vec)
+        del first
+        m.close()
+    if rc != 0:
+        pytest.skip(f"mincore failed here: errno {ctypes.get_errno()}")
+    return sum(v & 1 for v in vec) / pages
+
+
+def test_release_drops_a_checkpoint_from_the_page_cache_and_warm_reads_it_back(tmp_path):
+    shard = tmp_path / "model-00001-of-00001.safetensors"
+    with open(shard, "wb") as f:
+        f.write(os.urandom(8 << 20))
+        f.flush()
+        os.fsync(f.fileno())  # dirty pages are not dropped
+    (tmp_path / "notes.txt").write_text("not a shard")
+    release_page_cache(tmp_path)
+    assert resident_share(shard) < 0.1
+    warm_page_cache(tmp_path)
+    assert resident_share(shard) > 0.9
+    release_page_cache(shard)  # one file works as well as a directory
+    assert resident_share(shard) < 0.1
+
+
+def test_bracketed_probes_on_both_sides_of_exactly_one_run():
+    calls = []
+    result, bw = bracketed(lambda: calls.append(1) or "ran", repeats=1)
+    assert result == "ran" and calls == [1]
+    assert 1e8 < bw < 1e13  # bytes/s: a real read, not a placeholder
