@@ -52,7 +52,7 @@ def test_gemv_rejects_what_it_cannot_do(ext):
         ext.gemv_bf16(torch.randn(1, 64), torch.randn(8, 64))
 
 
-@pytest.mark.parametrize("m", [1, 2, 3, 16])
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 8, 16])
 @pytest.mark.parametrize("n, k", [(1, 32), (7, 96), (1531, 1024)])
 @pytest.mark.parametrize("outlier", [False, True])
 def test_int8_gemv_is_as_close_to_the_exact_product_as_the_int8pack_op(ext, m, n, k, outlier):
@@ -72,6 +72,21 @@ def test_int8_gemv_is_as_close_to_the_exact_product_as_the_int8pack_op(ext, m, n
     if n * m > 1000:  # enough outputs for a mean: on average as close as torch's kernel
         assert err.mean() <= torch_err.mean() * 1.1
         assert (got == torch_out).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("n, k", [(7, 96), (1531, 1056)])
+def test_int8_gemv_rows_do_not_depend_on_the_batch(ext, n, k):
+    """Five or more rows of x take two weight rows at a time (int8_dot.h: pair_i8), fewer take one: the
+    integer sums are exact and the float steps run in the same order, so every row's result is bit for
+    bit what it is alone (k = 1056 ends in a partial activation block)."""
+    from minimax2.model.quant import int8_rows
+
+    g = torch.Generator().manual_seed(n + k)
+    w, s = int8_rows(torch.randn(n, k, generator=g), torch.bfloat16)
+    x = torch.randn(16, k, generator=g).bfloat16()
+    alone = torch.cat([ext.gemv_int8(x[i:i + 1], w, s) for i in range(16)])
+    for m in (4, 5, 8, 13, 16):
+        assert torch.equal(ext.gemv_int8(x[:m], w, s), alone[:m]), m
 
 
 def test_int8_linear_uses_the_kernel_for_decode_rows_only(ext):
