@@ -55,7 +55,7 @@ def test_gemv_reads_every_code_at_every_position_exactly(ext):
     assert torch.equal(got, w.bfloat16().T.contiguous())
 
 
-@pytest.mark.parametrize("m", [1, 3, 16])
+@pytest.mark.parametrize("m", [1, 3, 5, 8, 16])
 @pytest.mark.parametrize("n, k", [(1, 32), (7, 96), (200, 288), (333, 160), (1531, 1056)])
 def test_gemv_equals_dequantized_bf16_linear(ext, m, n, k):
     """Power-of-two block scales: dequantize-to-bf16 is exact, so the bf16 kernel's test applies as is."""
@@ -84,6 +84,19 @@ def test_gemv_with_real_block_scales_is_closer_to_exact_than_the_bf16_reference(
     assert ((got.double() - ref.double()).abs() <= exact.abs() * 2 ** -7 + mag * 2 ** -8 + 1e-6).all()
     if n * m > 1000:
         assert err.mean() <= ref_err.mean()
+
+
+@pytest.mark.parametrize("n, k", [(7, 96), (333, 160), (1531, 1056)])
+def test_gemv_rows_do_not_depend_on_the_batch(ext, n, k):
+    """Five or more rows of x take two weight rows at a time (gemv_fp8.cpp: pair_span), fewer take one;
+    each (weight row, x row) sums its products in the same order either way, so every row's result is
+    bit for bit what it is alone (k = 160 and 1056 end in a partial block, n = 7 and 333 in a lone row)."""
+    g = torch.Generator().manual_seed(n + k)
+    q, s = quantized(n, k, g, pow2=False)
+    x = torch.randn(16, k, generator=g).bfloat16()
+    alone = torch.cat([fp8_kernels.gemv_fp8(x[i:i + 1], q, s) for i in range(16)])
+    for m in (4, 5, 8, 9, 13, 16):
+        assert torch.equal(fp8_kernels.gemv_fp8(x[:m], q, s), alone[:m]), m
 
 
 def test_gemv_rejects_what_it_cannot_do(ext):

@@ -39,8 +39,9 @@ from . import kernel_build
 log = logging.getLogger(__name__)
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = [CSRC / f for f in ("bindings.cpp", "gemv_bf16.cpp", "gemv_int8.cpp", "gemv_int4.cpp", "gemv_fp8.cpp",
-                              "moe_route.cpp", "experts_bf16.cpp", "experts_int8.cpp", "experts_int4.cpp",
-                              "experts_fp8.cpp", "norms.cpp", "attention_prep.cpp", "decode_attention.cpp")]
+                              "fp8_dequant.cpp", "moe_route.cpp", "experts_bf16.cpp", "experts_int8.cpp",
+                              "experts_int4.cpp", "experts_fp8.cpp", "norms.cpp", "attention_prep.cpp",
+                              "decode_attention.cpp")]
 FLAGS = ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mavx512vnni", "-mavx512vbmi", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
 MAX_ROWS = 16  # rows of x (sequences in a decode step); 1.04-1.6x torch's bf16 GEMM at 8-16 rows (measured)

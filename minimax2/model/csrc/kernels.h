@@ -18,6 +18,7 @@ at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w);
 at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale);
 at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& packed, int64_t group, const at::Tensor& sz);
 at::Tensor gemv_fp8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale_inv);
+// fp8_dequant.cpp: whole FP8 matrices to bf16 (prefill tiles; the conversion alone, for tests).
 at::Tensor fp8_dequantize_bf16(const at::Tensor& w, const at::Tensor& scale_inv, int64_t r0, int64_t r1);
 at::Tensor fp8_e4m3_to_bf16(const at::Tensor& codes);
 
