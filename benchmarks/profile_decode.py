@@ -101,7 +101,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 2)[2])
     ap.add_argument("--model", default="checkpoints/m2-small", help="checkpoint directory")
-    ap.add_argument("--precision", default="int4", choices=("bf16", "fp8", "int8", "int4"))
+    ap.add_argument("--precision", default="int4", choices=("bf16", "fp8", "int8", "int4", "stored"),
+                    help="the serving form; `stored` loads the checkpoint as it is (a `minimax2 convert` output "
+                         "in its own form, anything else in its dtype)")
     ap.add_argument("--batch", type=int, default=1, help="sequences decoding together")
     ap.add_argument("--prompt", type=int, default=128, help="prompt tokens per sequence")
     ap.add_argument("--steps", type=int, default=64, help="decode steps per run")
@@ -116,7 +118,7 @@ def main() -> None:
     if kernels is None:
         print("native kernels unavailable here: every kernel row below is empty and the replay equals the real step")
     cpu_kernels._ext = kernels  # before loading: the serving forms bind their kernels at construction
-    llm = LLM(a.model, dtype="bfloat16", quantization=None if a.precision == "bf16" else a.precision,
+    llm = LLM(a.model, dtype="bfloat16", quantization=None if a.precision in ("bf16", "stored") else a.precision,
               lm_head=a.lm_head)
     run = lambda mode, around=contextlib.nullcontext(): decode(llm, kernels, mode, a.batch, a.prompt, a.steps, around)
     run("run")  # warm-up

@@ -2,6 +2,7 @@
 
     python benchmarks/to_gguf.py --llama-cpp DIR --model CKPT --out X.gguf --type q8_0|bf16
     python benchmarks/to_gguf.py --llama-cpp DIR --requantize X-q8_0.gguf --out X-q4_0.gguf --type q4_0
+        [--output-type q8_0]
 
 DIR is a llama.cpp source tree built outside this repository (the llama-cpp-python sdist's
 `vendor/llama.cpp`, `cmake -B build && cmake --build build --target llama-bench llama-quantize
@@ -15,6 +16,8 @@ plays no part, so it is declared "gpt-2". Text generated from such a GGUF is not
 
 Q4_0 is made from the Q8_0 file (`llama-quantize --allow-requantize`), which costs accuracy but not
 speed: llama.cpp reads the same bytes per weight either way, and random weights have no accuracy.
+llama-quantize keeps the output matrix (lm_head) at Q6_K in a Q4_0 file; `--output-type q8_0` keeps
+it at Q8_0 instead, the bits of our int4 form's int8 lm_head, for a comparison at equal bytes.
 """
 
 from __future__ import annotations
@@ -41,11 +44,12 @@ def convert(llama_cpp: Path, model: Path, out: Path, outtype: str) -> None:
     subprocess.run(cmd, check=True)
 
 
-def requantize(llama_cpp: Path, src: Path, out: Path, qtype: str) -> None:
+def requantize(llama_cpp: Path, src: Path, out: Path, qtype: str, output_type: str | None = None) -> None:
     exe = llama_cpp / "build" / "bin" / "llama-quantize"
     if not exe.exists():
         sys.exit(f"{exe} not found: build llama.cpp first (see --help)")
-    subprocess.run([str(exe), "--allow-requantize", str(src), str(out), qtype.upper()], check=True)
+    head = ["--output-tensor-type", output_type] if output_type else []
+    subprocess.run([str(exe), "--allow-requantize", *head, str(src), str(out), qtype.upper()], check=True)
 
 
 def main() -> None:
@@ -56,9 +60,13 @@ def main() -> None:
     ap.add_argument("--requantize", type=Path, help="an existing GGUF to requantize instead")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--type", default="q8_0", help="bf16, f16 or q8_0 from a checkpoint; q4_0 etc. with --requantize")
+    ap.add_argument("--output-type", help="with --requantize: the output matrix's type (llama.cpp's default for "
+                                          "Q4_0 is q6_k)")
     a = ap.parse_args()
     if (a.model is None) == (a.requantize is None):
         ap.error("give exactly one of --model and --requantize")
+    if a.output_type and a.requantize is None:
+        ap.error("--output-type goes with --requantize")
     if a.out.exists():
         print(f"{a.out} exists, skipping")
         return
@@ -67,7 +75,7 @@ def main() -> None:
     if a.model is not None:
         convert(a.llama_cpp, a.model, tmp, a.type)
     else:
-        requantize(a.llama_cpp, a.requantize, tmp, a.type)
+        requantize(a.llama_cpp, a.requantize, tmp, a.type, a.output_type)
     tmp.rename(a.out)
     print(f"wrote {a.out} ({a.out.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s")
 
