@@ -16,8 +16,8 @@
 //
 // With five or more rows of x, two weight rows go in lockstep (pair_span), so each row of x loaded from
 // L1 serves both (on an [8192, 3072] matrix here: 1.1x the speed at 8 rows, 1.5x at 16; bit for bit the
-// same results). The conversion is fp8_convert.h; shared with
-// experts_fp8.cpp through `fp8_xstride`, `fp8_permute_rows` and `fp8_rows` (declared in fp8_rows.h).
+// same results). The conversion lives in fp8_convert.h. Shared with experts_fp8.cpp through
+// `fp8_xstride`, `fp8_permute_rows` and `fp8_rows` (declared in fp8_rows.h).
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
