@@ -121,7 +121,7 @@ def test_int4pack_layout_is_the_one_the_native_kernels_read():
     assert torch.equal(torch.where(rows % 64 < 32, byte & 15, byte >> 4), q)
 
 
-@pytest.mark.parametrize("m", [1, 3, 16])
+@pytest.mark.parametrize("m", [1, 3, 4, 8, 16])
 @pytest.mark.parametrize("n, k, group", [(64, 64, 32), (192, 256, 64), (1536, 1024, 128), (128, 512, 256)])
 def test_int4_gemv_is_as_close_to_the_exact_product_as_the_int4pack_op(ext, m, n, k, group):
     from minimax2.model.quant import Int4Linear
@@ -145,6 +145,20 @@ def test_int4_gemv_is_as_close_to_the_exact_product_as_the_int4pack_op(ext, m, n
     assert Int4Linear(None, torch.bfloat16, 16, quantized=(lin.packed, lin.scale_zeros)).gemv is None
     with pytest.raises(RuntimeError, match="N % 64"):
         ext.gemv_int4(x, lin.packed[:32], group, lin.scale_zeros[:, :32].contiguous())
+
+
+def test_int4_gemv_rows_do_not_depend_on_the_batch(ext):
+    """Rows of x go in passes of at most three, split evenly (int4_dot.h: rows_i4); each row's sums are
+    exact integers scaled in the same order whatever its pass, so every row is bit for bit what it is
+    alone."""
+    from minimax2.model.quant import Int4Linear
+
+    g = torch.Generator().manual_seed(4)
+    lin = Int4Linear(torch.randn(192, 256, generator=g), torch.bfloat16, 64)
+    x = torch.randn(16, 256, generator=g).bfloat16()
+    alone = torch.cat([ext.gemv_int4(x[i:i + 1], lin.packed, 64, lin.scale_zeros) for i in range(16)])
+    for m in (2, 3, 4, 5, 7, 8, 13, 16):
+        assert torch.equal(ext.gemv_int4(x[:m], lin.packed, 64, lin.scale_zeros), alone[:m]), m
 
 
 def test_linear_form_binds_the_kernel_only_where_it_applies(ext):
