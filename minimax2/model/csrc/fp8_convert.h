@@ -8,6 +8,8 @@
 
 namespace minimax2 {
 
+constexpr int64_t kFp8Block = 128;  // weight_scale_inv block, both dimensions
+
 // bf16 bits of the e4m3fn code c with its sign cleared (c < 128). Normal numbers rebias the 4-bit
 // exponent (7 -> 127); subnormals m * 2^-9 are normal in bf16; 0x7f is NaN.
 constexpr uint16_t magnitude_bits(int c) {
@@ -38,7 +40,7 @@ struct Lut {
         hi0(_mm512_load_si512(kTables.hi)), hi1(_mm512_load_si512(kTables.hi + 64)), sign(_mm512_set1_epi8(char(0x80))) {}
 };
 
-// 64 e4m3 bytes -> 64 bf16 values in two vectors, in the chunk order described above.
+// 64 e4m3 bytes -> 64 bf16 values in two vectors, in the chunk order gemv_fp8.cpp's header describes.
 inline void to_bf16(__m512i b, const Lut& t, __m512bh& a, __m512bh& c) {
   const __m512i lo = _mm512_permutex2var_epi8(t.lo0, b, t.lo1);  // index bits 0-6: bit 7 (sign) ignored
   const __m512i hi = _mm512_ternarylogic_epi32(_mm512_permutex2var_epi8(t.hi0, b, t.hi1), b, t.sign, 0xF8);  // | sign

@@ -11,10 +11,6 @@
 
 namespace minimax2 {
 
-namespace {
-constexpr int64_t kBlock = 128;  // scale block, both dimensions
-}  // namespace
-
 at::Tensor fp8_e4m3_to_bf16(const at::Tensor& codes) {
   TORCH_CHECK(codes.scalar_type() == at::kFloat8_e4m3fn || codes.scalar_type() == at::kByte,
               "fp8_e4m3_to_bf16: float8_e4m3fn or uint8 codes");
@@ -44,10 +40,11 @@ at::Tensor fp8_dequantize_bf16(const at::Tensor& w, const at::Tensor& scale_inv,
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kFloat8_e4m3fn && w.is_contiguous() &&
               scale_inv.scalar_type() == at::kFloat && scale_inv.is_contiguous(),
               "fp8_dequantize_bf16: contiguous float8_e4m3fn w [N, K] and float32 scale_inv");
-  const int64_t N = w.size(0), K = w.size(1), nkb = (K + kBlock - 1) / kBlock;
-  TORCH_CHECK(scale_inv.dim() == 2 && scale_inv.size(0) == (N + kBlock - 1) / kBlock && scale_inv.size(1) == nkb,
-              "fp8_dequantize_bf16: scale_inv must be [ceil(N/128), ceil(K/128)]");
-  TORCH_CHECK(0 <= r0 && r0 <= r1 && r1 <= N && r0 % kBlock == 0, "fp8_dequantize_bf16: 0 <= r0 <= r1 <= N, r0 % 128 == 0");
+  const int64_t N = w.size(0), K = w.size(1), nkb = (K + kFp8Block - 1) / kFp8Block;
+  TORCH_CHECK(scale_inv.dim() == 2 && scale_inv.size(0) == (N + kFp8Block - 1) / kFp8Block &&
+              scale_inv.size(1) == nkb, "fp8_dequantize_bf16: scale_inv must be [ceil(N/128), ceil(K/128)]");
+  TORCH_CHECK(0 <= r0 && r0 <= r1 && r1 <= N && r0 % kFp8Block == 0,
+              "fp8_dequantize_bf16: 0 <= r0 <= r1 <= N, r0 % 128 == 0");
   auto out = at::empty({r1 - r0, K}, at::dtype(at::kBFloat16));
   alignas(64) int16_t i0[32], i1[32];  // natural position -> chunk order (the inverse of fp8_permute_rows)
   for (int p = 0; p < 64; ++p) {
@@ -64,14 +61,14 @@ at::Tensor fp8_dequantize_bf16(const at::Tensor& w, const at::Tensor& scale_inv,
     const Lut t;
     for (int64_t r = a; r < b; ++r) {
       const uint8_t* row = wp + r * K;
-      const float* srow = sp + (r / kBlock) * nkb;
+      const float* srow = sp + (r / kFp8Block) * nkb;
       at::BFloat16* dst = op + (r - r0) * K;
       for (int64_t k = 0; k < K; k += 64) {
         __m512bh va, vb;
         to_bf16(_mm512_maskz_loadu_epi8(bytes_left(K - k), row + k), t, va, vb);
         const __m512i n0 = _mm512_permutex2var_epi16((__m512i)va, u0, (__m512i)vb);
         const __m512i n1 = _mm512_permutex2var_epi16((__m512i)va, u1, (__m512i)vb);
-        const __m512 s = _mm512_set1_ps(srow[k / kBlock]);
+        const __m512 s = _mm512_set1_ps(srow[k / kFp8Block]);
         const __m512i lo = (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(widen(_mm512_extracti64x4_epi64(n0, 1)), s),
                                                         _mm512_mul_ps(widen(_mm512_castsi512_si256(n0)), s));
         const __m512i hi = (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(widen(_mm512_extracti64x4_epi64(n1, 1)), s),

@@ -35,7 +35,6 @@ namespace minimax2 {
 
 namespace {
 
-constexpr int64_t kBlock = 128;      // scale block, both dimensions
 constexpr int64_t kRows = 4;         // weight rows per task unit
 constexpr int64_t kPrefetch = 8192;  // software prefetch distance along the weights, bytes
 constexpr int kGroup = 16;           // rows of x per pass over the weights (1.3x the speed of two passes of 8)
@@ -51,9 +50,9 @@ void row_span(const at::BFloat16* x, int64_t Kp, const uint8_t* row, const float
               int64_t b1, const uint8_t* end, const Lut& t, __m512* acc) {
   __m512 a[M];
   for (int m = 0; m < M; ++m) a[m] = acc[m];
-  const int64_t full = std::min(b1, K / kBlock);
+  const int64_t full = std::min(b1, K / kFp8Block);
   for (int64_t b = b0; b < full; ++b) {
-    const int64_t k = b * kBlock;
+    const int64_t k = b * kFp8Block;
     const uint8_t* ahead = row + k + kPrefetch;
     if (ahead + 64 < end) {
       _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
@@ -73,7 +72,7 @@ void row_span(const at::BFloat16* x, int64_t Kp, const uint8_t* row, const float
     }
   }
   if (b1 > full) {  // the partial edge block (K % 128 columns): masked loads read zeros beyond K
-    const int64_t k = full * kBlock, rem = K - k;
+    const int64_t k = full * kFp8Block, rem = K - k;
     __m512bh w[4];
     to_bf16(_mm512_maskz_loadu_epi8(bytes_left(rem), row + k), t, w[0], w[1]);
     if (rem > 64) to_bf16(_mm512_maskz_loadu_epi8(bytes_left(rem - 64), row + k + 64), t, w[2], w[3]);
@@ -103,7 +102,7 @@ void pair_span(const at::BFloat16* x, int64_t Kp, const uint8_t* row0, const uin
   __m512 a0[M], a1[M];
   for (int m = 0; m < M; ++m) a0[m] = acc0[m], a1[m] = acc1[m];
   for (int64_t b = b0; b < b1; ++b) {
-    const int64_t k = b * kBlock;
+    const int64_t k = b * kFp8Block;
     if (row1 + k + kPrefetch + 64 < end) {
       _mm_prefetch(reinterpret_cast<const char*>(row0 + k + kPrefetch), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(row0 + k + kPrefetch + 64), _MM_HINT_T0);
@@ -183,14 +182,14 @@ void fp8_permute_rows(const at::BFloat16* src, int64_t rows, int64_t K, int64_t 
 void fp8_rows(const at::BFloat16* x, int64_t cnt, const uint8_t* w, const float* scale, int64_t N, int64_t K,
               int64_t n, int64_t rows, at::BFloat16* y, int64_t ystride) {
   const Lut t;
-  const int64_t Kp = fp8_xstride(K), nkb = (K + kBlock - 1) / kBlock;
+  const int64_t Kp = fp8_xstride(K), nkb = (K + kFp8Block - 1) / kFp8Block;
   const uint8_t* end = w + N * K;
   __m512 acc[kRows][kGroup];
   const bool pairs = cnt >= 5;
   const int64_t passes = pairs ? (cnt + kPairGroup - 1) / kPairGroup : (cnt + kGroup - 1) / kGroup;
   for (int64_t m0 = 0, pass = 0; m0 < cnt; ++pass) {
     const int64_t c = (cnt - m0 + passes - pass - 1) / (passes - pass);  // rows of x split evenly over passes
-    const int64_t span = std::max<int64_t>(1, kSpanBytes / (c * 2 * kBlock));
+    const int64_t span = std::max<int64_t>(1, kSpanBytes / (c * 2 * kFp8Block));
     const RowSpan fn = kRowSpan[c - 1];
     const at::BFloat16* xm = x + m0 * Kp;
     for (int64_t r0 = n; r0 < n + rows; r0 += kRows) {
@@ -198,11 +197,11 @@ void fp8_rows(const at::BFloat16* x, int64_t cnt, const uint8_t* w, const float*
       for (int64_t r = 0; r < rr; ++r)
         for (int64_t m = 0; m < c; ++m) acc[r][m] = _mm512_setzero_ps();
       for (int64_t b0 = 0; b0 < nkb; b0 += span) {
-        const int64_t b1 = std::min(nkb, b0 + span), full = std::min(b1, K / kBlock);
+        const int64_t b1 = std::min(nkb, b0 + span), full = std::min(b1, K / kFp8Block);
         int64_t r = 0;
         for (; pairs && r + 2 <= rr; r += 2) {
           const uint8_t* w0 = w + (r0 + r) * K;
-          const float *s0 = scale + ((r0 + r) / kBlock) * nkb, *s1 = scale + ((r0 + r + 1) / kBlock) * nkb;
+          const float *s0 = scale + ((r0 + r) / kFp8Block) * nkb, *s1 = scale + ((r0 + r + 1) / kFp8Block) * nkb;
           if (full > b0) kPairSpan[c - 1](xm, Kp, w0, w0 + K, s0, s1, b0, full, end, t, acc[r], acc[r + 1]);
           if (b1 > full) {  // the partial edge block, one row at a time
             fn(xm, Kp, w0, s0, K, std::max(b0, full), b1, end, t, acc[r]);
@@ -210,7 +209,7 @@ void fp8_rows(const at::BFloat16* x, int64_t cnt, const uint8_t* w, const float*
           }
         }
         for (; r < rr; ++r)
-          fn(xm, Kp, w + (r0 + r) * K, scale + ((r0 + r) / kBlock) * nkb, K, b0, b1, end, t, acc[r]);
+          fn(xm, Kp, w + (r0 + r) * K, scale + ((r0 + r) / kFp8Block) * nkb, K, b0, b1, end, t, acc[r]);
       }
       for (int64_t r = 0; r < rr; ++r)
         for (int64_t m = 0; m < c; ++m) y[(m0 + m) * ystride + r0 + r] = at::BFloat16(_mm512_reduce_add_ps(acc[r][m]));
@@ -227,7 +226,8 @@ at::Tensor gemv_fp8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
   TORCH_CHECK(x.is_contiguous() && w.is_contiguous() && scale_inv.is_contiguous(), "gemv_fp8: contiguous inputs only");
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
   TORCH_CHECK(M >= 1 && M <= 16 && K >= 1, "gemv_fp8: 1 <= M <= 16");
-  TORCH_CHECK(scale_inv.size(0) == (N + kBlock - 1) / kBlock && scale_inv.size(1) == (K + kBlock - 1) / kBlock,
+  TORCH_CHECK(scale_inv.size(0) == (N + kFp8Block - 1) / kFp8Block &&
+                  scale_inv.size(1) == (K + kFp8Block - 1) / kFp8Block,
               "gemv_fp8: scale_inv must be [ceil(N/128), ceil(K/128)]");
   auto xp = at::empty({M, fp8_xstride(K)}, x.options());
   fp8_permute_rows(x.data_ptr<at::BFloat16>(), M, K, K, xp.data_ptr<at::BFloat16>());
