@@ -43,11 +43,11 @@ from minimax2 import LLM
 from minimax2.bench.roofline import read_bandwidth
 from minimax2.bench.throughput import engine_run, random_prompts
 from minimax2.model.projection import step_bytes
-model, threads, form, head = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] or None
+model, threads, form, head, act8 = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] or None, sys.argv[5] == "a8"
 qc = json.load(open(f"{model}/config.json")).get("quantization_config") or {}
 quant = None if form == "fp8" or qc.get("quant_method") == "minimax2" else form  # else quantised at load
 llm = LLM(model, kv_cache_gb=0.25, max_num_seqs=8, threads=threads, max_model_len=4096, quantization=quant,
-          lm_head=head)
+          lm_head=head, int8_activations=act8)
 engine_run(llm.engine, random_prompts(1, 16, 1000), 4)
 out = {"bw": read_bandwidth()}
 for batch in (1, 8):
@@ -79,8 +79,8 @@ def only_in_memory(path: Path, others: list[Path]) -> None:
     warm_page_cache(path)
 
 
-def run_ours(model: Path, threads: int, form: str, head: str) -> dict:
-    r = subprocess.run([sys.executable, "-c", OURS, str(model), str(threads), form, head], capture_output=True,
+def run_ours(model: Path, threads: int, form: str, head: str, act8: str) -> dict:
+    r = subprocess.run([sys.executable, "-c", OURS, str(model), str(threads), form, head, act8], capture_output=True,
                        text=True)
     if r.returncode != 0:
         sys.exit(f"our engine failed on {model}:\n{r.stderr[-2000:]}")
@@ -111,7 +111,8 @@ def main() -> None:
     ap.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source tree with build/bin")
     ap.add_argument("--pair", action="append", required=True,
                     help="FORM=OUR_CHECKPOINT:GGUF (FORM: fp8, int8 or int4, as our checkpoint serves or is "
-                         "quantised to at load; FORM+int8head serves lm_head in int8, `--lm-head int8`)")
+                         "quantised to at load; FORM+int8head serves lm_head in int8, `--lm-head int8`; a further "
+                         "+a8 quantises the int8 matrices' activations to int8, `--int8-activations`)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--busy", type=int, default=0,
@@ -121,12 +122,13 @@ def main() -> None:
     files = sorted({Path(p) for spec in a.pair for p in spec.partition("=")[2].rsplit(":", 1)})
     for spec in a.pair:
         label, _, paths = spec.partition("=")
-        form, _, head = label.partition("+")
-        head = "int8" if head == "int8head" else ""
+        form, *extras = label.split("+")
+        head = "int8" if "int8head" in extras else ""
+        act8 = "a8" if "a8" in extras else ""
         ours_path, _, gguf = paths.rpartition(":")
         ours, theirs = [], []
         for r in range(a.rounds):
-            steps = [(Path(ours_path), lambda: ours.append(run_ours(Path(ours_path), a.threads, form, head))),
+            steps = [(Path(ours_path), lambda: ours.append(run_ours(Path(ours_path), a.threads, form, head, act8))),
                      (Path(gguf), lambda: theirs.append(run_llama(a.llama_cpp, Path(gguf), a.threads)))]
             for path, step in steps if r % 2 == 0 else steps[::-1]:
                 only_in_memory(path, files)

@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="timed runs of each kind (medians)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lm-head", choices=("bf16", "int8"), help="the output matrix's form (default: the form's own)")
+    ap.add_argument("--int8-activations", action="store_true",
+                    help="the int8 matrices quantise their decode activations to int8 (`--int8-activations`)")
     ap.add_argument("--trace", help="write the profiled run as a Chrome trace to this file")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -119,7 +121,7 @@ def main() -> None:
         print("native kernels unavailable here: every kernel row below is empty and the replay equals the real step")
     cpu_kernels._ext = kernels  # before loading: the serving forms bind their kernels at construction
     llm = LLM(a.model, dtype="bfloat16", quantization=None if a.precision in ("bf16", "stored") else a.precision,
-              lm_head=a.lm_head)
+              lm_head=a.lm_head, int8_activations=a.int8_activations)
     run = lambda mode, around=contextlib.nullcontext(): decode(llm, kernels, mode, a.batch, a.prompt, a.steps, around)
     run("run")  # warm-up
     run("record")

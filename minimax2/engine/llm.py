@@ -88,12 +88,15 @@ class LLM:
     def __init__(self, model: str | Path = "demo", dtype: str | torch.dtype = "bfloat16", device: str = "cpu",
                  chat_template: str | None = None, progress: bool = False, skip_tokenizer_init: bool = False,
                  quantization: str | None = None, group_size: int = 128, max_memory: int | None = None,
-                 threads: int | None = None, lm_head: str | None = None, **engine_args):
+                 threads: int | None = None, lm_head: str | None = None, int8_activations: bool = False,
+                 **engine_args):
         """`quantization`: None, "int8" (per channel) or "int4" (groups of `group_size`), weight-only,
         applied to each tensor as it is read. `max_memory`: bytes the weights plus the KV cache may use
         (default: what the machine and its cgroup have available); a model that does not fit is refused
         with InsufficientMemoryError before anything is allocated. `lm_head`: "int8" or "bf16" overrides the
-        output matrix's form (default int8 under int8/int4, else the model dtype, as released). `threads`: CPU threads for torch and the
+        output matrix's form (default int8 under int8/int4, else the model dtype, as released).
+        `int8_activations`: the int8 matrices quantise their decode activations to int8, not int16 (faster at
+        several sequences, less exact: load_model). `threads`: CPU threads for torch and the
         native kernels (default: the CPUs this process may run on). `engine_args` are EngineConfig fields:
         block_size, kv_cache_gb, num_kv_blocks, max_num_seqs, max_num_batched_tokens, max_model_len,
         enable_prefix_caching."""
@@ -109,7 +112,7 @@ class LLM:
             blocks, per_block = 0, 0  # load_model says what is wrong with the path
         self.model = load_model(self.path, dtype, self.device, progress=progress, quantization=quantization,
                                 group_size=group_size, kv_bytes=blocks * per_block, max_memory=max_memory,
-                                lm_head=lm_head)
+                                lm_head=lm_head, int8_activations=int8_activations)
         self.cfg = self.model.cfg
         # skip_tokenizer_init (as in vLLM): token-id prompts only, outputs carry token ids and no text.
         self.tokenizer = None if skip_tokenizer_init else Tokenizer(self.path)

@@ -13,6 +13,11 @@ def add_load_arguments(p) -> None:
     p.add_argument("--lm-head", choices=["bf16", "int8"], default=None,
                    help="form of the output matrix (200,064 x 3,072 in M2, the largest one a batch-1 step reads): "
                         "int8 halves its bytes (default: int8 under int8/int4, else bf16, as released)")
+    p.add_argument("--int8-activations", action="store_true",
+                   help="int8 matrices (attention under -q int8, the output matrix under int8/int4 or --lm-head "
+                        "int8) quantise their decode activations to int8 per 128 columns, as llama.cpp does, instead "
+                        "of int16: about 1.35x faster products at 8 sequences, each activation rounded to 1/254 "
+                        "of its block's largest value (int16: 1/65534)")
     p.add_argument("--max-memory-gb", type=float, default=None,
                    help="refuse to load when weights + KV cache exceed this (default: MemAvailable / the cgroup limit)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use)")
@@ -21,4 +26,5 @@ def add_load_arguments(p) -> None:
 def load_kwargs(args) -> dict:
     """LLM keyword arguments from the flags of `add_load_arguments`."""
     gb = args.max_memory_gb
-    return dict(quantization=args.quantization, lm_head=args.lm_head, threads=args.threads, max_memory=None if gb is None else int(gb * 2**30))
+    return dict(quantization=args.quantization, lm_head=args.lm_head, threads=args.threads,
+                int8_activations=args.int8_activations, max_memory=None if gb is None else int(gb * 2**30))

@@ -20,8 +20,9 @@ from safetensors import SafetensorError, safe_open
 
 from .config import ModelConfig
 from .fill import fill
-from .forms import check_form, default_form, native_bf16
+from .forms import check_form, default_form, lm_head_form, native_bf16
 from .fp8 import FP8_DTYPE, dequantize, scale_shape
+from .linear import int8_activations as int8_activations_for
 from .memory import check_memory
 from .minimax_m2 import MiniMaxM2
 from .prequant import form_of
@@ -124,15 +125,24 @@ class Reader:
 
 def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
                progress: bool = False, quantization: str | None = None, group_size: int = 128,
-               kv_bytes: int = 0, max_memory: int | None = None, lm_head: str | None = None) -> MiniMaxM2:
+               kv_bytes: int = 0, max_memory: int | None = None, lm_head: str | None = None,
+               int8_activations: bool = False) -> MiniMaxM2:
     """Load a checkpoint straight into its serving form: `quantization` None keeps the weights in `dtype`
     (bf16 on a CPU with the native kernels gets their forms; an official FP8 checkpoint loaded in bf16 on
     such a CPU is served as released, "fp8"), "int8" / "int4" quantise each tensor as it is read, "fp8"
     maps the FP8 weights and their block scales as they are on disk (on a Hopper GPU, copies them there as they
     are: fp8_cuda.py). Before reading, the serving form plus `kv_bytes` is checked against the memory this process
     may use (`max_memory` bytes when given): InsufficientMemoryError instead of an OOM kill. `lm_head`
-    ("bf16" or "int8") overrides lm_head's form (forms.lm_head_form): int8 under int8/int4, else bf16."""
-    path = Path(path)
+    ("bf16" or "int8") overrides lm_head's form (forms.lm_head_form): int8 under int8/int4, else bf16.
+    `int8_activations`: the int8 matrices (attention under int8, lm_head under int8/int4 or `lm_head="int8"`)
+    quantise their decode activations to int8 instead of int16 (linear.int8_activations); the experts keep int16."""
+    with int8_activations_for(int8_activations):
+        return _load(Path(path), dtype, device, progress, quantization, group_size, kv_bytes, max_memory, lm_head,
+                     int8_activations)
+
+
+def _load(path: Path, dtype: torch.dtype, device: str | torch.device, progress: bool, quantization: str | None,
+          group_size: int, kv_bytes: int, max_memory: int | None, lm_head: str | None, act8: bool) -> MiniMaxM2:
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
     cfg = ModelConfig.from_file(path)
@@ -151,6 +161,9 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
         raise CheckpointError(f"--quantization fp8 serves an FP8 checkpoint as released, and {path} is not one "
                               f"(`minimax2 convert --to fp8` makes one)")
     check_form(form, device, group_size, lm_head, cfg)
+    if act8 and (torch.device(device).type != "cpu" or "int8" not in (form, lm_head_form(form, lm_head))):
+        raise CheckpointError(f"--int8-activations applies to int8 weights on a CPU (--quantization int8 or int4, or "
+                              f"--lm-head int8); this load has none ({form} on {torch.device(device).type})")
     with ExitStack() as stack:
         handles = {f: _open(f, stack) for f in sorted(set(files.values()))}
         shapes, dtypes = {}, {}

@@ -7,6 +7,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using namespace minimax2;
   m.def("gemv_bf16", &gemv_bf16, "y = x @ w.T for bf16 x [M <= 16, K], w [N, K] (AVX512-BF16)");
   m.def("gemv_int8", &gemv_int8, "y = (x @ w.T) * scale for bf16 x [M <= 16, K], int8 w [N, K] (AVX512-VNNI)");
+  m.def("gemv_int8_a8", &gemv_int8_a8,
+        "gemv_int8 with x quantised to int8 per 128 columns (AVX512-VNNI vpdpbusd; K % 128 == 0)");
   m.def("gemv_int4", &gemv_int4, "y = x @ w.T for bf16 x [M <= 16, K], int4pack w [N, K / 2] (AVX512-VNNI)");
   m.def("gemv_fp8", &gemv_fp8,
         "y = x @ W.T for bf16 x [M <= 16, K], float8_e4m3fn w [N, K] with float32 128x128 block scales");

@@ -16,6 +16,7 @@ namespace minimax2 {
 // gemv_bf16.cpp, gemv_int8.cpp, gemv_int4.cpp, gemv_fp8.cpp: decode rows (M <= 16) times a weight matrix.
 at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w);
 at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale);
+at::Tensor gemv_int8_a8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale);
 at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& packed, int64_t group, const at::Tensor& sz);
 at::Tensor gemv_fp8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale_inv);
 // fp8_dequant.cpp: whole FP8 matrices to bf16 (prefill tiles; the conversion alone, for tests).
