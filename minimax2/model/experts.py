@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import cpu_kernels
+from .linear import int8_activations_on
 
 MAX_EXPERT_TOKENS = cpu_kernels.MAX_EXPERT_TOKENS
 
@@ -152,7 +153,9 @@ class Int8Experts(nn.Module):
         self.decode = self._decode if native else None
         self._mm = torch.ops.aten._weight_int8pack_mm
         ext = cpu_kernels.load() if native else None
-        self._gemv, self._block = (ext.gemv_int8, ext.moe_experts_int8) if native else (None, None)
+        a8 = int8_activations_on(w13.shape[2]) and int8_activations_on(w2.shape[2])  # H and I
+        self._gemv, self._block = (None, None) if not native else \
+            (ext.gemv_int8_a8, ext.moe_experts_int8_a8) if a8 else (ext.gemv_int8, ext.moe_experts_int8)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         mm = self._gemv if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS else self._mm

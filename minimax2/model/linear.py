@@ -58,15 +58,20 @@ _INT8_ACTIVATIONS: ContextVar[bool] = ContextVar("int8_activations", default=Fal
 
 @contextmanager
 def int8_activations(enabled: bool):
-    """Int8Linear modules built inside this block quantise their decode activations to int8 per 128
-    columns (the native `gemv_int8_a8`, llama.cpp's arithmetic for Q8_0: about 1.35x faster than the int16
-    default at 8 rows of x; each activation off by up to 1/254 of its block's largest value, against
-    1/65534) when `enabled`. Prefill keeps torch's op."""
+    """Int8Linear and Int8Experts modules built inside this block quantise their decode activations to
+    int8 per 128 columns (the native `gemv_int8_a8` and `moe_experts_int8_a8`, llama.cpp's arithmetic for
+    Q8_0: about 1.35x faster than the int16 default at 8 rows of x; each activation off by up to 1/254 of
+    its block's largest value, against 1/65534) when `enabled`. Int8Linear's prefill keeps torch's op."""
     token = _INT8_ACTIVATIONS.set(enabled)
     try:
         yield
     finally:
         _INT8_ACTIVATIONS.reset(token)
+
+
+def int8_activations_on(k: int) -> bool:
+    """Whether an int8 product over `k` inputs built now takes int8 activations (needs k % 128 == 0)."""
+    return _INT8_ACTIVATIONS.get() and k % 128 == 0
 
 
 def int8_rows(weight: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,7 +117,7 @@ class Int8Linear(nn.Module):
         self.gemv = None
         if _native_int8(q) and dtype == torch.bfloat16:
             ext = cpu_kernels.load()
-            self.gemv = ext.gemv_int8_a8 if _INT8_ACTIVATIONS.get() and q.shape[1] % 128 == 0 else ext.gemv_int8
+            self.gemv = ext.gemv_int8_a8 if int8_activations_on(q.shape[1]) else ext.gemv_int8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gemv is not None and 0 < x.shape[0] <= MAX_ROWS:

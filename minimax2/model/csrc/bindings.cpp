@@ -18,6 +18,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("moe_experts_bf16", &moe_experts_bf16,
         "a few tokens through their top-k bf16 SwiGLU experts (weights by pointer table), weighted -> [M, H]");
   m.def("moe_experts_int8", &moe_experts_int8, "a few tokens through their top-k int8 SwiGLU experts, weighted -> [M, H]");
+  m.def("moe_experts_int8_a8", &moe_experts_int8_a8,
+        "moe_experts_int8 with the activations quantised to int8 per 128 columns (H, I % 128 == 0)");
   m.def("moe_experts_int4", &moe_experts_int4, "a few tokens through their top-k int4 SwiGLU experts, weighted -> [M, H]");
   m.def("moe_experts_fp8", &moe_experts_fp8,
         "a few tokens through their top-k fp8 SwiGLU experts (pointer tables), weighted -> [M, H]");

@@ -1,5 +1,6 @@
 // int8 weights times activations quantised to 8 bits: the opt-in `int8 activations` of the int8
-// matrix-vector products (gemv_int8_a8), the arithmetic llama.cpp uses for Q8_0.
+// matrix-vector products and expert block (gemv_int8_a8, moe_experts_int8_a8), the arithmetic
+// llama.cpp uses for Q8_0.
 //
 // The default int8 products (int8_dot.h) quantise activations to int16, finer than the bf16 they
 // come from, and widen each weight to int16 for `vpdpwssd` (32 products an instruction). Here each
@@ -24,13 +25,14 @@ namespace minimax2 {
 
 constexpr int64_t kA8Block = 128;  // activation columns per int8 scale (K % 128 == 0)
 
-// Rows of x (bf16, row stride K) to int8 q [rows, K], scales s [rows, K / 128] and the offsets
+// Rows of x (float or bf16, row stride K) to int8 q [rows, K], scales s [rows, K / 128] and the offsets
 // c [rows, K / 128] = -128 * sum(q) of each block; x ~= q * s, rounded to nearest even.
-inline void quantize_i8(const at::BFloat16* x, int64_t rows, int64_t K, int8_t* q, float* s, int32_t* c) {
+template <typename T>
+inline void quantize_i8(const T* x, int64_t rows, int64_t K, int8_t* q, float* s, int32_t* c) {
   const int64_t nb = K / kA8Block;
   for (int64_t m = 0; m < rows; ++m)
     for (int64_t b = 0; b < nb; ++b) {
-      const at::BFloat16* xb = x + m * K + b * kA8Block;
+      const T* xb = x + m * K + b * kA8Block;
       __m512 vmax = _mm512_setzero_ps();
       for (int64_t k = 0; k < kA8Block; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(load16_as_float(xb + k)));
       const float amax = _mm512_reduce_max_ps(vmax);

@@ -31,6 +31,9 @@ at::Tensor moe_experts_bf16(const at::Tensor& x, const at::Tensor& idx, const at
 at::Tensor moe_experts_int8(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& s13,
                                const at::Tensor& w2, const at::Tensor& s2, const at::Tensor& idx,
                                const at::Tensor& weights);
+at::Tensor moe_experts_int8_a8(const at::Tensor& x, const at::Tensor& w13, const at::Tensor& s13,
+                               const at::Tensor& w2, const at::Tensor& s2, const at::Tensor& idx,
+                               const at::Tensor& weights);
 at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at::Tensor& sz13,
                                const at::Tensor& p2, const at::Tensor& sz2, int64_t group,
                                const at::Tensor& idx, const at::Tensor& weights);
