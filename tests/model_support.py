@@ -36,3 +36,24 @@ def kernels_or_skip(ext, what: str):
     if ext is None:
         pytest.skip("native kernels unavailable here (no AVX512-BF16/VNNI/VBMI, or disabled)")
     return ext
+
+
+def expert_outputs(x: torch.Tensor, idx: torch.Tensor, expert) -> torch.Tensor:
+    """[M, k, H] bf16: expert(e, x[m:m + 1]) ([1, H]) for each token m and each of its chosen experts e."""
+    out = torch.empty(idx.shape[0], idx.shape[1], x.shape[1], dtype=torch.bfloat16)
+    for m in range(idx.shape[0]):
+        for j, e in enumerate(idx[m].tolist()):
+            out[m, j] = expert(e, x[m:m + 1])[0]
+    return out
+
+
+def int8_expert_case(seed: int, tokens: int, e: int, h: int, i: int, k: int):
+    """A random int8 expert block and a batch routed to it: (w13, s13, w2, s2, x, idx, weights)."""
+    from minimax2.model.linear import int8_rows
+
+    g = torch.Generator().manual_seed(seed)
+    w13, s13 = int8_rows(torch.randn(e, 2 * i, h, generator=g) / 8, torch.bfloat16)
+    w2, s2 = int8_rows(torch.randn(e, h, i, generator=g) / 10, torch.bfloat16)
+    x = torch.randn(tokens, h, generator=g).bfloat16()
+    idx = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(tokens)])
+    return w13, s13, w2, s2, x, idx, torch.rand(tokens, k, generator=g)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from minimax2.model import cpu_kernels
 from minimax2.model.attention import AttentionMetadata
 from minimax2.model.loader import load_model
-from model_support import kernels_or_skip, teacher_forced_logits
+from model_support import expert_outputs, int8_expert_case, kernels_or_skip, teacher_forced_logits
 
 
 @contextlib.contextmanager
@@ -235,20 +235,15 @@ def _close_to_weighted_sum(got, ys, weights):
 @pytest.mark.parametrize("tokens", [1, 3, 9, 16])
 def test_int8_expert_block_equals_the_int8pack_ops(ext, tokens):
     from minimax2.model.experts import Int8Experts
-    from minimax2.model.linear import Int8Linear, int8_rows
+    from minimax2.model.linear import Int8Linear
 
-    g = torch.Generator().manual_seed(100 + tokens)
-    e, h, i, k = 6, 64, 96, 3
-    w13, s13 = int8_rows(torch.randn(e, 2 * i, h, generator=g) / 8, torch.bfloat16)
-    w2, s2 = int8_rows(torch.randn(e, h, i, generator=g) / 10, torch.bfloat16)
-    x = torch.randn(tokens, h, generator=g).bfloat16()
-    idx = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(tokens)])
-    want = torch.empty(tokens, k, h, dtype=torch.bfloat16)
-    for m in range(tokens):
-        for j, ex in enumerate(idx[m].tolist()):
-            gate, up = Int8Linear(None, torch.bfloat16, (w13[ex], s13[ex]))(x[m:m + 1]).chunk(2, dim=-1)
-            want[m, j] = Int8Linear(None, torch.bfloat16, (w2[ex], s2[ex]))(F.silu(gate) * up)[0]
-    weights = torch.rand(tokens, k, generator=g)
+    w13, s13, w2, s2, x, idx, weights = int8_expert_case(100 + tokens, tokens, e=6, h=64, i=96, k=3)
+
+    def expert(ex, row):
+        gate, up = Int8Linear(None, torch.bfloat16, (w13[ex], s13[ex]))(row).chunk(2, dim=-1)
+        return Int8Linear(None, torch.bfloat16, (w2[ex], s2[ex]))(F.silu(gate) * up)
+
+    want = expert_outputs(x, idx, expert)
     _close_to_weighted_sum(Int8Experts(w13, s13, w2, s2, native=True).decode(x, idx, weights), want, weights)
     with pytest.raises(RuntimeError, match="expert index"):
         ext.moe_experts_int8(x, w13, s13, w2, s2, torch.full((tokens, 1), 6), weights[:, :1])

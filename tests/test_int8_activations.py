@@ -10,7 +10,7 @@ import torch
 from minimax2.model import cpu_kernels
 from minimax2.model.linear import Int8Linear, int8_activations, int8_rows
 from minimax2.model.loader import CheckpointError, load_model
-from model_support import kernels_or_skip, teacher_forced_logits
+from model_support import expert_outputs, int8_expert_case, kernels_or_skip, teacher_forced_logits
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +95,13 @@ def test_int8_activation_expert_block_equals_its_products(ext, tokens):
     SwiGLU between (bf16 roundings as the torch ops make them), weighted."""
     from minimax2.model.experts import Int8Experts
 
-    g = torch.Generator().manual_seed(200 + tokens)
-    e, h, i, k = 6, 256, 128, 3
-    w13, s13 = int8_rows(torch.randn(e, 2 * i, h, generator=g) / 8, torch.bfloat16)
-    w2, s2 = int8_rows(torch.randn(e, h, i, generator=g) / 10, torch.bfloat16)
-    x = torch.randn(tokens, h, generator=g).bfloat16()
-    idx = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(tokens)])
-    want = torch.empty(tokens, k, h, dtype=torch.bfloat16)
-    for m in range(tokens):
-        for j, ex in enumerate(idx[m].tolist()):
-            gate, up = ext.gemv_int8_a8(x[m:m + 1], w13[ex], s13[ex]).chunk(2, dim=-1)
-            want[m, j] = ext.gemv_int8_a8((torch.nn.functional.silu(gate) * up).contiguous(), w2[ex], s2[ex])[0]
-    weights = torch.rand(tokens, k, generator=g)
+    w13, s13, w2, s2, x, idx, weights = int8_expert_case(200 + tokens, tokens, e=6, h=256, i=128, k=3)
+
+    def expert(ex, row):
+        gate, up = ext.gemv_int8_a8(row, w13[ex], s13[ex]).chunk(2, dim=-1)
+        return ext.gemv_int8_a8((torch.nn.functional.silu(gate) * up).contiguous(), w2[ex], s2[ex])
+
+    want = expert_outputs(x, idx, expert)
     with int8_activations(True):
         block = Int8Experts(w13, s13, w2, s2, native=True)
     got = block.decode(x, idx, weights)
