@@ -130,7 +130,8 @@ def test_load_model_with_int8_activations_costs_little_beside_int8_weights(ext, 
     activations add little to what the int8 weights already cost (measured here: rms error 0.0039 with
     them, 0.0032 without, top-1 agreement 100% in both)."""
     tokens = list(range(3, 40))
-    models = {a8: load_model(wide_ckpt, torch.bfloat16, quantization="int8", int8_activations=a8) for a8 in (False, True)}
+    models = {a8: load_model(wide_ckpt, torch.bfloat16, quantization="int8", int8_activations=a8)
+              for a8 in (False, True)}
     assert models[True].lm_head.gemv == ext.gemv_int8_a8 and models[False].lm_head.gemv == ext.gemv_int8
     assert models[True].layers[0].attn.qkv_proj.gemv == ext.gemv_int8_a8
     assert models[True].layers[0].moe.experts._block == ext.moe_experts_int8_a8

@@ -15,9 +15,9 @@ def add_load_arguments(p) -> None:
                         "int8 halves its bytes (default: int8 under int8/int4, else bf16, as released)")
     p.add_argument("--int8-activations", action="store_true",
                    help="int8 matrices (attention and experts under -q int8, the output matrix under int8/int4 "
-                        "or --lm-head int8) quantise their decode activations to int8 per 128 columns, as llama.cpp does, instead "
-                        "of int16: about 1.35x faster products at 8 sequences, each activation rounded to 1/254 "
-                        "of its block's largest value (default: off, int16: 1/65534)")
+                        "or --lm-head int8) quantise their decode activations to int8 per 128 columns, as "
+                        "llama.cpp does, instead of int16: about 1.35x faster products at 8 sequences, each "
+                        "activation rounded to 1/254 of its block's largest value (default: off, int16: 1/65534)")
     p.add_argument("--max-memory-gb", type=float, default=None,
                    help="refuse to load when weights + KV cache exceed this (default: MemAvailable / the cgroup limit)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use)")

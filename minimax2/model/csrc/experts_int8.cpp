@@ -42,8 +42,10 @@ struct ExpertActs {
   // weight rows [n, n + kI8Rows) of w [N, K] against the pairs [q0, q0 + cnt)
   void rows(int64_t q0, int64_t cnt, const int8_t* w, const at::BFloat16* ws, at::BFloat16* y, int64_t N,
             int64_t n) const {
-    if constexpr (A8) block_a8(q.data() + q0 * K, s.data() + q0 * nb, c.data() + q0 * nb, w, ws, y, K, N, n, kI8Rows, cnt);
-    else rows_i8(q.data() + q0 * K, s.data() + q0 * nb, w, ws, y, K, N, n, kI8Rows, cnt);
+    const Q* qq = q.data() + q0 * K;
+    const float* ss = s.data() + q0 * nb;
+    if constexpr (A8) block_a8(qq, ss, c.data() + q0 * nb, w, ws, y, K, N, n, kI8Rows, cnt);
+    else rows_i8(qq, ss, w, ws, y, K, N, n, kI8Rows, cnt);
   }
 };
 
@@ -53,12 +55,13 @@ template <bool A8>
 at::Tensor experts_int8(const char* who, const at::Tensor& x, const at::Tensor& w13, const at::Tensor& s13,
                         const at::Tensor& w2, const at::Tensor& s2, const at::Tensor& idx, const at::Tensor& weights) {
   TORCH_CHECK(x.dim() == 2 && w13.dim() == 3 && w2.dim() == 3 && s13.dim() == 2 && s2.dim() == 2 && idx.dim() == 2 &&
-              idx.size(0) == x.size(0), who, ": x [M, H], w13 [E, 2I, H], s13 [E, 2I], w2 [E, H, I], s2 [E, H], idx [M, k]");
+              idx.size(0) == x.size(0),
+              who, ": x [M, H], w13 [E, 2I, H], s13 [E, 2I], w2 [E, H, I], s2 [E, H], idx [M, k]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && w13.scalar_type() == at::kChar && w2.scalar_type() == at::kChar &&
               s13.scalar_type() == at::kBFloat16 && s2.scalar_type() == at::kBFloat16,
               who, ": bf16 activations and scales, int8 weights");
-  TORCH_CHECK(x.is_contiguous() && w13.is_contiguous() && w2.is_contiguous() && s13.is_contiguous() && s2.is_contiguous(),
-              who, ": contiguous only");
+  TORCH_CHECK(x.is_contiguous() && w13.is_contiguous() && w2.is_contiguous() && s13.is_contiguous() &&
+              s2.is_contiguous(), who, ": contiguous only");
   const int64_t M = x.size(0), E = w13.size(0), H = w13.size(2), I2 = w13.size(1), I = w2.size(2);
   TORCH_CHECK(x.size(1) == H && w2.size(0) == E && w2.size(1) == H && I2 == 2 * I && s13.size(0) == E &&
               s13.size(1) == I2 && s2.size(0) == E && s2.size(1) == H, who, ": shapes disagree");
