@@ -57,3 +57,10 @@ def int8_expert_case(seed: int, tokens: int, e: int, h: int, i: int, k: int):
     x = torch.randn(tokens, h, generator=g).bfloat16()
     idx = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(tokens)])
     return w13, s13, w2, s2, x, idx, torch.rand(tokens, k, generator=g)
+
+
+def assert_weighted_sum(got: torch.Tensor, ys: torch.Tensor, weights: torch.Tensor) -> None:
+    """got [M, H] against (weights[:, :, None] * ys).sum(1) in bf16, as the torch code combines experts."""
+    want = (weights[:, :, None] * ys).sum(1).to(torch.bfloat16)
+    assert got.shape == want.shape and (got.float() - want.float()).abs().max() <= want.abs().max() * 2 ** -6
+    assert (got == want).float().mean() > 0.95  # the rest differ by one bf16 rounding of an expert output

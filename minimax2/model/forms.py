@@ -29,11 +29,15 @@ INT4_GROUPS = (32, 64, 128, 256)
 
 
 def check_form(form: str, device: torch.device | str, group_size: int, lm_head: str | None = None,
-               cfg=None) -> None:
+               cfg=None, int8_activations: bool = False) -> None:
     if form not in FORMS:
         raise ValueError(f"unknown quantization {form!r}; choose one of {', '.join(FORMS[1:])} (or none)")
     if lm_head == "int8" and torch.device(device).type != "cpu":
         raise ValueError("an int8 lm_head uses the CPU kernels; leave lm_head unset on CUDA")
+    cpu = torch.device(device).type == "cpu"
+    if int8_activations and (not cpu or "int8" not in (form, lm_head_form(form, lm_head))):
+        raise ValueError(f"--int8-activations applies to int8 weights on a CPU (--quantization int8 or int4, or "
+                         f"--lm-head int8); this load has none ({form} on {torch.device(device).type})")
     if form == "fp8" and torch.device(device).type != "cpu":
         why = fp8_cuda.unsupported(device, cfg)
         if why is not None:

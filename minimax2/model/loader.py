@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 
 from .config import ModelConfig
 from .fill import fill
-from .forms import check_form, default_form, lm_head_form, native_bf16
+from .forms import check_form, default_form, native_bf16
 from .fp8 import FP8_DTYPE, dequantize, scale_shape
 from .linear import int8_activations as int8_activations_for
 from .memory import check_memory
@@ -160,10 +160,7 @@ def _load(path: Path, dtype: torch.dtype, device: str | torch.device, progress: 
     if form == "fp8" and not fp8_ckpt:
         raise CheckpointError(f"--quantization fp8 serves an FP8 checkpoint as released, and {path} is not one "
                               f"(`minimax2 convert --to fp8` makes one)")
-    check_form(form, device, group_size, lm_head, cfg)
-    if act8 and (torch.device(device).type != "cpu" or "int8" not in (form, lm_head_form(form, lm_head))):
-        raise CheckpointError(f"--int8-activations applies to int8 weights on a CPU (--quantization int8 or int4, or "
-                              f"--lm-head int8); this load has none ({form} on {torch.device(device).type})")
+    check_form(form, device, group_size, lm_head, cfg, act8)
     with ExitStack() as stack:
         handles = {f: _open(f, stack) for f in sorted(set(files.values()))}
         shapes, dtypes = {}, {}

@@ -86,8 +86,8 @@ constexpr int64_t kI4Group = 3;  // rows of x per pass over a packed block
 // The packed block of rows [n0, n0 + 64) against `cnt` rows of a (from row m0), in passes of at most
 // kI4Group rows of x, split evenly (4 -> 2 + 2, 8 -> 3 + 3 + 2). Four rows of x in one pass ran 3-4x
 // slower than two passes of two (a [2048, 3072] matrix in L3: 0.32 ms at 4 rows against 0.08 at 2 and
-// 0.10 at 3): their 16 integer sums beside the unpacked weights likely outgrow the 32 vector registers. Each row's
-// result is the same whatever the pass, so it is bit for bit the same as before.
+// 0.10 at 3): their 16 integer sums beside the unpacked weights likely outgrow the 32 vector registers.
+// Each row's result is the same whatever the pass, so it is bit for bit the same as before.
 inline void rows_i4(const Int4Acts& a, int64_t m0, int64_t cnt, const uint8_t* packed, const at::BFloat16* sz,
                     at::BFloat16* y, int64_t N, int64_t n0, int64_t group) {
   const uint8_t* pb = packed + (n0 / kI4Rows) * a.K * 32;
