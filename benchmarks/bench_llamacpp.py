@@ -111,8 +111,9 @@ def main() -> None:
     ap.add_argument("--llama-cpp", type=Path, required=True, help="llama.cpp source tree with build/bin")
     ap.add_argument("--pair", action="append", required=True,
                     help="FORM=OUR_CHECKPOINT:GGUF (FORM: fp8, int8 or int4, as our checkpoint serves or is "
-                         "quantised to at load; FORM+int8head serves lm_head in int8, `--lm-head int8`; a further "
-                         "+a8 quantises the int8 matrices' activations to int8, `--int8-activations`)")
+                         "quantised to at load; FORM+int8head / +int6head serves lm_head in int8 / "
+                         "6 bits, `--lm-head int8|int6`; a further +a8 quantises the activations of the int8, int4 "
+                         "and 6-bit matrices to int8, `--int8-activations`)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--busy", type=int, default=0,
@@ -123,7 +124,7 @@ def main() -> None:
     for spec in a.pair:
         label, _, paths = spec.partition("=")
         form, *extras = label.split("+")
-        head = "int8" if "int8head" in extras else ""
+        head = next((x[:-4] for x in extras if x in ("int8head", "int6head")), "")
         act8 = "a8" if "a8" in extras else ""
         ours_path, _, gguf = paths.rpartition(":")
         ours, theirs = [], []

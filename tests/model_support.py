@@ -64,3 +64,13 @@ def assert_weighted_sum(got: torch.Tensor, ys: torch.Tensor, weights: torch.Tens
     want = (weights[:, :, None] * ys).sum(1).to(torch.bfloat16)
     assert got.shape == want.shape and (got.float() - want.float()).abs().max() <= want.abs().max() * 2 ** -6
     assert (got == want).float().mean() > 0.95  # the rest differ by one bf16 rounding of an expert output
+
+
+def group_activations(x: torch.Tensor, group: int, levels: int) -> torch.Tensor:
+    """x as the kernels quantise it, in float64: per group of columns scale = max / levels (127 for int8,
+    32767 for int16) and q = round(x / scale) in float32, half to even."""
+    m, k = x.shape
+    xb = x.float().view(m, k // group, group)
+    amax = xb.abs().amax(-1, keepdim=True)
+    inv = torch.where(amax > 0, torch.tensor(float(levels)) / amax, torch.zeros_like(amax))
+    return ((xb * inv).round().double() * (amax.double() / levels)).view(m, k)

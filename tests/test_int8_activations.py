@@ -1,6 +1,7 @@
-"""Opt-in int8 activations for the int8 matrices (`--int8-activations`, csrc/int8_a8.h): the kernel does
-exactly its documented arithmetic, stays within that arithmetic's error bound of the exact product, gives
-each row the same result whatever the batch, and the loader binds it only where it was asked for."""
+"""Opt-in int8 activations for the int8 and int4 matrices (`--int8-activations`, csrc/int8_a8.h and
+int4_dot.h): the kernels do exactly their documented arithmetic, stay within that arithmetic's error
+bound of the exact product, give each row the same result whatever the batch, and the loader binds them
+only where they were asked for (the 6-bit head's: test_int6_head.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import pytest
 import torch
 
 from minimax2.model import cpu_kernels
-from minimax2.model.linear import Int8Linear, int8_activations, int8_rows
+from minimax2.model.linear import Int4Linear, Int8Linear, int8_activations, int8_rows
 from minimax2.model.loader import load_model
-from model_support import (assert_weighted_sum, expert_outputs, int8_expert_case, kernels_or_skip,
-                           teacher_forced_logits)
+from model_support import (assert_weighted_sum, expert_outputs, group_activations, int8_expert_case,
+                           kernels_or_skip, teacher_forced_logits)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,61 @@ def test_load_model_with_int8_activations_costs_little_beside_int8_weights(ext, 
 
 
 def test_int8_activations_need_int8_matrices(wide_ckpt):
-    with pytest.raises(ValueError, match="--int8-activations applies to int8 weights"):
+    with pytest.raises(ValueError, match="--int8-activations applies to int8, int4 and 6-bit weights"):
         load_model(wide_ckpt, torch.bfloat16, int8_activations=True)
     model = load_model(wide_ckpt, torch.bfloat16, lm_head="int8", int8_activations=True)  # the int8 head alone
     assert isinstance(model.lm_head, Int8Linear)
+
+
+def int4_weights(lin: Int4Linear) -> torch.Tensor:
+    k = lin.packed.shape[1] * 2
+    return torch.ops.aten._weight_int4pack_mm_for_cpu(torch.eye(k), lin.packed, lin.group_size,
+                                                      lin.scale_zeros.float()).double().T
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 8, 16])
+@pytest.mark.parametrize("n, k, group", [(64, 64, 32), (192, 256, 64), (1536, 1024, 128), (128, 512, 256)])
+def test_int4_gemv_with_int8_activations_does_its_arithmetic(ext, m, n, k, group):
+    """Activations quantised to int8 per weight group, `vpdpbusd` on the unsigned nibbles: the exact product
+    of those activations with the int4 weights, to one bf16 rounding and the float32 steps."""
+    g = torch.Generator().manual_seed(m * 1000 + n + group)
+    lin = Int4Linear(torch.randn(n, k, generator=g), torch.bfloat16, group)
+    x = torch.randn(m, k, generator=g).bfloat16()
+    x[0, k // 5] = 50.0
+    w = int4_weights(lin)
+    got = ext.gemv_int4(x, lin.packed, group, lin.scale_zeros, True).double()
+    want = group_activations(x, group, 127) @ w.T
+    slack = (x.double().abs() @ w.abs().T) * 2 ** -18
+    assert ((got - want).abs() <= want.abs() * 2 ** -8 + slack).all()
+    alone = torch.cat([ext.gemv_int4(x[i:i + 1], lin.packed, group, lin.scale_zeros, True) for i in range(m)])
+    assert torch.equal(alone, got.bfloat16())  # each row its own, whatever the batch
+    with int8_activations(True):
+        fast = Int4Linear(None, torch.bfloat16, group, quantized=(lin.packed, lin.scale_zeros))
+    assert fast.a8 and not lin.a8 and torch.equal(fast(x), got.bfloat16())
+
+
+@pytest.mark.parametrize("tokens", [1, 3, 9])
+def test_int4_expert_block_with_int8_activations_equals_its_products(ext, tokens):
+    from minimax2.model.experts import Int4Experts
+    from minimax2.model.linear import int4_groups
+
+    e, h, i, group = 5, 128, 64, 32
+    g = torch.Generator().manual_seed(300 + tokens)
+    parts = [int4_groups(torch.randn(2 * i, h, generator=g), torch.bfloat16, group) for _ in range(e)]
+    downs = [int4_groups(torch.randn(h, i, generator=g), torch.bfloat16, group) for _ in range(e)]
+    p13, sz13 = (torch.stack([p[j] for p in parts]) for j in (0, 1))
+    p2, sz2 = (torch.stack([p[j] for p in downs]) for j in (0, 1))
+    x = torch.randn(tokens, h, generator=g).bfloat16()
+    idx = torch.stack([torch.randperm(e, generator=g)[:2] for _ in range(tokens)])
+    weights = torch.rand(tokens, 2, generator=g)
+
+    def expert(ex, row):
+        gate, up = ext.gemv_int4(row, p13[ex], group, sz13[ex], True).chunk(2, dim=-1)
+        return ext.gemv_int4((torch.nn.functional.silu(gate) * up).contiguous(), p2[ex], group, sz2[ex], True)
+
+    with int8_activations(True):
+        block = Int4Experts(p13, sz13, p2, sz2, group, native=True)
+    got = block.decode(x, idx, weights)
+    assert_weighted_sum(got, expert_outputs(x, idx, expert), weights)
+    assert not torch.equal(got, Int4Experts(p13, sz13, p2, sz2, group, native=True).decode(x, idx, weights))
+    assert torch.equal(block._expert(int(idx[0, 0]), x[:1]), expert(int(idx[0, 0]), x[:1]))

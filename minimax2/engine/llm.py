@@ -93,10 +93,10 @@ class LLM:
         """`quantization`: None, "int8" (per channel) or "int4" (groups of `group_size`), weight-only,
         applied to each tensor as it is read. `max_memory`: bytes the weights plus the KV cache may use
         (default: what the machine and its cgroup have available); a model that does not fit is refused
-        with InsufficientMemoryError before anything is allocated. `lm_head`: "int8" or "bf16" overrides the
-        output matrix's form (default int8 under int8/int4, else the model dtype, as released).
-        `int8_activations`: the int8 matrices quantise their decode activations to int8, not int16 (faster at
-        several sequences, less exact: load_model). `threads`: CPU threads for torch and the
+        with InsufficientMemoryError before anything is allocated. `lm_head`: "int8", "int6" or "bf16" overrides
+        the output matrix's form (default int8 under int8/int4, else the model dtype, as released).
+        `int8_activations`: the int8, int4 and 6-bit matrices quantise their decode activations to int8, not
+        int16 (faster, less exact: load_model). `threads`: CPU threads for torch and the
         native kernels (default: the CPUs this process may run on). `engine_args` are EngineConfig fields:
         block_size, kv_cache_gb, num_kv_blocks, max_num_seqs, max_num_batched_tokens, max_model_len,
         enable_prefix_caching."""

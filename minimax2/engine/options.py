@@ -10,14 +10,16 @@ def add_load_arguments(p) -> None:
                    help="serving form of the weights: int8 / int4 quantised while loading (CPU), fp8 the "
                         "official FP8 weights as released (the default for FP8 checkpoints on a CPU and on a "
                         "Hopper GPU), bf16 dequantized (default: the checkpoint's own form)")
-    p.add_argument("--lm-head", choices=["bf16", "int8"], default=None,
+    p.add_argument("--lm-head", choices=["bf16", "int8", "int6"], default=None,
                    help="form of the output matrix (200,064 x 3,072 in M2, the largest one a batch-1 step reads): "
-                        "int8 halves its bytes (default: int8 under int8/int4, else bf16, as released)")
+                        "int8 halves its bytes, int6 (6.5 bits a weight, the size of llama.cpp's Q6_K output "
+                        "matrix in its Q4 files) takes 59%% of int8's bytes (default: int8 under int8/int4, else "
+                        "bf16, as released)")
     p.add_argument("--int8-activations", action="store_true",
-                   help="int8 matrices (attention and experts under -q int8, the output matrix under int8/int4 "
-                        "or --lm-head int8) quantise their decode activations to int8 per 128 columns, as "
-                        "llama.cpp does, instead of int16: about 1.35x faster products at 8 sequences, each "
-                        "activation rounded to 1/254 of its block's largest value (default: off, int16: 1/65534)")
+                   help="int8, int4 and 6-bit matrices (-q int8 or int4, --lm-head int8 or int6) quantise their "
+                        "decode activations to int8 (per 128 columns, per group for int4 and 6-bit), as llama.cpp "
+                        "does, instead of int16: about 1.35x faster products at 8 sequences, each activation "
+                        "rounded to 1/254 of its block's largest value (default: off, int16: 1/65534)")
     p.add_argument("--max-memory-gb", type=float, default=None,
                    help="refuse to load when weights + KV cache exceed this (default: MemAvailable / the cgroup limit)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use)")

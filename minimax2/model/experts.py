@@ -180,14 +180,17 @@ class Int4Experts(nn.Module):
         self._mm = torch.ops.aten._weight_int4pack_mm_for_cpu
         ext = cpu_kernels.load() if native else None
         self._gemv, self._block = (ext.gemv_int4, ext.moe_experts_int4) if native else (None, None)
+        self.a8 = int8_activations_on()  # per group: any width will do
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        mm = self._gemv if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS else self._mm
         g = self.group_size
-        return mm(swiglu(mm(x, self.p13[e], g, self.sz13[e])), self.p2[e], g, self.sz2[e])
+        if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS:
+            h = swiglu(self._gemv(x, self.p13[e], g, self.sz13[e], self.a8))
+            return self._gemv(h, self.p2[e], g, self.sz2[e], self.a8)
+        return self._mm(swiglu(self._mm(x, self.p13[e], g, self.sz13[e])), self.p2[e], g, self.sz2[e])
 
     def _decode(self, x, idx, weights):
-        return self._block(x, self.p13, self.sz13, self.p2, self.sz2, self.group_size, idx, weights)
+        return self._block(x, self.p13, self.sz13, self.p2, self.sz2, self.group_size, idx, weights, self.a8)
 
     def forward(self, x, idx, weights):
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]

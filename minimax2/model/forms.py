@@ -7,7 +7,8 @@ weights and block scales read in place on a CPU, zero_copy.py; copied as they ar
 fp8_cuda.py), "int8" and "int4" (weight-only, CPU).
 Under int8 and int4 lm_head is int8 (as llama.cpp keeps its output matrix at 6-8 bits in Q4 files), under
 fp8 and float the model dtype, unless `lm_head` asks otherwise (`--lm-head int8` halves the largest
-matrix a batch-1 step reads); the router, the routing bias, norms and embeddings stay in the model
+matrix a batch-1 step reads; `--lm-head int6`, 6.5 bits a weight, is the size of llama.cpp's Q6_K
+output matrix in its Q4 files); the router, the routing bias, norms and embeddings stay in the model
 dtype, as in M2's own FP8 release.
 
 A builder takes float weights one tensor (or one expert) at a time and writes them into the final
@@ -21,7 +22,7 @@ from torch import nn
 
 from . import cpu_kernels, fp8_cuda
 from .experts import Bf16Experts, Int4Experts, Int8Experts, TorchExperts
-from .linear import Bf16Linear, Int4Linear, Int8Linear, Linear, int4_groups, int8_rows
+from .linear import Bf16Linear, Int4Linear, Int6Linear, Int8Linear, Linear, check_int6, int4_groups, int6_groups, int8_rows
 
 QUANTIZATIONS = ("int8", "int4")
 FORMS = ("float", "fp8") + QUANTIZATIONS
@@ -32,12 +33,12 @@ def check_form(form: str, device: torch.device | str, group_size: int, lm_head: 
                cfg=None, int8_activations: bool = False) -> None:
     if form not in FORMS:
         raise ValueError(f"unknown quantization {form!r}; choose one of {', '.join(FORMS[1:])} (or none)")
-    if lm_head == "int8" and torch.device(device).type != "cpu":
-        raise ValueError("an int8 lm_head uses the CPU kernels; leave lm_head unset on CUDA")
+    if lm_head in ("int8", "int6") and torch.device(device).type != "cpu":
+        raise ValueError(f"an {lm_head} lm_head uses the CPU kernels; leave lm_head unset on CUDA")
     cpu = torch.device(device).type == "cpu"
-    if int8_activations and (not cpu or "int8" not in (form, lm_head_form(form, lm_head))):
-        raise ValueError(f"--int8-activations applies to int8 weights on a CPU (--quantization int8 or int4, or "
-                         f"--lm-head int8); this load has none ({form} on {torch.device(device).type})")
+    if int8_activations and (not cpu or (form not in QUANTIZATIONS and lm_head_form(form, lm_head) == "float")):
+        raise ValueError(f"--int8-activations applies to int8, int4 and 6-bit weights on a CPU (--quantization int8 "
+                         f"or int4, or --lm-head int8 or int6); this load has none ({form} on {torch.device(device).type})")
     if form == "fp8" and torch.device(device).type != "cpu":
         why = fp8_cuda.unsupported(device, cfg)
         if why is not None:
@@ -89,10 +90,26 @@ def quantize_rows(form: str, n: int, k: int, rows, dtype: torch.dtype, group_siz
     return q, s
 
 
+def int6_rows(n: int, k: int, rows, dtype: torch.dtype, name: str = "weight") -> tuple[torch.Tensor, ...]:
+    """`linear.int6_groups` of an [n, k] weight read `CHUNK_ROWS` rows at a time through `rows(start, stop)`."""
+    check_int6(n, k, name)
+    if n <= CHUNK_ROWS:
+        return int6_groups(rows(0, n), dtype, name=name)
+    packed, top = torch.empty(n, k // 2, dtype=torch.uint8), torch.empty(n, k // 4, dtype=torch.uint8)
+    sz = torch.empty(n // 64, k // 64, 64, 2, dtype=dtype)
+    for a in range(0, n, CHUNK_ROWS):
+        b = min(a + CHUNK_ROWS, n)
+        packed[a:b], top[a:b], sz[a // 64:-(-b // 64)] = int6_groups(rows(a, b), dtype, name=name)
+    return packed, top, sz
+
+
 def make_linear(weight: torch.Tensor | None, form: str, dtype: torch.dtype, group_size: int = 128,
                 name: str = "weight", rows=None, shape: tuple[int, int] | None = None) -> nn.Module:
     """The serving form of one projection from its float weight [N, K] (any float dtype, any device), or
     for the quantised forms from `rows(start, stop)` of a weight of `shape`, read a chunk at a time."""
+    if form == "int6":
+        n, k = shape or weight.shape
+        return Int6Linear(None, dtype, quantized=int6_rows(n, k, rows or (lambda a, b: weight[a:b]), dtype, name))
     if form in QUANTIZATIONS:
         n, k = shape or weight.shape
         qs = quantize_rows(form, n, k, rows or (lambda a, b: weight[a:b]), dtype, group_size, name)
@@ -167,14 +184,14 @@ def quantized_linear(form: str, q: torch.Tensor, s: torch.Tensor, dtype: torch.d
     return Int8Linear(None, dtype, (q, s)) if form == "int8" else Int4Linear(None, dtype, group_size, quantized=(q, s))
 
 
-LM_HEADS = ("bf16", "int8")
+LM_HEADS = ("bf16", "int8", "int6")
 
 
 def lm_head_form(form: str, lm_head: str | None = None) -> str:
-    """lm_head's form: `lm_head` when given ("int8", or "bf16" for the model dtype), else int8 under int8 and
-    int4 and the model dtype under fp8 (the release keeps lm_head in bf16) and float."""
+    """lm_head's form: `lm_head` when given ("int8", "int6", or "bf16" for the model dtype), else int8 under
+    int8 and int4 and the model dtype under fp8 (the release keeps lm_head in bf16) and float."""
     if lm_head is None:
         return "int8" if form in QUANTIZATIONS else "float"
     if lm_head not in LM_HEADS:
-        raise ValueError(f"unknown lm_head form {lm_head!r}; choose bf16 or int8")
-    return "float" if lm_head == "bf16" else "int8"
+        raise ValueError(f"unknown lm_head form {lm_head!r}; choose bf16, int8 or int6")
+    return "float" if lm_head == "bf16" else lm_head

@@ -9,7 +9,11 @@ kernel, larger batches (prefill) torch's GEMM.
 * `Bf16Linear`: bf16 weights, the native bf16 matrix-vector kernel for decode rows;
 * `Int8Linear`: symmetric int8 per output row, `aten._weight_int8pack_mm` / native int8 kernel (decode
   activations quantised to int16 per 128 columns, or to int8 when built under `int8_activations(True)`);
-* `Int4Linear`: asymmetric int4 in groups of the input, torch's int4pack layout / native int4 kernel.
+* `Int4Linear`: asymmetric int4 in groups of the input, torch's int4pack layout / native int4 kernel
+  (decode activations quantised to int16 per group, or to int8 under `int8_activations(True)`);
+* `Int6Linear`: asymmetric 6-bit in groups of 64 inputs (a 6-bit lm_head, `--lm-head int6`: 6.5 bits a
+  weight, Q6_K's size), the int4 layout plus a plane of top bits / the native kernel, torch's GEMM on
+  dequantised rows for prefill.
 """
 
 from __future__ import annotations
@@ -58,10 +62,13 @@ _INT8_ACTIVATIONS: ContextVar[bool] = ContextVar("int8_activations", default=Fal
 
 @contextmanager
 def int8_activations(enabled: bool):
-    """Int8Linear and Int8Experts modules built inside this block quantise their decode activations to
-    int8 per 128 columns (the native `gemv_int8_a8` and `moe_experts_int8_a8`, llama.cpp's arithmetic for
-    Q8_0: about 1.35x faster than the int16 default at 8 rows of x; each activation off by up to 1/254 of
-    its block's largest value, against 1/65534) when `enabled`. Int8Linear's prefill keeps torch's op."""
+    """The int8, int4 and 6-bit modules (Int8Linear, Int4Linear, Int6Linear, Int8Experts, Int4Experts) built
+    inside this block quantise their decode activations to int8 (int8: per 128 columns, the native
+    `gemv_int8_a8` and `moe_experts_int8_a8`; int4 and 6-bit: per weight group, `gemv_int4(..., a8=True)`
+    and its peers), llama.cpp's arithmetic for Q8_0 and Q4_0, instead of int16 when `enabled`: each
+    activation off by up to 1/254 of its block's largest value, against 1/65534. `vpdpbusd` then takes 64
+    products an instruction against 32 (int8 weights: about 1.35x faster at 8 rows of x). Prefill keeps
+    torch's ops."""
     token = _INT8_ACTIVATIONS.set(enabled)
     try:
         yield
@@ -69,8 +76,9 @@ def int8_activations(enabled: bool):
         _INT8_ACTIVATIONS.reset(token)
 
 
-def int8_activations_on(k: int) -> bool:
-    """Whether an int8 product over `k` inputs built now takes int8 activations (needs k % 128 == 0)."""
+def int8_activations_on(k: int = 128) -> bool:
+    """Whether a product built now takes int8 activations: an int8 one over `k` inputs needs k % 128 == 0
+    (int4 and 6-bit ones quantise per weight group, so any k of theirs will do)."""
     return _INT8_ACTIVATIONS.get() and k % 128 == 0
 
 
@@ -96,6 +104,50 @@ def int4_groups(weight: torch.Tensor, dtype: torch.dtype, group_size: int,
     packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
     sz = torch.cat([scale, lo + 8 * scale], dim=-1).transpose(0, 1).contiguous()  # [groups, n, 2]
     return packed, sz.to(dtype)
+
+
+INT6_GROUP = 64
+
+
+def check_int6(n: int, k: int, name: str = "weight", group_size: int = INT6_GROUP) -> None:
+    if n % 64 or k % group_size:
+        raise ValueError(f"a 6-bit {name} needs a multiple of 64 rows and of {group_size} columns, not {n} x {k}; "
+                         f"use --lm-head int8")
+
+
+def int6_groups(weight: torch.Tensor, dtype: torch.dtype, group_size: int = INT6_GROUP,
+                name: str = "weight") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric 6-bit in groups of `group_size` inputs: (packed [N, K/2], the low 4 bits in torch's
+    int4pack layout; top [N, K/4], the top 2 bits as csrc/int4_dot.h reads them; scale_zeros
+    [N/64, K/group, 64, 2] in `dtype`, a block of 64 rows' pairs together), w ~= (u - 32) * scale + zero.
+    N must be a multiple of 64 (the layout's row blocks)."""
+    n, k = weight.shape
+    check_int6(n, k, name, group_size)
+    w = weight.float().view(n, k // group_size, group_size)
+    lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+    scale = ((hi - lo) / 63).clamp(min=1e-12).to(dtype).float()  # rounded first: u uses the stored pair
+    zero = (lo + 32 * scale).to(dtype).float()
+    u = ((w - zero) / scale + 32).round().clamp(0, 63).to(torch.int32).view(n, k)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(u & 15, 1)
+    h = (u >> 4).view(n // 64, 2, 32, k // 2, 2).permute(0, 3, 2, 4, 1)  # [block, pair, j, k parity, row half]
+    shifts = torch.tensor([[0, 2], [4, 6]], dtype=torch.int32)  # (k + parity, row 32 * half) -> bit
+    top = (h << shifts).sum((-2, -1)).to(torch.uint8).reshape(n, k // 4)
+    sz = torch.cat([scale, zero], dim=-1).view(n // 64, 64, k // group_size, 2).transpose(1, 2)
+    return packed, top, sz.to(dtype).contiguous()
+
+
+def int6_dequantize(packed: torch.Tensor, top: torch.Tensor, scale_zeros: torch.Tensor) -> torch.Tensor:
+    """The float32 weights [N, K] of an `int6_groups` triple (rows a multiple of 64: any slice of blocks)."""
+    n, k = packed.shape[0], packed.shape[1] * 2
+    p = packed.view(n // 64, k, 32).int()
+    lo = torch.stack([p & 15, p >> 4], 1).transpose(2, 3)  # [block, row half, j, k]
+    t = top.view(n // 64, k // 2, 32, 1, 1).int() >> torch.tensor([[0, 2], [4, 6]], dtype=torch.int32)
+    h = (t & 3).permute(0, 4, 2, 1, 3)  # [block, row half, j, pair, k parity]
+    u = (lo.reshape(n, k) + 16 * h.reshape(n, k)).float()
+    sz = scale_zeros.float().transpose(1, 2).reshape(n, -1, 2)  # [N, groups, 2]
+    g = k // sz.shape[1]
+    scale, zero = (sz[:, :, i].repeat_interleave(g, dim=1) for i in (0, 1))
+    return (u - 32) * scale + zero
 
 
 def _native_int8(weight: torch.Tensor) -> bool:
@@ -134,10 +186,11 @@ class Int4Linear(nn.Module):
         self.register_buffer("scale_zeros", sz)
         self.group_size, self.out_features = group_size, sz.shape[1]
         self.gemv = cpu_kernels.load().gemv_int4 if _native_int4(packed, group_size, sz) else None
+        self.a8 = int8_activations_on()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gemv is not None and 0 < x.shape[0] <= MAX_ROWS:
-            return self.gemv(x, self.packed, self.group_size, self.scale_zeros)
+            return self.gemv(x, self.packed, self.group_size, self.scale_zeros, self.a8)
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, self.group_size, self.scale_zeros)
 
 
@@ -162,3 +215,27 @@ class Fp8Linear(nn.Module):
         fn = self.gemv if self.gemv is not None and 0 < x.shape[0] <= MAX_ROWS else self.prefill
         ys = [fn(x, w, s) for w, s in self.parts]
         return ys[0] if len(ys) == 1 else torch.cat(ys, dim=-1)
+
+
+class Int6Linear(nn.Module):
+    """6-bit weights (`int6_groups`): the native `gemv_int6` for decode rows where the kernels are built,
+    else (and for prefill) torch's GEMM over rows dequantised 8,192 at a time."""
+
+    def __init__(self, weight: torch.Tensor | None, dtype: torch.dtype, name: str = "weight",
+                 quantized: tuple | None = None):
+        super().__init__()
+        packed, top, sz = quantized if quantized is not None else int6_groups(weight, dtype, name=name)
+        self.register_buffer("packed", packed)
+        self.register_buffer("top", top)
+        self.register_buffer("scale_zeros", sz)
+        self.group_size, self.out_features = packed.shape[1] * 2 // sz.shape[1], packed.shape[0]
+        self.gemv = cpu_kernels.load().gemv_int6 if _native_int4(packed, self.group_size, sz) else None
+        self.a8 = int8_activations_on()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gemv is not None and 0 < x.shape[0] <= MAX_ROWS:
+            return self.gemv(x, self.packed, self.top, self.group_size, self.scale_zeros, self.a8)
+        step = 8192
+        return torch.cat([F.linear(x, int6_dequantize(self.packed[a:a + step], self.top[a:a + step],
+                                                      self.scale_zeros[a // 64:(a + step) // 64]).to(x.dtype))
+                          for a in range(0, self.out_features, step)], dim=-1)

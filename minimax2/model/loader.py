@@ -133,9 +133,10 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
     maps the FP8 weights and their block scales as they are on disk (on a Hopper GPU, copies them there as they
     are: fp8_cuda.py). Before reading, the serving form plus `kv_bytes` is checked against the memory this process
     may use (`max_memory` bytes when given): InsufficientMemoryError instead of an OOM kill. `lm_head`
-    ("bf16" or "int8") overrides lm_head's form (forms.lm_head_form): int8 under int8/int4, else bf16.
-    `int8_activations`: the int8 matrices (attention and experts under int8, lm_head under int8/int4 or
-    `lm_head="int8"`) quantise their decode activations to int8 instead of int16 (linear.int8_activations)."""
+    ("bf16", "int8" or "int6") overrides lm_head's form (forms.lm_head_form): int8 under int8/int4, else bf16.
+    `int8_activations`: the int8, int4 and 6-bit matrices (attention and experts under int8 and int4, lm_head
+    under int8/int4 or `lm_head="int8"|"int6"`) quantise their decode activations to int8 instead of int16
+    (linear.int8_activations)."""
     with int8_activations_for(int8_activations):
         return _load(Path(path), dtype, device, progress, quantization, group_size, kv_bytes, max_memory, lm_head,
                      int8_activations)

@@ -9,7 +9,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gemv_int8", &gemv_int8, "y = (x @ w.T) * scale for bf16 x [M <= 16, K], int8 w [N, K] (AVX512-VNNI)");
   m.def("gemv_int8_a8", &gemv_int8_a8,
         "gemv_int8 with x quantised to int8 per 128 columns (AVX512-VNNI vpdpbusd; K % 128 == 0)");
-  m.def("gemv_int4", &gemv_int4, "y = x @ w.T for bf16 x [M <= 16, K], int4pack w [N, K / 2] (AVX512-VNNI)");
+  m.def("gemv_int4", &gemv_int4, "y = x @ w.T for bf16 x [M <= 16, K], int4pack w [N, K / 2] (AVX512-VNNI); a8: x "
+        "quantised to int8 per group, not int16", py::arg("x"), py::arg("packed"), py::arg("group"), py::arg("sz"),
+        py::arg("a8") = false);
+  m.def("gemv_int6", &gemv_int6,
+        "y = x @ w.T for bf16 x [M <= 16, K], 6-bit w: int4pack low nibbles [N, K / 2] + top bits [N, K / 4]",
+        py::arg("x"), py::arg("packed"), py::arg("top"), py::arg("group"), py::arg("sz"), py::arg("a8") = false);
   m.def("gemv_fp8", &gemv_fp8,
         "y = x @ W.T for bf16 x [M <= 16, K], float8_e4m3fn w [N, K] with float32 128x128 block scales");
   m.def("fp8_dequantize_bf16", &fp8_dequantize_bf16, "rows [r0, r1) of an fp8 block-scaled weight as bf16 (prefill tiles)");
@@ -20,7 +25,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("moe_experts_int8", &moe_experts_int8, "a few tokens through their top-k int8 SwiGLU experts, weighted -> [M, H]");
   m.def("moe_experts_int8_a8", &moe_experts_int8_a8,
         "moe_experts_int8 with the activations quantised to int8 per 128 columns (H, I % 128 == 0)");
-  m.def("moe_experts_int4", &moe_experts_int4, "a few tokens through their top-k int4 SwiGLU experts, weighted -> [M, H]");
+  m.def("moe_experts_int4", &moe_experts_int4, "a few tokens through their top-k int4 SwiGLU experts, weighted -> [M, H]; "
+        "a8: activations quantised to int8 per group", py::arg("x"), py::arg("p13"), py::arg("sz13"), py::arg("p2"),
+        py::arg("sz2"), py::arg("group"), py::arg("idx"), py::arg("weights"), py::arg("a8") = false);
   m.def("moe_experts_fp8", &moe_experts_fp8,
         "a few tokens through their top-k fp8 SwiGLU experts (pointer tables), weighted -> [M, H]");
   m.def("rms_norm_bf16", &rms_norm_bf16, "RMSNorm of bf16 rows (row stride free) with a bf16 weight");

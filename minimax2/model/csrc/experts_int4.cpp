@@ -1,6 +1,7 @@
 // Decode-sized MoE expert block on int4 weights (group-wise scale and zero, PyTorch's int4pack
 // layout), the int4 twin of moe_experts_bf16: a few tokens through their top-k SwiGLU experts in one
-// call, each chosen expert's weights read once per step, with the products of int4_dot.h. Each
+// call, each chosen expert's weights read once per step, with the products of int4_dot.h (activations
+// quantised to int16 per group, or with a8 to int8: the opt-in int8 activations). Each
 // product is rounded to bf16 once, and silu and the gate * up product round to bf16 as the torch
 // ops do.
 #include <ATen/Parallel.h>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "int4_dot.h"
+#include "int8_a8.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "moe_groups.h"
@@ -20,7 +22,7 @@ namespace minimax2 {
 // sz13 [E, H / group, 2I, 2] and sz2 [E, I / group, H, 2] scales and zeros; idx [M, k]; weights [M, k].
 at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at::Tensor& sz13,
                                const at::Tensor& p2, const at::Tensor& sz2, int64_t group,
-                               const at::Tensor& idx, const at::Tensor& weights) {
+                               const at::Tensor& idx, const at::Tensor& weights, bool a8) {
   TORCH_CHECK(x.dim() == 2 && p13.dim() == 3 && p2.dim() == 3 && sz13.dim() == 4 && sz2.dim() == 4 && idx.dim() == 2 &&
               idx.size(0) == x.size(0), "moe_experts_int4: x [M, H], p13 [E, 2I, H / 2], p2 [E, H, I / 2], idx [M, k]");
   TORCH_CHECK(x.scalar_type() == at::kBFloat16 && p13.scalar_type() == at::kByte && p2.scalar_type() == at::kByte &&
@@ -37,12 +39,18 @@ at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at
               sz2.size(1) == G2 && sz2.size(2) == H && sz2.size(3) == 2, "moe_experts_int4: scales and zeros disagree");
   const ExpertGroups grp(idx, E, "moe_experts_int4");
   const int64_t P = grp.pairs, NG = grp.groups();
-  std::vector<int16_t> xq(P * H), hq(P * I);
+  std::vector<int16_t> xq(a8 ? 0 : P * H), hq(a8 ? 0 : P * I);
+  std::vector<int8_t> xq8(a8 ? P * H : 0), hq8(a8 ? P * I : 0);
   std::vector<float> xs(P * G1), hsc(P * G2), hs(P * I);
   std::vector<int32_t> xsum(P * G1), hsum(P * G2);
   const auto* xp = x.data_ptr<at::BFloat16>();
-  for (int64_t q = 0; q < P; ++q)
-    quantize_i16(xp + grp.token(q) * H, 1, H, xq.data() + q * H, xs.data() + q * G1, group, xsum.data() + q * G1);
+  for (int64_t q = 0; q < P; ++q) {
+    const at::BFloat16* row = xp + grp.token(q) * H;
+    if (a8)
+      quantize_i8(row, 1, H, xq8.data() + q * H, xs.data() + q * G1, xsum.data() + q * G1, group, 1);
+    else
+      quantize_i16(row, 1, H, xq.data() + q * H, xs.data() + q * G1, group, xsum.data() + q * G1);
+  }
   auto gu = at::empty({P, I2}, x.options());
   auto ysorted = at::empty({P, H}, x.options());
   auto* gup = gu.data_ptr<at::BFloat16>();
@@ -51,7 +59,7 @@ at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at
   const auto* p2p = p2.data_ptr<uint8_t>();
   const auto* sz13p = sz13.data_ptr<at::BFloat16>();
   const auto* sz2p = sz2.data_ptr<at::BFloat16>();
-  const Int4Acts ax{xq.data(), xs.data(), xsum.data(), H, G1};
+  const Int4Acts ax{a8 ? nullptr : xq.data(), xs.data(), xsum.data(), H, G1, a8 ? xq8.data() : nullptr};
   const int64_t up_blocks = I2 / kI4Rows, down_blocks = H / kI4Rows;
   dynamic_for(0, NG * up_blocks, chunk_items(kI4Rows * H / 2), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
@@ -60,8 +68,11 @@ at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at
     }
   });
   swiglu_rows(gup, P, I, hs.data());
-  quantize_i16(hs.data(), P, I, hq.data(), hsc.data(), group, hsum.data());
-  const Int4Acts ah{hq.data(), hsc.data(), hsum.data(), I, G2};
+  if (a8)
+    quantize_i8(hs.data(), P, I, hq8.data(), hsc.data(), hsum.data(), group, 1);
+  else
+    quantize_i16(hs.data(), P, I, hq.data(), hsc.data(), group, hsum.data());
+  const Int4Acts ah{a8 ? nullptr : hq.data(), hsc.data(), hsum.data(), I, G2, a8 ? hq8.data() : nullptr};
   dynamic_for(0, NG * down_blocks, chunk_items(kI4Rows * I / 2), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / down_blocks, n0 = (b % down_blocks) * kI4Rows, q0 = grp.start[g], e = grp.gexp[g];

@@ -25,26 +25,28 @@ namespace minimax2 {
 
 constexpr int64_t kA8Block = 128;  // activation columns per int8 scale (K % 128 == 0)
 
-// Rows of x (float or bf16, row stride K) to int8 q [rows, K], scales s [rows, K / 128] and the offsets
-// c [rows, K / 128] = -128 * sum(q) of each block; x ~= q * s, rounded to nearest even.
+// Rows of x (float or bf16, row stride K) to int8 q [rows, K], scales s [rows, K / block] and the offsets
+// c [rows, K / block] = mult * sum(q) of each block (-128 for the int8 products, 1 for int4_dot.h's sums);
+// x ~= q * s, rounded to nearest even. block a multiple of 16 dividing K.
 template <typename T>
-inline void quantize_i8(const T* x, int64_t rows, int64_t K, int8_t* q, float* s, int32_t* c) {
-  const int64_t nb = K / kA8Block;
+inline void quantize_i8(const T* x, int64_t rows, int64_t K, int8_t* q, float* s, int32_t* c,
+                        int64_t block = kA8Block, int32_t mult = -128) {
+  const int64_t nb = K / block;
   for (int64_t m = 0; m < rows; ++m)
     for (int64_t b = 0; b < nb; ++b) {
-      const T* xb = x + m * K + b * kA8Block;
+      const T* xb = x + m * K + b * block;
       __m512 vmax = _mm512_setzero_ps();
-      for (int64_t k = 0; k < kA8Block; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(load16_as_float(xb + k)));
+      for (int64_t k = 0; k < block; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(load16_as_float(xb + k)));
       const float amax = _mm512_reduce_max_ps(vmax);
       const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
       s[m * nb + b] = amax / 127.0f;
       __m512i sum = _mm512_setzero_si512();
-      for (int64_t k = 0; k < kA8Block; k += 16) {
+      for (int64_t k = 0; k < block; k += 16) {
         const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(load16_as_float(xb + k), inv));
         sum = _mm512_add_epi32(sum, v);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + m * K + b * kA8Block + k), _mm512_cvtsepi32_epi8(v));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + m * K + b * block + k), _mm512_cvtsepi32_epi8(v));
       }
-      c[m * nb + b] = -128 * _mm512_reduce_add_epi32(sum);
+      c[m * nb + b] = mult * _mm512_reduce_add_epi32(sum);
     }
 }
 

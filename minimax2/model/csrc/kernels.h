@@ -17,7 +17,10 @@ namespace minimax2 {
 at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w);
 at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale);
 at::Tensor gemv_int8_a8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale);
-at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& packed, int64_t group, const at::Tensor& sz);
+at::Tensor gemv_int4(const at::Tensor& x, const at::Tensor& packed, int64_t group, const at::Tensor& sz,
+                     bool a8 = false);
+at::Tensor gemv_int6(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& top, int64_t group,
+                     const at::Tensor& sz, bool a8 = false);
 at::Tensor gemv_fp8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale_inv);
 // fp8_dequant.cpp: whole FP8 matrices to bf16 (prefill tiles; the conversion alone, for tests).
 at::Tensor fp8_dequantize_bf16(const at::Tensor& w, const at::Tensor& scale_inv, int64_t r0, int64_t r1);
@@ -36,7 +39,7 @@ at::Tensor moe_experts_int8_a8(const at::Tensor& x, const at::Tensor& w13, const
                                const at::Tensor& weights);
 at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at::Tensor& sz13,
                                const at::Tensor& p2, const at::Tensor& sz2, int64_t group,
-                               const at::Tensor& idx, const at::Tensor& weights);
+                               const at::Tensor& idx, const at::Tensor& weights, bool a8 = false);
 at::Tensor moe_experts_fp8(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& weights,
                               const at::Tensor& w1_ptrs, const at::Tensor& w3_ptrs, const at::Tensor& w2_ptrs,
                               const at::Tensor& s1_ptrs, const at::Tensor& s3_ptrs, const at::Tensor& s2_ptrs,
