@@ -21,8 +21,10 @@ llama.cpp's is given for OUR byte count, so above 100% means it reads fewer byte
 quantizes the output matrix (Q8_0 in a Q8_0 file, Q6_K in Q4_0), where our fp8 form keeps the
 release's bf16 lm_head (1.23 GB of the slice's 1.87 GB a token) and our int4 form stores it in int8.
 `--busy 1` keeps one more process busy beside every timed run (`yes > /dev/null`), for the case of
-cores shared with other work, as on any server. `fp8+int8head` serves the release's FP8 with lm_head in int8 (`--lm-head int8`): equal bits with a
-Q8_0 file throughout. `int8` on an FP8 checkpoint quantises it at load (minutes on the slice).
+cores shared with other work, as on any server. `fp8+int8head` serves the release's FP8 with lm_head in
+int8 (`--lm-head int8`): equal bits with a Q8_0 file throughout; `int4+int6head` the int4 form with a
+6-bit lm_head (`--lm-head int6`, 6.5 bits a weight): equal bits with a Q4_0 file's Q6_K output matrix.
+`int8` on an FP8 checkpoint quantises it at load (minutes on the slice).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from minimax2 import LLM
 from minimax2.bench.roofline import read_bandwidth
 from minimax2.bench.throughput import engine_run, random_prompts
 from minimax2.model.projection import step_bytes
-model, threads, form, head, act8 = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] or None, sys.argv[5] == "a8"
+model, threads, form, head, act8 = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] or None, {"a8": True, "a16": False}.get(sys.argv[5])
 qc = json.load(open(f"{model}/config.json")).get("quantization_config") or {}
 quant = None if form == "fp8" or qc.get("quant_method") == "minimax2" else form  # else quantised at load
 llm = LLM(model, kv_cache_gb=0.25, max_num_seqs=8, threads=threads, max_model_len=4096, quantization=quant,
@@ -113,7 +115,8 @@ def main() -> None:
                     help="FORM=OUR_CHECKPOINT:GGUF (FORM: fp8, int8 or int4, as our checkpoint serves or is "
                          "quantised to at load; FORM+int8head / +int6head serves lm_head in int8 / "
                          "6 bits, `--lm-head int8|int6`; a further +a8 quantises the activations of the int8, int4 "
-                         "and 6-bit matrices to int8, `--int8-activations`)")
+                         "and 6-bit matrices to int8, `--int8-activations`, +a16 keeps them int16, "
+                         "`--no-int8-activations`; neither: the form's default, int8 under int4 only)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--busy", type=int, default=0,
@@ -125,7 +128,7 @@ def main() -> None:
         label, _, paths = spec.partition("=")
         form, *extras = label.split("+")
         head = next((x[:-4] for x in extras if x in ("int8head", "int6head")), "")
-        act8 = "a8" if "a8" in extras else ""
+        act8 = next((x for x in extras if x in ("a8", "a16")), "")
         ours_path, _, gguf = paths.rpartition(":")
         ours, theirs = [], []
         for r in range(a.rounds):

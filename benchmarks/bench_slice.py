@@ -8,7 +8,7 @@ Each form runs in its own process (the peak is that process's RssAnon, sampled e
 serves the FP8 checkpoint as released (mapped), "int8" / "int4" quantise while loading, "int8-pre" /
 "int4-pre" convert once (`minimax2 convert --to int8|int4` into MODEL-int8 / MODEL-int4, timed apart)
 and map the result, "bf16" dequantizes (31 GB for 4 layers: the memory guard's refusal is the
-expected result on a 24 GB machine). `--lm-head int8|bf16` chooses the output matrix's form.
+expected result on a 24 GB machine). `--lm-head int8|int6|bf16` chooses the output matrix's form.
 
 The roofline counts the bytes a step reads as the forms store them (model/projection.py). The read
 bandwidth is probed in the same process right before and right after each decode run (the bus drifts
@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--forms", nargs="+", default=["fp8", "int8", "int4", "int4-pre", "bf16"],
                     choices=["fp8", "int8", "int4", "int8-pre", "int4-pre", "bf16"])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--lm-head", choices=["int8", "bf16"], help="the output matrix's form (default: the form's own)")
+    ap.add_argument("--lm-head", choices=["int8", "int6", "bf16"], help="the output matrix's form (default: the form's own)")
     ap.add_argument("--json", help="also write the rows to this file")
     a = ap.parse_args()
     pre = {f: str(Path(a.model).with_name(Path(a.model).name + "-" + f.removesuffix("-pre"))) for f in a.forms

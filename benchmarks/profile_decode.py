@@ -109,9 +109,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=64, help="decode steps per run")
     ap.add_argument("--runs", type=int, default=5, help="timed runs of each kind (medians)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--lm-head", choices=("bf16", "int8"), help="the output matrix's form (default: the form's own)")
-    ap.add_argument("--int8-activations", action="store_true",
-                    help="the int8 matrices quantise their decode activations to int8 (`--int8-activations`)")
+    ap.add_argument("--lm-head", choices=("bf16", "int8", "int6"), help="the output matrix's form (default: the form's own)")
+    ap.add_argument("--int8-activations", action=argparse.BooleanOptionalAction, default=None,
+                    help="the int8/int4/6-bit matrices quantise their decode activations to int8 "
+                         "(`--int8-activations`; default: the form's own, on under int4 only)")
     ap.add_argument("--trace", help="write the profiled run as a Chrome trace to this file")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

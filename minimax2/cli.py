@@ -96,12 +96,13 @@ def cmd_info(args) -> int:
     if args.model:
         from .model.config import ModelConfig
         from .model.memory import serving_bytes
-        from .model.prequant import form_of
+        from .model.prequant import form_of, head_of
 
         cfg = ModelConfig.from_file(args.model)
         qc = cfg.quantization_config or {}
         form = form_of(cfg) or (("fp8", 128) if qc.get("quant_method") == "fp8" else ("float", 128))
         name = {"float": "bf16"}.get(form[0], form[0]) + (f" (groups of {form[1]})" if form[0] == "int4" else "")
+        name += f", lm_head {head_of(cfg)}" if form_of(cfg) else ""
         on_disk = sum(f.stat().st_size for f in Path(args.model).glob("*.safetensors"))
         print(f"on disk: {name}, {on_disk / 1e9:.2f} GB in safetensors; serving forms: "
               + ", ".join(f"{f} {serving_bytes(cfg, 'float' if f == 'bf16' else f) / 1e9:.2f} GB"
@@ -135,8 +136,9 @@ def cmd_convert(args) -> int:
         return 0
     from .model.prequant import convert
 
-    out = convert(args.model, args.out, to, args.group_size, max_shard_bytes=shard or 2**30, progress=True)
-    group = f", groups of {args.group_size}" if to == "int4" else ""
+    out = convert(args.model, args.out, to, args.group_size, max_shard_bytes=shard or 2**30, progress=True,
+                  lm_head=args.lm_head)
+    group = (f", groups of {args.group_size}" if to == "int4" else "") + f", lm_head {args.lm_head or 'int8'}"
     print(f"wrote the {to}{group} serving form to {out}; it loads zero-copy (`--model {out}`, no --quantization)")
     return 0
 
@@ -194,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--to", choices=["int8", "int4", "fp8"], help="target form")
     v.add_argument("--to-fp8", action="store_true", help="same as --to fp8")
     v.add_argument("--group-size", type=int, default=128, help="int4: input channels per (scale, zero) (default 128)")
+    v.add_argument("--lm-head", choices=["int8", "int6"], default=None,
+                   help="int8/int4: the output matrix's form, int6 6.5 bits a weight (default int8)")
     v.add_argument("--block", type=int, default=128, help="fp8: square block size of the scales (default 128)")
     v.add_argument("--shard-size-mb", type=float, default=None,
                    help="split into shards of this size, with an index (default: int8/int4 1 GiB, fp8 one file)")

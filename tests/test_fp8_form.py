@@ -138,7 +138,7 @@ def test_int8_lm_head_on_the_released_fp8(fp8_ckpt, tiny_ckpt):
         check_memory(cfg, "fp8", torch.bfloat16, 128, max_memory=between, lm_head="bf16")
     bf16_head = load_model(tiny_ckpt, torch.bfloat16, quantization="int8", lm_head="bf16")
     assert not isinstance(bf16_head.lm_head, Int8Linear)
-    with pytest.raises(ValueError, match="bf16 or int8"):
+    with pytest.raises(ValueError, match="bf16, int8 or int6"):
         load_model(fp8_ckpt, torch.bfloat16, lm_head="int4")
     with pytest.raises(ValueError, match="CPU kernels"):
         check_form("float", "cuda", 128, "int8")
@@ -158,4 +158,4 @@ def test_the_lm_head_flag_reaches_the_model(fp8_ckpt):
     assert isinstance(llm.model.lm_head, Int8Linear)
     r = subprocess.run([sys.executable, "-m", "minimax2.cli", "generate", "--help"], capture_output=True, text=True,
                        timeout=120)
-    assert "--lm-head {bf16,int8}" in r.stdout
+    assert "--lm-head {bf16,int8,int6}" in r.stdout and "--int8-activations, --no-int8-activations" in r.stdout

@@ -55,6 +55,11 @@ def ckpts(tmp_path_factory):
         assert r.returncode == 0, r.stderr[-2000:]
         assert "loads zero-copy" in r.stdout
         out[form] = root / form
+    r = subprocess.run([sys.executable, "-m", "minimax2.cli", "convert", "--model", str(src), "--out",
+                        str(root / "int4-head6"), "--to", "int4", "--group-size", "64", "--lm-head", "int6"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "lm_head int6" in r.stdout, r.stderr[-2000:]
+    out["int4-head6"] = root / "int4-head6"
     return out
 
 
@@ -104,3 +109,24 @@ def test_a_converted_checkpoint_is_not_quantised_again(ckpts):
     r = subprocess.run([sys.executable, "-m", "minimax2.cli", "convert", "--model", str(ckpts["int8"]), "--out",
                         str(ckpts["int8"].parent / "again"), "--to", "int4"], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "already pre-quantised" in r.stderr
+
+
+def test_a_6bit_head_converts_and_maps_like_the_rest(ckpts):
+    """`convert --lm-head int6` stores the head in its 6-bit form (`lm_head_bits` 6): mapped, it gives the
+    logits of quantising at load with `lm_head="int6"`; the FP8 checkpoint served as released takes the
+    same head; a load asking for the other head is refused."""
+    from minimax2.model.linear import Int6Linear
+
+    assert json.loads((ckpts["int4-head6"] / "config.json").read_text())["quantization_config"]["lm_head_bits"] == 6
+    mapped = load_model(ckpts["int4-head6"], torch.bfloat16)
+    copied = load_model(ckpts["src"], torch.bfloat16, quantization="int4", group_size=64, lm_head="int6")
+    assert isinstance(mapped.lm_head, Int6Linear) and isinstance(copied.lm_head, Int6Linear)
+    assert torch.equal(_logits(mapped), _logits(copied))
+    released = load_model(ckpts["src"], torch.bfloat16, lm_head="int6")  # fp8 as released, 6-bit head
+    assert isinstance(released.lm_head, Int6Linear)
+    assert torch.equal(released.lm_head.packed, copied.lm_head.packed)
+    with pytest.raises(CheckpointError, match=r"lm_head int6"):
+        load_model(ckpts["int4-head6"], torch.bfloat16, lm_head="int8")
+    r = subprocess.run([sys.executable, "-m", "minimax2.cli", "info", "--model", str(ckpts["int4-head6"])],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "int4 (groups of 64), lm_head int6" in r.stdout, r.stdout + r.stderr

@@ -88,7 +88,7 @@ class LLM:
     def __init__(self, model: str | Path = "demo", dtype: str | torch.dtype = "bfloat16", device: str = "cpu",
                  chat_template: str | None = None, progress: bool = False, skip_tokenizer_init: bool = False,
                  quantization: str | None = None, group_size: int = 128, max_memory: int | None = None,
-                 threads: int | None = None, lm_head: str | None = None, int8_activations: bool = False,
+                 threads: int | None = None, lm_head: str | None = None, int8_activations: bool | None = None,
                  **engine_args):
         """`quantization`: None, "int8" (per channel) or "int4" (groups of `group_size`), weight-only,
         applied to each tensor as it is read. `max_memory`: bytes the weights plus the KV cache may use
@@ -96,7 +96,7 @@ class LLM:
         with InsufficientMemoryError before anything is allocated. `lm_head`: "int8", "int6" or "bf16" overrides
         the output matrix's form (default int8 under int8/int4, else the model dtype, as released).
         `int8_activations`: the int8, int4 and 6-bit matrices quantise their decode activations to int8, not
-        int16 (faster, less exact: load_model). `threads`: CPU threads for torch and the
+        int16 (faster, less exact; None: under int4 only, load_model). `threads`: CPU threads for torch and the
         native kernels (default: the CPUs this process may run on). `engine_args` are EngineConfig fields:
         block_size, kv_cache_gb, num_kv_blocks, max_num_seqs, max_num_batched_tokens, max_model_len,
         enable_prefix_caching."""

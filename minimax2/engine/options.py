@@ -3,6 +3,8 @@ import here, so `--help` stays fast)."""
 
 from __future__ import annotations
 
+import argparse
+
 
 def add_load_arguments(p) -> None:
     """The command-line flags that choose how a checkpoint loads (generate, chat and serve share them)."""
@@ -15,11 +17,12 @@ def add_load_arguments(p) -> None:
                         "int8 halves its bytes, int6 (6.5 bits a weight, the size of llama.cpp's Q6_K output "
                         "matrix in its Q4 files) takes 59%% of int8's bytes (default: int8 under int8/int4, else "
                         "bf16, as released)")
-    p.add_argument("--int8-activations", action="store_true",
+    p.add_argument("--int8-activations", action=argparse.BooleanOptionalAction, default=None,
                    help="int8, int4 and 6-bit matrices (-q int8 or int4, --lm-head int8 or int6) quantise their "
-                        "decode activations to int8 (per 128 columns, per group for int4 and 6-bit), as llama.cpp "
-                        "does, instead of int16: about 1.35x faster products at 8 sequences, each activation "
-                        "rounded to 1/254 of its block's largest value (default: off, int16: 1/65534)")
+                        "decode activations to int8 (per 128 columns, per group for int4 and 6-bit), as "
+                        "llama.cpp does, instead of int16: 1.2-1.35x faster products at 8 sequences, each "
+                        "activation rounded to 1/254 of its block's largest value, not 1/65534 (default: on "
+                        "under int4, where the weights' 4-bit rounding dwarfs it; off under int8)")
     p.add_argument("--max-memory-gb", type=float, default=None,
                    help="refuse to load when weights + KV cache exceed this (default: MemAvailable / the cgroup limit)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use)")

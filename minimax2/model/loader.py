@@ -25,7 +25,7 @@ from .fp8 import FP8_DTYPE, dequantize, scale_shape
 from .linear import int8_activations as int8_activations_for
 from .memory import check_memory
 from .minimax_m2 import MiniMaxM2
-from .prequant import form_of
+from .prequant import form_of, head_of
 from .zero_copy import load_mapped, load_released, mappable_bf16
 from .progress import LoadProgress
 from .weights import checkpoint_targets, is_ignored
@@ -126,7 +126,7 @@ class Reader:
 def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
                progress: bool = False, quantization: str | None = None, group_size: int = 128,
                kv_bytes: int = 0, max_memory: int | None = None, lm_head: str | None = None,
-               int8_activations: bool = False) -> MiniMaxM2:
+               int8_activations: bool | None = None) -> MiniMaxM2:
     """Load a checkpoint straight into its serving form: `quantization` None keeps the weights in `dtype`
     (bf16 on a CPU with the native kernels gets their forms; an official FP8 checkpoint loaded in bf16 on
     such a CPU is served as released, "fp8"), "int8" / "int4" quantise each tensor as it is read, "fp8"
@@ -136,10 +136,26 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: st
     ("bf16", "int8" or "int6") overrides lm_head's form (forms.lm_head_form): int8 under int8/int4, else bf16.
     `int8_activations`: the int8, int4 and 6-bit matrices (attention and experts under int8 and int4, lm_head
     under int8/int4 or `lm_head="int8"|"int6"`) quantise their decode activations to int8 instead of int16
-    (linear.int8_activations)."""
-    with int8_activations_for(int8_activations):
-        return _load(Path(path), dtype, device, progress, quantization, group_size, kv_bytes, max_memory, lm_head,
-                     int8_activations)
+    (linear.int8_activations); None (the default) does so under int4 on a CPU, as llama.cpp does for Q4_0
+    (there the weights' own rounding dwarfs the activations'), and not under int8."""
+    path = Path(path)
+    act8 = int8_activations if int8_activations is not None else int4_on_cpu(path, quantization, device)
+    with int8_activations_for(act8):
+        return _load(path, dtype, device, progress, quantization, group_size, kv_bytes, max_memory, lm_head,
+                     bool(int8_activations))
+
+
+def int4_on_cpu(path: Path, quantization: str | None, device: str | torch.device) -> bool:
+    """Whether this load serves int4 on a CPU (quantised at load or pre-quantised): int8 activations by default."""
+    if torch.device(device).type != "cpu":
+        return False
+    if quantization is not None:
+        return quantization == "int4"
+    try:
+        pre = form_of(ModelConfig.from_file(path))
+    except (OSError, ValueError):
+        return False  # _load says what is wrong with the checkpoint
+    return pre is not None and pre[0] == "int4"
 
 
 def _load(path: Path, dtype: torch.dtype, device: str | torch.device, progress: bool, quantization: str | None,
@@ -150,10 +166,11 @@ def _load(path: Path, dtype: torch.dtype, device: str | torch.device, progress: 
     files = checkpoint_files(path)
     pre = form_of(cfg)
     if pre is not None:  # written by `minimax2 convert`: the file is the serving form, mapped as it is
-        if quantization not in (None, pre[0]) or torch.device(device).type != "cpu" or lm_head not in (None, "int8"):
-            raise CheckpointError(f"{path} is pre-quantised to {pre[0]} (lm_head int8) for CPUs; load it without "
+        head = head_of(cfg)
+        if quantization not in (None, pre[0]) or torch.device(device).type != "cpu" or lm_head not in (None, head):
+            raise CheckpointError(f"{path} is pre-quantised to {pre[0]} (lm_head {head}) for CPUs; load it without "
                                   f"--quantization and --lm-head (or convert the original checkpoint again)")
-        model = load_mapped(cfg, files, pre[0], pre[1], dtype, kv_bytes, max_memory)
+        model = load_mapped(cfg, files, pre[0], pre[1], dtype, kv_bytes, max_memory, head)
         model.eval()
         return model
     fp8_ckpt = (cfg.quantization_config or {}).get("quant_method") == "fp8"

@@ -6,7 +6,8 @@ Layout (safetensors, sharded like the official checkpoint, `quantization_config.
 names (embeddings, norms, router, routing bias). Quantised ones are stored fused and stacked per
 layer, exactly as the kernels read them, under the official module path plus a documented suffix:
 
-    lm_head.qweight [V, H] int8, lm_head.scales [V] bf16                       (int8 under both)
+    lm_head.qweight [V, H] int8, lm_head.scales [V] bf16              (int8, the default under both)
+    lm_head.{qweight [V, H/2], qweight_top [V, H/4], scales [V/64, H/64, 64, 2]}  (6-bit: --lm-head int6)
     model.layers.L.self_attn.qkv_proj.{qweight,scales}   q, k, v rows fused (q_proj, k_proj, v_proj)
     model.layers.L.self_attn.o_proj.{qweight,scales}
     model.layers.L.block_sparse_moe.experts.w13.{qweight,scales}   all experts, w1 and w3 rows fused
@@ -14,7 +15,8 @@ layer, exactly as the kernels read them, under the official module path plus a d
 
 int8: qweight [N, K] int8, scales [N] (per output row, symmetric). int4: qweight [N, K/2] uint8 in
 torch's CPU int4pack layout (tests/test_cpu_kernels.py pins it), scales [K/group, N, 2] bf16 as
-(scale, zero) pairs; experts add a leading [E] dimension to both.
+(scale, zero) pairs; experts add a leading [E] dimension to both. A 6-bit lm_head is linear.int6_groups'
+layout (`quantization_config.lm_head_bits` 6; 8 or absent: int8).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from .config import ModelConfig
 from .fill import fill_layer, fill_top
 from .forms import experts_module, make_linear, quantized_linear
+from .linear import Int6Linear
 from .minimax_m2 import MiniMaxM2
 
 QUANT_METHOD = "minimax2"
@@ -36,7 +39,12 @@ SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.jso
               "chat_template.jinja", "README.md")
 
 
-def _q(mod) -> tuple[torch.Tensor, torch.Tensor]:
+HEAD_SUFFIXES = {"int8": ("qweight", "scales"), "int6": ("qweight", "qweight_top", "scales")}
+
+
+def _q(mod) -> tuple[torch.Tensor, ...]:
+    if hasattr(mod, "top"):
+        return mod.packed, mod.top, mod.scale_zeros
     return (mod.weight, mod.scale) if hasattr(mod, "scale") else (mod.packed, mod.scale_zeros)
 
 
@@ -44,15 +52,16 @@ def _experts_q(ex) -> list[torch.Tensor]:
     return [ex.w13, ex.s13, ex.w2, ex.s2] if hasattr(ex, "s13") else [ex.p13, ex.sz13, ex.p2, ex.sz2]
 
 
-def quantized_tensors(src: Path, read, cfg: ModelConfig, form: str, group_size: int) -> Iterator[tuple[str, torch.Tensor]]:
+def quantized_tensors(src: Path, read, cfg: ModelConfig, form: str, group_size: int,
+                      head: str = "int8") -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) of the pre-quantised checkpoint, one layer in memory at a time."""
     dtype, dev = torch.bfloat16, torch.device("cpu")
     with torch.device("meta"):
         model = MiniMaxM2(cfg)
-    fill_top(model, read, form, dtype, dev, group_size)
+    fill_top(model, read, form, dtype, dev, group_size, head)
     yield "model.embed_tokens.weight", model.embed_tokens.weight.data
     yield "model.norm.weight", model.norm.weight.data
-    for suffix, t in zip(("qweight", "scales"), _q(model.lm_head)):
+    for suffix, t in zip(HEAD_SUFFIXES[head], _q(model.lm_head)):
         yield f"lm_head.{suffix}", t
     del model.embed_tokens, model.lm_head
     for n in range(cfg.num_hidden_layers):
@@ -73,10 +82,11 @@ def quantized_tensors(src: Path, read, cfg: ModelConfig, form: str, group_size: 
         model.layers[n] = torch.nn.Identity()  # this layer's buffers go once the writer has them
 
 
-def write_config(src: Path, dst: Path, form: str, group_size: int) -> None:
+def write_config(src: Path, dst: Path, form: str, group_size: int, head: str = "int8") -> None:
     raw = json.loads((src / "config.json").read_text())
     raw["quantization_config"] = {"quant_method": QUANT_METHOD, "bits": 8 if form == "int8" else 4,
                                   "group_size": group_size if form == "int4" else None,
+                                  "lm_head_bits": 6 if head == "int6" else 8,
                                   "layout": "fused q/k/v and w1/w3, experts stacked per layer; int4 in torch's CPU "
                                             "int4pack layout; see minimax2/model/prequant.py",
                                   "modules_to_not_convert": ["embed_tokens", "norm", "gate", "e_score_correction_bias"]}
@@ -86,7 +96,7 @@ def write_config(src: Path, dst: Path, form: str, group_size: int) -> None:
             shutil.copy2(src / name, dst / name)
 
 
-def expected_shapes(cfg: ModelConfig, form: str, group_size: int) -> dict[str, tuple[int, ...]]:
+def expected_shapes(cfg: ModelConfig, form: str, group_size: int, head: str = "int8") -> dict[str, tuple[int, ...]]:
     """Every tensor a pre-quantised checkpoint of `cfg` holds, with its shape (validated before loading)."""
     h, i, e, v, qkv = (cfg.hidden_size, cfg.intermediate_size, cfg.num_local_experts, cfg.vocab_size,
                        cfg.q_size + 2 * cfg.kv_size)
@@ -96,6 +106,9 @@ def expected_shapes(cfg: ModelConfig, form: str, group_size: int) -> dict[str, t
 
     out = {"model.embed_tokens.weight": (v, h), "model.norm.weight": (h,), "lm_head.qweight": (v, h),
            "lm_head.scales": (v,)}
+    if head == "int6":
+        out.update({"lm_head.qweight": (v, h // 2), "lm_head.qweight_top": (v, h // 4),
+                    "lm_head.scales": (v // 64, h // 64, 64, 2)})
     for n in range(cfg.num_hidden_layers):
         p = f"model.layers.{n}."
         out.update({p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
@@ -118,7 +131,12 @@ def form_of(cfg: ModelConfig) -> tuple[str, int] | None:
     return ("int8", 128) if qc.get("bits") == 8 else ("int4", int(qc.get("group_size") or 128))
 
 
-def fill_mapped(model: MiniMaxM2, get, form: str, group_size: int, dtype: torch.dtype) -> None:
+def head_of(cfg: ModelConfig) -> str:
+    """lm_head's form in a pre-quantised checkpoint: "int6" or "int8"."""
+    return "int6" if (cfg.quantization_config or {}).get("lm_head_bits") == 6 else "int8"
+
+
+def fill_mapped(model: MiniMaxM2, get, form: str, group_size: int, dtype: torch.dtype, head: str = "int8") -> None:
     """Every weight of `model` a view of the mapped files (`get(name)`); only dtype changes copy."""
     def keep(t: torch.Tensor) -> torch.Tensor:
         return t if t.dtype == dtype or t.dtype in (torch.int8, torch.uint8) else t.to(dtype)
@@ -126,7 +144,9 @@ def fill_mapped(model: MiniMaxM2, get, form: str, group_size: int, dtype: torch.
     nn = torch.nn
     model.embed_tokens.weight = nn.Parameter(keep(get("model.embed_tokens.weight")), requires_grad=False)
     model.norm.weight = nn.Parameter(keep(get("model.norm.weight")), requires_grad=False)
-    model.lm_head = quantized_linear("int8", get("lm_head.qweight"), keep(get("lm_head.scales")), dtype, group_size)
+    parts = [get(f"lm_head.{x}") for x in HEAD_SUFFIXES[head]]
+    model.lm_head = (Int6Linear(None, dtype, quantized=(parts[0], parts[1], keep(parts[2]))) if head == "int6" else
+                     quantized_linear("int8", parts[0], keep(parts[1]), dtype, group_size))
     for n, layer in enumerate(model.layers):
         p, a, moe = f"model.layers.{n}.", layer.attn, layer.moe
         for mod, name in ((layer.input_norm, "input_layernorm"), (layer.post_norm, "post_attention_layernorm"),
@@ -144,13 +164,13 @@ def fill_mapped(model: MiniMaxM2, get, form: str, group_size: int, dtype: torch.
 
 
 def convert(src: str | Path, dst: str | Path, form: str, group_size: int = 128, max_shard_bytes: int = 2**30,
-            progress: bool = False) -> Path:
+            progress: bool = False, lm_head: str | None = None) -> Path:
     """Write `src` (bf16, float32 or the official FP8) pre-quantised to `form` at `dst`, one layer in
     memory at a time (the loader's own builders, so a converted checkpoint loads to the same logits as
-    quantising at load)."""
+    quantising at load). `lm_head`: "int8" (the default) or "int6"."""
     from contextlib import ExitStack
 
-    from .forms import check_form
+    from .forms import check_form, lm_head_form
     from .loader import Reader, _open, checkpoint_files, validate
     from .progress import LoadProgress
     from .writer import write_tensors
@@ -158,7 +178,10 @@ def convert(src: str | Path, dst: str | Path, form: str, group_size: int = 128, 
     src, dst = Path(src), Path(dst)
     if form not in ("int8", "int4"):
         raise ValueError(f"convert --to takes int8 or int4, got {form!r}")
-    check_form(form, "cpu", group_size)
+    check_form(form, "cpu", group_size, lm_head)
+    head = lm_head_form(form, lm_head)
+    if head not in HEAD_SUFFIXES:
+        raise ValueError(f"a pre-quantised checkpoint keeps lm_head in int8 or int6, not {lm_head}")
     cfg = ModelConfig.from_file(src)
     if form_of(cfg) is not None:
         raise ValueError(f"{src} is already pre-quantised; convert the original checkpoint")
@@ -171,9 +194,10 @@ def convert(src: str | Path, dst: str | Path, form: str, group_size: int = 128, 
         try:
             read = Reader(files, handles, block, bar)
             with torch.no_grad():
-                write_tensors(quantized_tensors(src, read, cfg, form, group_size), dst, max_shard_bytes, aligned=True)
+                write_tensors(quantized_tensors(src, read, cfg, form, group_size, head), dst, max_shard_bytes,
+                              aligned=True)
         finally:
             if bar is not None:
                 bar.close()
-    write_config(src, dst, form, group_size)
+    write_config(src, dst, form, group_size, head)
     return dst

@@ -32,18 +32,18 @@ def check_shapes(want: dict[str, tuple[int, ...]], have: dict[str, tuple[int, ..
 
 
 def load_mapped(cfg: ModelConfig, files: dict[str, Path], form: str, group_size: int, dtype: torch.dtype,
-                kv_bytes: int = 0, max_memory: int | None = None) -> MiniMaxM2:
+                kv_bytes: int = 0, max_memory: int | None = None, head: str = "int8") -> MiniMaxM2:
     """A pre-quantised checkpoint (prequant.py) as views of its mapped shards."""
     maps = {f: MappedFile(f) for f in sorted(set(files.values()))}
     have = {name: tuple(maps[f].header[name]["shape"]) for name, f in files.items()
             if not name.startswith((PAD_PREFIX, "model.mtp"))}
-    check_shapes(expected_shapes(cfg, form, group_size), have)
-    check_memory(cfg, form, dtype, group_size, kv_bytes, max_memory)
+    check_shapes(expected_shapes(cfg, form, group_size, head), have)
+    check_memory(cfg, form, dtype, group_size, kv_bytes, max_memory, head)
     with torch.device("meta"):
         model = MiniMaxM2(cfg)
     with torch.no_grad():
         # torch's packed int8/int4 ops need 64-byte aligned weights: `convert` writes them so (no copy)
-        fill_mapped(model, lambda name: maps[files[name]].tensor(name, align=64), form, group_size, dtype)
+        fill_mapped(model, lambda name: maps[files[name]].tensor(name, align=64), form, group_size, dtype, head)
     return model
 
 
@@ -53,8 +53,8 @@ def fill_released(model: MiniMaxM2, get, dtype: torch.dtype, form: str, lm_head:
     FP8 projections and experts with their block scales) or "float" (bf16 weights in a bf16 model with
     the native kernels). Fused products keep their parts: q/k/v as separate views, each expert's
     w1 / w3 / w2 through the expert block's pointer tables. Embeddings, norms, router and lm_head are
-    kept in the model dtype (the routing bias in float32); `lm_head="int8"` quantises lm_head instead, a
-    chunk of rows at a time (the one copy: half lm_head's bytes in anonymous memory). On a CUDA `device`
+    kept in the model dtype (the routing bias in float32); `lm_head="int8"` (or "int6") quantises lm_head
+    instead, a chunk of rows at a time (the one copy: half (0.41 x) lm_head's bytes in anonymous memory). On a CUDA `device`
     ("fp8" only) each tensor is copied to the GPU as it is read, into fp8_cuda's forms."""
     from .experts import Bf16Experts, Fp8Experts
     from .forms import lm_head_form, make_linear
@@ -80,9 +80,10 @@ def fill_released(model: MiniMaxM2, get, dtype: torch.dtype, form: str, lm_head:
     cfg = model.cfg
     model.embed_tokens.weight = keep("model.embed_tokens.weight")
     model.norm.weight = keep("model.norm.weight")
-    if lm_head_form(form, lm_head) == "int8":
+    head_form = lm_head_form(form, lm_head)
+    if head_form != "float":
         head = get("lm_head.weight")
-        model.lm_head = make_linear(None, "int8", dtype, name="lm_head", rows=lambda a, b: head[a:b],
+        model.lm_head = make_linear(None, head_form, dtype, name="lm_head", rows=lambda a, b: head[a:b],
                                     shape=tuple(head.shape))
     else:
         model.lm_head = make_linear(keep("lm_head.weight"), "float", dtype)
@@ -125,7 +126,8 @@ def load_released(cfg: ModelConfig, files: dict[str, Path], dtype: torch.dtype, 
                   max_memory: int | None = None, lm_head: str | None = None,
                   device: torch.device | str = "cpu") -> MiniMaxM2:
     """A checkpoint (already validated) in the form it is stored in ("fp8", or "float" for bf16), as views
-    of its mapped shards (lm_head quantised when `lm_head="int8"`); on a CUDA `device`, FP8 copied to the GPU."""
+    of its mapped shards (lm_head quantised when `lm_head` is "int8" or "int6"); on a CUDA `device`, FP8
+    copied to the GPU."""
     check_memory(cfg, form, dtype, 128, kv_bytes, max_memory, lm_head, device)
     maps = {f: MappedFile(f) for f in sorted(set(files.values()))}
     with torch.device("meta"):
