@@ -2,11 +2,13 @@
 
     python benchmarks/make_checkpoints.py --out ckpt --shape m2-slice --layers 4
     minimax2 convert --model ckpt/m2-slice-4l-fp8 --out ckpt/m2-slice-4l-fp8-int4 --to int4
+    minimax2 convert --model ckpt/m2-slice-4l-fp8 --out ckpt/m2-slice-4l-int4-h6 --to int4 --lm-head int6
     python benchmarks/to_gguf.py --llama-cpp LLAMA --model ckpt/m2-slice-4l-fp8 --out g/q8_0.gguf --type q8_0
     python benchmarks/to_gguf.py --llama-cpp LLAMA --requantize g/q8_0.gguf --out g/q4_0.gguf --type q4_0
     python benchmarks/bench_llamacpp.py --llama-cpp LLAMA \\
         --pair fp8=ckpt/m2-slice-4l-fp8:g/q8_0.gguf --pair fp8+int8head=ckpt/m2-slice-4l-fp8:g/q8_0.gguf \\
-        --pair int8=ckpt/m2-slice-4l-fp8:g/q8_0.gguf --pair int4=ckpt/m2-slice-4l-fp8-int4:g/q4_0.gguf
+        --pair int8=ckpt/m2-slice-4l-fp8:g/q8_0.gguf --pair int4=ckpt/m2-slice-4l-fp8-int4:g/q4_0.gguf \\
+        --pair int4+int6head=ckpt/m2-slice-4l-int4-h6:g/q4_0.gguf
 
 Each pair runs `--rounds` times, ours and llama.cpp alternating (the order flips every round, so a
 drift of the memory bus hits both sides alike); the table gives medians and their ratio. Both sides
@@ -48,6 +50,8 @@ from minimax2.model.projection import step_bytes
 model, threads, form, head, act8 = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] or None, {"a8": True, "a16": False}.get(sys.argv[5])
 qc = json.load(open(f"{model}/config.json")).get("quantization_config") or {}
 quant = None if form == "fp8" or qc.get("quant_method") == "minimax2" else form  # else quantised at load
+if head is None and qc.get("quant_method") == "minimax2":  # the head a pre-quantised checkpoint holds
+    head = "int6" if qc.get("lm_head_bits") == 6 else None
 llm = LLM(model, kv_cache_gb=0.25, max_num_seqs=8, threads=threads, max_model_len=4096, quantization=quant,
           lm_head=head, int8_activations=act8)
 engine_run(llm.engine, random_prompts(1, 16, 1000), 4)

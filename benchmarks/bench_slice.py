@@ -86,15 +86,16 @@ def main() -> None:
     ap.add_argument("--lm-head", choices=["int8", "int6", "bf16"], help="the output matrix's form (default: the form's own)")
     ap.add_argument("--json", help="also write the rows to this file")
     a = ap.parse_args()
-    pre = {f: str(Path(a.model).with_name(Path(a.model).name + "-" + f.removesuffix("-pre"))) for f in a.forms
-           if f.endswith("-pre")}
+    head_tag = f"-{a.lm_head}head" if a.lm_head else ""  # a pre-quantised checkpoint holds its head
+    pre = {f: str(Path(a.model).with_name(Path(a.model).name + "-" + f.removesuffix("-pre") + head_tag))
+           for f in a.forms if f.endswith("-pre")}
     rows = []
     for form in a.forms:
         model = pre.get(form, a.model)
         if form in pre and not (Path(model) / "config.json").exists():
             to, t = form.removesuffix("-pre"), time.perf_counter()
             subprocess.run([sys.executable, "-m", "minimax2.cli", "convert", "--model", a.model, "--out", model,
-                            "--to", to], check=True)
+                            "--to", to] + (["--lm-head", a.lm_head] if a.lm_head else []), check=True)
             print(f"convert --to {to}: {time.perf_counter() - t:.0f} s", flush=True)
         for other in {a.model, *pre.values()} - {model}:
             if Path(other).exists():

@@ -5,7 +5,7 @@
 
 For our int8 (per row) and int6 (groups of 64) forms, and for the `output.weight` of each GGUF file
 (dequantised with llama.cpp's own gguf-py, from LLAMA/gguf-py), prints the rms error over a sample of
-rows spread across the vocabulary, relative to the weights' standard deviation. A Q4_0 file made by
+rows spread across the vocabulary, relative to the weights' rms. A Q4_0 file made by
 requantizing a Q8_0 one carries both roundings in its Q6_K matrix: compare it with the Q8_0 file's.
 """
 
@@ -39,14 +39,13 @@ def main() -> None:
     a = ap.parse_args()
     if a.gguf and a.llama_cpp is None:
         ap.error("--gguf needs --llama-cpp (for gguf-py)")
-    if a.llama_cpp is not None:
-        sys.path.insert(0, str(a.llama_cpp / "gguf-py"))
-    from gguf import GGUFReader  # noqa: E402 - llama.cpp's own reader, on the path just added
-    from gguf.quants import dequantize
-
     head = head_slice(a.model)
     vocab, hidden = head.get_shape()
     theirs = {}
+    if a.gguf:
+        sys.path.insert(0, str(a.llama_cpp / "gguf-py"))
+        from gguf import GGUFReader  # llama.cpp's own reader, on the path just added
+        from gguf.quants import dequantize
     for path in a.gguf:
         t = next(t for t in GGUFReader(str(path)).tensors if t.name == "output.weight")
         theirs[f"{path.name} ({t.tensor_type.name})"] = t

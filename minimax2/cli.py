@@ -102,10 +102,11 @@ def cmd_info(args) -> int:
         qc = cfg.quantization_config or {}
         form = form_of(cfg) or (("fp8", 128) if qc.get("quant_method") == "fp8" else ("float", 128))
         name = {"float": "bf16"}.get(form[0], form[0]) + (f" (groups of {form[1]})" if form[0] == "int4" else "")
-        name += f", lm_head {head_of(cfg)}" if form_of(cfg) else ""
+        head = head_of(cfg) if form_of(cfg) else None
+        name += f", lm_head {head}" if head else ""
         on_disk = sum(f.stat().st_size for f in Path(args.model).glob("*.safetensors"))
         print(f"on disk: {name}, {on_disk / 1e9:.2f} GB in safetensors; serving forms: "
-              + ", ".join(f"{f} {serving_bytes(cfg, 'float' if f == 'bf16' else f) / 1e9:.2f} GB"
+              + ", ".join(f"{f} {serving_bytes(cfg, 'float' if f == 'bf16' else f, lm_head=head) / 1e9:.2f} GB"
                           for f in ("bf16", "fp8", "int8", "int4") if f != "fp8" or form[0] == "fp8"))
     if args.bandwidth:
         from .model.config import ModelConfig
@@ -128,6 +129,10 @@ def cmd_convert(args) -> int:
         print("minimax2 convert: nothing to do; pass --to int8|int4|fp8", file=sys.stderr)
         return 2
     shard = int(args.shard_size_mb * 2**20) if args.shard_size_mb else None
+    if to == "fp8" and args.lm_head:
+        print("minimax2 convert: --lm-head applies to --to int8|int4; the FP8 layout keeps the release's bf16 lm_head "
+              "(serve it with --lm-head int8|int6 instead)", file=sys.stderr)
+        return 2
     if to == "fp8":
         from .model.writer import convert_to_fp8
 

@@ -122,6 +122,10 @@ def test_a_6bit_head_converts_and_maps_like_the_rest(ckpts):
     copied = load_model(ckpts["src"], torch.bfloat16, quantization="int4", group_size=64, lm_head="int6")
     assert isinstance(mapped.lm_head, Int6Linear) and isinstance(copied.lm_head, Int6Linear)
     assert torch.equal(_logits(mapped), _logits(copied))
+    assert mapped.lm_head.a8 and mapped.layers[0].moe.experts.a8  # int4's default: int8 activations
+    with torch.no_grad():  # one decode step through the native kernels on both
+        one = [m(torch.tensor([7]), torch.tensor([0]), AttentionMetadata.for_batch(1, 1)) for m in (mapped, copied)]
+    assert torch.equal(*one)
     released = load_model(ckpts["src"], torch.bfloat16, lm_head="int6")  # fp8 as released, 6-bit head
     assert isinstance(released.lm_head, Int6Linear)
     assert torch.equal(released.lm_head.packed, copied.lm_head.packed)
@@ -130,3 +134,19 @@ def test_a_6bit_head_converts_and_maps_like_the_rest(ckpts):
     r = subprocess.run([sys.executable, "-m", "minimax2.cli", "info", "--model", str(ckpts["int4-head6"])],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "int4 (groups of 64), lm_head int6" in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "minimax2.cli", "convert", "--model", str(ckpts["bf16"]), "--out",
+                        str(ckpts["bf16"].parent / "fp8-head6"), "--to", "fp8", "--lm-head", "int6"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--lm-head applies to --to int8|int4" in r.stderr
+
+
+def test_an_unknown_head_width_is_a_clear_error(ckpts, tmp_path):
+    import shutil
+
+    odd = tmp_path / "odd"
+    shutil.copytree(ckpts["int4-head6"], odd)
+    cfg = json.loads((odd / "config.json").read_text())
+    cfg["quantization_config"]["lm_head_bits"] = 5
+    (odd / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="lm_head_bits is 5; this version reads 8"):
+        load_model(odd, torch.bfloat16)

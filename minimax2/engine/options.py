@@ -15,8 +15,8 @@ def add_load_arguments(p) -> None:
     p.add_argument("--lm-head", choices=["bf16", "int8", "int6"], default=None,
                    help="form of the output matrix (200,064 x 3,072 in M2, the largest one a batch-1 step reads): "
                         "int8 halves its bytes, int6 (6.5 bits a weight, the size of llama.cpp's Q6_K output "
-                        "matrix in its Q4 files) takes 59%% of int8's bytes (default: int8 under int8/int4, else "
-                        "bf16, as released)")
+                        "matrix in its Q4 files) takes 81%% of int8's, less exact (default: int8 under int8/int4, "
+                        "else bf16, as released)")
     p.add_argument("--int8-activations", action=argparse.BooleanOptionalAction, default=None,
                    help="int8, int4 and 6-bit matrices (-q int8 or int4, --lm-head int8 or int6) quantise their "
                         "decode activations to int8 (per 128 columns, per group for int4 and 6-bit), as "

@@ -6,8 +6,10 @@ work in a few calls on CPUs with AVX512-BF16, -VNNI and -VBMI (Zen 4, Sapphire R
 
 * `gemv_bf16`: bf16 matrix-vector products that read weights at about twice the speed of torch's
   bf16 linear (35 vs 14 GB/s per core measured on Zen 4); `gemv_int8` the same for int8 weights
-  (int16-quantised activations, integer products with AVX512-VNNI: csrc/int8_dot.h), `gemv_int4`
-  for torch's int4pack layout (csrc/int4_dot.h) and `gemv_fp8` for the released FP8 weights;
+  (int16-quantised activations, integer products with AVX512-VNNI: csrc/int8_dot.h; int8 ones with
+  `gemv_int8_a8`, csrc/int8_a8.h), `gemv_int4` for torch's int4pack layout and `gemv_int6` for the
+  6-bit lm_head (csrc/int4_dot.h; int8 activations with `a8=True`) and `gemv_fp8` for the released
+  FP8 weights;
 * `attention_prep_bf16`: qkv split, QK-norm, partial RoPE and the k / v cache write;
 * `decode_attention_bf16`: one query per sequence, reading the paged cache in place;
 * `moe_route` + `moe_experts_{bf16,int8,int4,fp8}`: the sigmoid router, then the chosen experts

@@ -22,7 +22,8 @@ from torch import nn
 
 from . import cpu_kernels, fp8_cuda
 from .experts import Bf16Experts, Int4Experts, Int8Experts, TorchExperts
-from .linear import Bf16Linear, Int4Linear, Int6Linear, Int8Linear, Linear, check_int6, int4_groups, int6_groups, int8_rows
+from .linear import (INT6_GROUP, Bf16Linear, Int4Linear, Int6Linear, Int8Linear, Linear, check_int6, int4_groups,
+                     int6_groups, int8_rows)
 
 QUANTIZATIONS = ("int8", "int4")
 FORMS = ("float", "fp8") + QUANTIZATIONS
@@ -96,7 +97,7 @@ def int6_rows(n: int, k: int, rows, dtype: torch.dtype, name: str = "weight") ->
     if n <= CHUNK_ROWS:
         return int6_groups(rows(0, n), dtype, name=name)
     packed, top = torch.empty(n, k // 2, dtype=torch.uint8), torch.empty(n, k // 4, dtype=torch.uint8)
-    sz = torch.empty(n // 64, k // 64, 64, 2, dtype=dtype)
+    sz = torch.empty(n // 64, k // INT6_GROUP, 64, 2, dtype=dtype)
     for a in range(0, n, CHUNK_ROWS):
         b = min(a + CHUNK_ROWS, n)
         packed[a:b], top[a:b], sz[a // 64:-(-b // 64)] = int6_groups(rows(a, b), dtype, name=name)

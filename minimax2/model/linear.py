@@ -12,8 +12,7 @@ kernel, larger batches (prefill) torch's GEMM.
 * `Int4Linear`: asymmetric int4 in groups of the input, torch's int4pack layout / native int4 kernel
   (decode activations quantised to int16 per group, or to int8 under `int8_activations(True)`);
 * `Int6Linear`: asymmetric 6-bit in groups of 64 inputs (a 6-bit lm_head, `--lm-head int6`: 6.5 bits a
-  weight, Q6_K's size), the int4 layout plus a plane of top bits / the native kernel, torch's GEMM on
-  dequantised rows for prefill.
+  weight, Q6_K's size), the int4 layout plus a plane of top bits / the native kernel for every batch.
 """
 
 from __future__ import annotations
@@ -218,8 +217,10 @@ class Fp8Linear(nn.Module):
 
 
 class Int6Linear(nn.Module):
-    """6-bit weights (`int6_groups`): the native `gemv_int6` for decode rows where the kernels are built,
-    else (and for prefill) torch's GEMM over rows dequantised 8,192 at a time."""
+    """6-bit weights (`int6_groups`) through the native `gemv_int6`, 16 rows of x at a time (each row's result
+    is its own, so a prefill batch gets exactly its decode rows' logits). It needs the native kernels and a
+    bf16 model: there is no torch op for this layout, and dequantising the whole matrix per call would cost
+    seconds on M2's head."""
 
     def __init__(self, weight: torch.Tensor | None, dtype: torch.dtype, name: str = "weight",
                  quantized: tuple | None = None):
@@ -229,13 +230,17 @@ class Int6Linear(nn.Module):
         self.register_buffer("top", top)
         self.register_buffer("scale_zeros", sz)
         self.group_size, self.out_features = packed.shape[1] * 2 // sz.shape[1], packed.shape[0]
-        self.gemv = cpu_kernels.load().gemv_int6 if _native_int4(packed, self.group_size, sz) else None
+        if dtype != torch.bfloat16 or not _native_int4(packed, self.group_size, sz):
+            raise ValueError(f"a 6-bit {name} runs on the native CPU kernels in a bf16 model (AVX512-VNNI/VBMI, a C++ "
+                             f"compiler; this load: {dtype}, kernels {'built' if cpu_kernels.loaded() else 'unavailable'}); "
+                             f"use --lm-head int8")
+        self.gemv = cpu_kernels.load().gemv_int6
         self.a8 = int8_activations_on()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gemv is not None and 0 < x.shape[0] <= MAX_ROWS:
-            return self.gemv(x, self.packed, self.top, self.group_size, self.scale_zeros, self.a8)
-        step = 8192
-        return torch.cat([F.linear(x, int6_dequantize(self.packed[a:a + step], self.top[a:a + step],
-                                                      self.scale_zeros[a // 64:(a + step) // 64]).to(x.dtype))
-                          for a in range(0, self.out_features, step)], dim=-1)
+        if x.shape[0] == 0:
+            return x.new_empty(0, self.out_features)
+        if x.shape[0] <= MAX_ROWS:
+            return self.gemv(x.contiguous(), self.packed, self.top, self.group_size, self.scale_zeros, self.a8)
+        return torch.cat([self.gemv(x[a:a + MAX_ROWS].contiguous(), self.packed, self.top, self.group_size,
+                                    self.scale_zeros, self.a8) for a in range(0, x.shape[0], MAX_ROWS)])

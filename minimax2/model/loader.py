@@ -166,7 +166,10 @@ def _load(path: Path, dtype: torch.dtype, device: str | torch.device, progress: 
     files = checkpoint_files(path)
     pre = form_of(cfg)
     if pre is not None:  # written by `minimax2 convert`: the file is the serving form, mapped as it is
-        head = head_of(cfg)
+        try:
+            head = head_of(cfg)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: {e}") from e
         if quantization not in (None, pre[0]) or torch.device(device).type != "cpu" or lm_head not in (None, head):
             raise CheckpointError(f"{path} is pre-quantised to {pre[0]} (lm_head {head}) for CPUs; load it without "
                                   f"--quantization and --lm-head (or convert the original checkpoint again)")

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
+from .linear import INT6_GROUP
 
 GiB = 2**30
 
@@ -56,8 +57,8 @@ def _proj_bytes(n: int, k: int, form: str, el: int, group: int) -> int:
         return n * k + n * el
     if form == "int4":
         return n * k // 2 + (k // group) * n * 2 * el
-    if form == "int6":  # lm_head only, in groups of 64 (linear.int6_groups)
-        return n * k * 3 // 4 + (k // 64) * n * 2 * el
+    if form == "int6":  # lm_head only (linear.int6_groups)
+        return n * k * 3 // 4 + (k // INT6_GROUP) * n * 2 * el
     if form == "fp8":
         return n * k + (-(-n // 128)) * (-(-k // 128)) * 4
     return n * k * el

@@ -31,7 +31,7 @@ import torch
 from .config import ModelConfig
 from .fill import fill_layer, fill_top
 from .forms import experts_module, make_linear, quantized_linear
-from .linear import Int6Linear
+from .linear import INT6_GROUP, Int6Linear
 from .minimax_m2 import MiniMaxM2
 
 QUANT_METHOD = "minimax2"
@@ -108,7 +108,7 @@ def expected_shapes(cfg: ModelConfig, form: str, group_size: int, head: str = "i
            "lm_head.scales": (v,)}
     if head == "int6":
         out.update({"lm_head.qweight": (v, h // 2), "lm_head.qweight_top": (v, h // 4),
-                    "lm_head.scales": (v // 64, h // 64, 64, 2)})
+                    "lm_head.scales": (v // 64, h // INT6_GROUP, 64, 2)})
     for n in range(cfg.num_hidden_layers):
         p = f"model.layers.{n}."
         out.update({p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
@@ -132,8 +132,12 @@ def form_of(cfg: ModelConfig) -> tuple[str, int] | None:
 
 
 def head_of(cfg: ModelConfig) -> str:
-    """lm_head's form in a pre-quantised checkpoint: "int6" or "int8"."""
-    return "int6" if (cfg.quantization_config or {}).get("lm_head_bits") == 6 else "int8"
+    """lm_head's form in a pre-quantised checkpoint: "int6" or "int8" (`lm_head_bits` 6, or 8 / absent)."""
+    bits = (cfg.quantization_config or {}).get("lm_head_bits", 8)
+    if bits not in (6, 8):
+        raise ValueError(f"quantization_config.lm_head_bits is {bits!r}; this version reads 8 (int8) or 6 (int6) "
+                         f"(convert the original checkpoint again)")
+    return "int6" if bits == 6 else "int8"
 
 
 def fill_mapped(model: MiniMaxM2, get, form: str, group_size: int, dtype: torch.dtype, head: str = "int8") -> None:
