@@ -11,8 +11,7 @@
 // top 2 bits in a second plane of 32 bytes per pair (k, k + 1) of a block: byte j holds, from bit 0,
 // (k, row j), (k, row 32 + j), (k + 1, row j), (k + 1, row 32 + j), 2 bits each; their (scale, zero) pairs
 // lie block by block, sz [N / 64, G, 64, 2], so a block's are one contiguous run (linear.int6_groups): in
-// torch's [G, N, 2] each group's pairs for a block are a page apart, and a 6-bit lm_head at one row of x
-// read 2% slower than its int8 form for 22% fewer bytes.
+// torch's [G, N, 2] each group's pairs for a block are N * 4 bytes apart, a different page for each group.
 // Activations are quantised to int16 per group (as int8_dot.h does per block), so both sums are exact
 // integers: `vpdpwssd` takes pairs (k, k + 1) of 16 rows' nibbles, widened to int16 by one byte
 // permutation, against the broadcast activation pair. Each group's sums turn into float32 once.
