@@ -46,19 +46,19 @@ import json, statistics, sys
 from minimax2 import LLM
 from minimax2.bench.roofline import read_bandwidth
 from minimax2.bench.throughput import engine_run, random_prompts
+from minimax2.model.prequant import form_of, head_of
 from minimax2.model.projection import step_bytes
 model, threads, form, head, act8 = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] or None, {"a8": True, "a16": False}.get(sys.argv[5])
 qc = json.load(open(f"{model}/config.json")).get("quantization_config") or {}
 quant = None if form == "fp8" or qc.get("quant_method") == "minimax2" else form  # else quantised at load
-if head is None and qc.get("quant_method") == "minimax2":  # the head a pre-quantised checkpoint holds
-    head = "int6" if qc.get("lm_head_bits") == 6 else None
 llm = LLM(model, kv_cache_gb=0.25, max_num_seqs=8, threads=threads, max_model_len=4096, quantization=quant,
           lm_head=head, int8_activations=act8)
+held = head or (head_of(llm.cfg) if form_of(llm.cfg) else None)  # a pre-quantised checkpoint holds its head
 engine_run(llm.engine, random_prompts(1, 16, 1000), 4)
 out = {"bw": read_bandwidth()}
 for batch in (1, 8):
     out[f"b{batch}"] = engine_run(llm.engine, random_prompts(batch, 64, 1000, seed=batch), 16)["decode_tok_s"]
-    out[f"bytes_b{batch}"] = step_bytes(llm.cfg, form, batch, context=72, lm_head=head)
+    out[f"bytes_b{batch}"] = step_bytes(llm.cfg, form, batch, context=72, lm_head=held)
 print(json.dumps(out))
 """
 

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "int4_dot.h"
-#include "int8_a8.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "moe_groups.h"
@@ -39,18 +38,10 @@ at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at
               sz2.size(1) == G2 && sz2.size(2) == H && sz2.size(3) == 2, "moe_experts_int4: scales and zeros disagree");
   const ExpertGroups grp(idx, E, "moe_experts_int4");
   const int64_t P = grp.pairs, NG = grp.groups();
-  std::vector<int16_t> xq(a8 ? 0 : P * H), hq(a8 ? 0 : P * I);
-  std::vector<int8_t> xq8(a8 ? P * H : 0), hq8(a8 ? P * I : 0);
-  std::vector<float> xs(P * G1), hsc(P * G2), hs(P * I);
-  std::vector<int32_t> xsum(P * G1), hsum(P * G2);
+  Int4ActRows xq(P, H, group, a8), hq(P, I, group, a8);
+  std::vector<float> hs(P * I);
   const auto* xp = x.data_ptr<at::BFloat16>();
-  for (int64_t q = 0; q < P; ++q) {
-    const at::BFloat16* row = xp + grp.token(q) * H;
-    if (a8)
-      quantize_i8(row, 1, H, xq8.data() + q * H, xs.data() + q * G1, xsum.data() + q * G1, group, 1);
-    else
-      quantize_i16(row, 1, H, xq.data() + q * H, xs.data() + q * G1, group, xsum.data() + q * G1);
-  }
+  for (int64_t q = 0; q < P; ++q) xq.quantize(xp + grp.token(q) * H, q, 1);
   auto gu = at::empty({P, I2}, x.options());
   auto ysorted = at::empty({P, H}, x.options());
   auto* gup = gu.data_ptr<at::BFloat16>();
@@ -59,7 +50,7 @@ at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at
   const auto* p2p = p2.data_ptr<uint8_t>();
   const auto* sz13p = sz13.data_ptr<at::BFloat16>();
   const auto* sz2p = sz2.data_ptr<at::BFloat16>();
-  const Int4Acts ax{a8 ? nullptr : xq.data(), xs.data(), xsum.data(), H, G1, a8 ? xq8.data() : nullptr};
+  const Int4Acts ax = xq.acts();
   const int64_t up_blocks = I2 / kI4Rows, down_blocks = H / kI4Rows;
   dynamic_for(0, NG * up_blocks, chunk_items(kI4Rows * H / 2), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
@@ -68,11 +59,8 @@ at::Tensor moe_experts_int4(const at::Tensor& x, const at::Tensor& p13, const at
     }
   });
   swiglu_rows(gup, P, I, hs.data());
-  if (a8)
-    quantize_i8(hs.data(), P, I, hq8.data(), hsc.data(), hsum.data(), group, 1);
-  else
-    quantize_i16(hs.data(), P, I, hq.data(), hsc.data(), group, hsum.data());
-  const Int4Acts ah{a8 ? nullptr : hq.data(), hsc.data(), hsum.data(), I, G2, a8 ? hq8.data() : nullptr};
+  hq.quantize(hs.data(), 0, P);
+  const Int4Acts ah = hq.acts();
   dynamic_for(0, NG * down_blocks, chunk_items(kI4Rows * I / 2), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t g = b / down_blocks, n0 = (b % down_blocks) * kI4Rows, q0 = grp.start[g], e = grp.gexp[g];

@@ -4,10 +4,7 @@
 // `--lm-head int6`). Blocks of 64 rows are split across threads.
 #include <ATen/Parallel.h>
 
-#include <vector>
-
 #include "int4_dot.h"
-#include "int8_a8.h"
 #include "kernels.h"
 #include "parallel.h"
 
@@ -35,15 +32,9 @@ static at::Tensor gemv_i4(const char* name, const at::Tensor& x, const at::Tenso
     TORCH_CHECK(sz.dim() == 3 && sz.size(0) == G && sz.size(1) == N && sz.size(2) == 2,
                 name, ": scales and zeros [K / group, N, 2]");
   }
-  std::vector<int16_t> q(a8 ? 0 : M * K);
-  std::vector<int8_t> q8(a8 ? M * K : 0);
-  std::vector<float> s(M * G);
-  std::vector<int32_t> sums(M * G);
-  if (a8)
-    quantize_i8(x.data_ptr<at::BFloat16>(), M, K, q8.data(), s.data(), sums.data(), group, 1);
-  else
-    quantize_i16(x.data_ptr<at::BFloat16>(), M, K, q.data(), s.data(), group, sums.data());
-  const Int4Acts a{a8 ? nullptr : q.data(), s.data(), sums.data(), K, G, a8 ? q8.data() : nullptr};
+  Int4ActRows xq(M, K, group, a8);
+  xq.quantize(x.data_ptr<at::BFloat16>(), 0, M);
+  const Int4Acts a = xq.acts();
   auto y = at::empty({M, N}, x.options());
   const auto* pp = packed.data_ptr<uint8_t>();
   const auto* tp = top.defined() ? top.data_ptr<uint8_t>() : nullptr;

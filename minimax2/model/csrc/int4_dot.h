@@ -21,7 +21,9 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <vector>
 
+#include "int8_a8.h"
 #include "int8_dot.h"
 
 namespace minimax2 {
@@ -34,6 +36,27 @@ struct Int4Acts {  // activation rows quantised per weight group, to int16 (q) o
   const int32_t* sum;  // [M, G] integer sums of q over each group
   int64_t K, G;
   const int8_t* q8 = nullptr;
+};
+
+// Owns the quantised activation rows of Int4Acts: int16 or (a8) int8 per group, with their scales and sums.
+struct Int4ActRows {
+  std::vector<int16_t> q;
+  std::vector<int8_t> q8;
+  std::vector<float> s;
+  std::vector<int32_t> sum;
+  int64_t K, G, group;
+  bool a8;
+  Int4ActRows(int64_t rows, int64_t K_, int64_t group_, bool a8_)
+      : q(a8_ ? 0 : rows * K_), q8(a8_ ? rows * K_ : 0), s(rows * (K_ / group_)), sum(rows * (K_ / group_)),
+        K(K_), G(K_ / group_), group(group_), a8(a8_) {}
+  template <typename T>
+  void quantize(const T* x, int64_t row, int64_t rows) {  // rows [row, row + rows) from x (row stride K)
+    if (a8)
+      quantize_i8(x, rows, K, q8.data() + row * K, s.data() + row * G, sum.data() + row * G, group, 1);
+    else
+      quantize_i16(x, rows, K, q.data() + row * K, s.data() + row * G, group, sum.data() + row * G);
+  }
+  Int4Acts acts() const { return {a8 ? nullptr : q.data(), s.data(), sum.data(), K, G, a8 ? q8.data() : nullptr}; }
 };
 
 struct I4Consts {  // the unpacking constants, built once a block

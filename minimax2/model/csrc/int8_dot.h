@@ -22,14 +22,12 @@
 namespace minimax2 {
 
 constexpr int64_t kI8Rows = 4;    // weight rows per block
-// Software prefetch this many bytes ahead along the weights (rows are contiguous). With four
-// interleaved 1 KiB rows one core read 16 GB/s without it and 36 GB/s with it (measured; 4 KiB
-// ahead: 30, 16-32 KiB: 33-35). The int4 products (int4_dot.h) prefetch so, into L1.
-constexpr int64_t kPrefetch = 8192;
 // The int8 products prefetch into L2 (`prefetcht1`), 4 KiB ahead, leaving L1 to the activations and
 // the hardware prefetcher: a [200064, 3072] int8 matrix from memory, medians of 3 alternating
 // processes, took 18.4-19.6 ms at 1 row (into L1 8 KiB ahead: 21.6-22.6), 24.8-26.9 at 4 rows
-// (33.1-35.6) and 45-47 at 8 (49). The int4 and fp8 products showed no gain from the same change.
+// (33.1-35.6) and 45-47 at 8 (49). (Without software prefetch one core read four interleaved 1 KiB
+// rows at 16 GB/s, with it 36.) The int4 products (int4_dot.h) prefetch the same way: with int8
+// activations that took them from 0.59-0.63 of int8's time to 0.53-0.54 (with int16 ones, no change).
 constexpr int64_t kI8Prefetch = 4096;
 constexpr int64_t kQBlock = 128;  // activation columns per int16 scale; 128 * 32767 * 128 < 2^31
 
