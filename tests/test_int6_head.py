@@ -134,3 +134,22 @@ def test_6bit_head_is_asked_for_where_it_can_run():
         lm_head_form("int4", "int5")
     with pytest.raises(ValueError, match="an int6 lm_head uses the CPU kernels"):
         check_form("float", "cuda", 128, "int6")
+
+
+def test_6bit_head_is_refused_up_front_without_the_kernels(tmp_path):
+    """With the native kernels turned off (`MINIMAX2_CPU_KERNELS=0`, as on a CPU without them) a 6-bit head
+    is refused before anything is quantised, with the way out named."""
+    import os
+    import subprocess
+    import sys
+
+    from minimax2.train.random_init import build_random_checkpoint
+
+    ckpt = build_random_checkpoint(tmp_path / "tiny", "tiny", seed=3)
+    code = ("import sys, torch\nfrom minimax2.model.loader import load_model\n"
+            "try:\n    load_model(sys.argv[1], torch.bfloat16, lm_head='int6')\n"
+            "except ValueError as e:\n    print('refused:', e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(ckpt)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "MINIMAX2_CPU_KERNELS": "0"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "refused: a 6-bit lm_head runs on the native CPU kernels" in r.stdout and "--lm-head int8" in r.stdout

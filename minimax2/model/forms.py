@@ -37,6 +37,8 @@ def check_form(form: str, device: torch.device | str, group_size: int, lm_head: 
     if lm_head in ("int8", "int6") and torch.device(device).type != "cpu":
         raise ValueError(f"an {lm_head} lm_head uses the CPU kernels; leave lm_head unset on CUDA")
     cpu = torch.device(device).type == "cpu"
+    if lm_head == "int6" and cpu and not cpu_kernels.loaded():  # refused before the head is quantised
+        raise ValueError("a 6-bit lm_head runs on the native CPU kernels, which are unavailable here; use --lm-head int8")
     if int8_activations and (not cpu or (form not in QUANTIZATIONS and lm_head_form(form, lm_head) == "float")):
         raise ValueError(f"--int8-activations applies to int8, int4 and 6-bit weights on a CPU (--quantization int8 "
                          f"or int4, or --lm-head int8 or int6); this load has none ({form} on {torch.device(device).type})")
