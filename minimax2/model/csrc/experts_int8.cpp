@@ -25,24 +25,27 @@ namespace minimax2 {
 template <bool A8>
 struct ExpertActs {
   using Q = std::conditional_t<A8, int8_t, int16_t>;
-  std::vector<Q> q;
+  at::Tensor qt;  // 64-byte aligned (torch's allocator): the products load x in whole lines
+  Q* q;
   std::vector<float> s;
   std::vector<int32_t> c;
   int64_t K, nb;
 
-  ExpertActs(int64_t rows, int64_t K_) : q(rows * K_), K(K_), nb(A8 ? K_ / kA8Block : qblocks(K_)) {
+  ExpertActs(int64_t rows, int64_t K_)
+      : qt(at::empty({rows * K_}, A8 ? at::kChar : at::kShort)), q(static_cast<Q*>(qt.data_ptr())), K(K_),
+        nb(A8 ? K_ / kA8Block : qblocks(K_)) {
     s.resize(rows * nb);
     if (A8) c.resize(rows * nb);
   }
   template <typename T>
   void quantize(int64_t row, const T* x, int64_t rows) {
-    if constexpr (A8) quantize_i8(x, rows, K, q.data() + row * K, s.data() + row * nb, c.data() + row * nb);
-    else quantize_i16(x, rows, K, q.data() + row * K, s.data() + row * nb);
+    if constexpr (A8) quantize_i8(x, rows, K, q + row * K, s.data() + row * nb, c.data() + row * nb);
+    else quantize_i16(x, rows, K, q + row * K, s.data() + row * nb);
   }
   // weight rows [n, n + kI8Rows) of w [N, K] against the pairs [q0, q0 + cnt)
   void rows(int64_t q0, int64_t cnt, const int8_t* w, const at::BFloat16* ws, at::BFloat16* y, int64_t N,
             int64_t n) const {
-    const Q* qq = q.data() + q0 * K;
+    const Q* qq = q + q0 * K;
     const float* ss = s.data() + q0 * nb;
     if constexpr (A8) block_a8(qq, ss, c.data() + q0 * nb, w, ws, y, K, N, n, kI8Rows, cnt);
     else rows_i8(qq, ss, w, ws, y, K, N, n, kI8Rows, cnt);

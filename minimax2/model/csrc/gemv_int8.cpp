@@ -43,13 +43,14 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   check_gemv_int8("gemv_int8", x, w, scale, 32);
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
   const int64_t nb = qblocks(K);
-  std::vector<int16_t> q(M * K);
+  auto qt = at::empty({M * K}, at::kShort);  // 64-byte aligned: the products load x in whole lines
+  int16_t* qp = qt.data_ptr<int16_t>();
   std::vector<float> s(M * nb);
-  quantize_i16(x.data_ptr<at::BFloat16>(), M, K, q.data(), s.data());
+  quantize_i16(x.data_ptr<at::BFloat16>(), M, K, qp, s.data());
   const auto* wp = w.data_ptr<int8_t>();
   const auto* sp = scale.data_ptr<at::BFloat16>();
   return over_weight_rows(x, N, [&](at::BFloat16* y, int64_t n, int64_t rows) {
-    rows_i8(q.data(), s.data(), wp, sp, y, K, N, n, rows, M);
+    rows_i8(qp, s.data(), wp, sp, y, K, N, n, rows, M);
   });
 }
 
@@ -57,14 +58,15 @@ at::Tensor gemv_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
 at::Tensor gemv_int8_a8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale) {
   check_gemv_int8("gemv_int8_a8", x, w, scale, kA8Block);
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0), nb = K / kA8Block;
-  std::vector<int8_t> q(M * K);
+  auto qt = at::empty({M * K}, at::kChar);  // 64-byte aligned: the products load x in whole lines
+  int8_t* qp = qt.data_ptr<int8_t>();
   std::vector<float> s(M * nb);
   std::vector<int32_t> c(M * nb);
-  quantize_i8(x.data_ptr<at::BFloat16>(), M, K, q.data(), s.data(), c.data());
+  quantize_i8(x.data_ptr<at::BFloat16>(), M, K, qp, s.data(), c.data());
   const auto* wp = w.data_ptr<int8_t>();
   const auto* sp = scale.data_ptr<at::BFloat16>();
   return over_weight_rows(x, N, [&](at::BFloat16* y, int64_t n, int64_t rows) {
-    block_a8(q.data(), s.data(), c.data(), wp, sp, y, K, N, n, rows, M);
+    block_a8(qp, s.data(), c.data(), wp, sp, y, K, N, n, rows, M);
   });
 }
 

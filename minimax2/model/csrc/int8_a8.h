@@ -53,8 +53,11 @@ inline void quantize_i8(const T* x, int64_t rows, int64_t K, int8_t* q, float* s
 // Weight row n against M <= 8 quantised rows of x: y[m, n]. One weight row at a time (one sequential
 // stream), all rows of x in one pass: with no widening, eight sums and eight float accumulators fit the
 // registers. On a [200064, 3072] int8 matrix from memory this took 18.7-19.0 ms at 1 row, 21 at 4 and
-// 31-34 at 8 (the int16 products: 17.6-18.8, 24-31 and 42-45); two weight rows in lockstep against
-// four rows of x, as pair_i8 does, took 21.3-21.7, 25 and 40-41.
+// 31-34 at 8 on Zen 4 (the int16 products: 17.6-18.8, 24-31 and 42-45); two weight rows in lockstep
+// against four rows of x, as pair_i8 does, took 21.3-21.7, 25 and 40-41. Each block's two lines are
+// loaded before the rows of x run through them, one integer chain a row of x: with the loop line by line,
+// GCC copied the eight sums between registers every line. On Zen 5 (alternating processes) that took 8
+// rows from 17.4-22.0 ms to 15.1-15.5 (one slow-bus process: 18.9) and 16 rows from 36.2-38.5 to 34.0-34.3.
 template <int M>
 inline void row_a8(const int8_t* q, const float* s, const int32_t* c, const int8_t* w, const at::BFloat16* ws,
                    at::BFloat16* y, int64_t K, int64_t N, int64_t n) {
@@ -65,15 +68,21 @@ inline void row_a8(const int8_t* q, const float* s, const int32_t* c, const int8
   __m512 acc[M];
   for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    __m512i isum[M];
-    for (int m = 0; m < M; ++m) isum[m] = _mm512_maskz_set1_epi32(1, c[m * nb + b]);  // -128 sum(q) in lane 0
-    for (int64_t k = b * kA8Block; k < (b + 1) * kA8Block; k += 64) {
-      if (row + k + kI8Prefetch < end) _mm_prefetch(reinterpret_cast<const char*>(row + k + kI8Prefetch), _MM_HINT_T1);
-      const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512(row + k), flip);  // w + 128 as unsigned bytes
-      for (int m = 0; m < M; ++m) isum[m] = _mm512_dpbusd_epi32(isum[m], wu, _mm512_loadu_si512(q + m * K + k));
+    const int64_t k = b * kA8Block;
+    if (row + k + kI8Prefetch + 64 < end) {
+      _mm_prefetch(reinterpret_cast<const char*>(row + k + kI8Prefetch), _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(row + k + kI8Prefetch + 64), _MM_HINT_T1);
     }
-    for (int m = 0; m < M; ++m)
-      acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[m]), _mm512_set1_ps(s[m * nb + b]), acc[m]);
+    const __m512i w0 = _mm512_xor_si512(_mm512_loadu_si512(row + k), flip);  // w + 128 as unsigned bytes
+    const __m512i w1 = _mm512_xor_si512(_mm512_loadu_si512(row + k + 64), flip);
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m) {
+      const int8_t* qm = q + m * K + k;
+      __m512i isum = _mm512_maskz_set1_epi32(1, c[m * nb + b]);  // -128 sum(q) in lane 0
+      isum = _mm512_dpbusd_epi32(isum, w0, _mm512_loadu_si512(qm));
+      isum = _mm512_dpbusd_epi32(isum, w1, _mm512_loadu_si512(qm + 64));
+      acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(s[m * nb + b]), acc[m]);
+    }
   }
   for (int m = 0; m < M; ++m) y[m * N + n] = at::BFloat16(_mm512_reduce_add_ps(acc[m]) * static_cast<float>(ws[n]));
 }
