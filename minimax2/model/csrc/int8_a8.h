@@ -54,7 +54,7 @@ inline void quantize_i8(const T* x, int64_t rows, int64_t K, int8_t* q, float* s
 // stream), all rows of x in one pass: with no widening, eight sums and eight float accumulators fit the
 // registers. On a [200064, 3072] int8 matrix from memory this took 18.7-19.0 ms at 1 row, 21 at 4 and
 // 31-34 at 8 on Zen 4 (the int16 products: 17.6-18.8, 24-31 and 42-45); two weight rows in lockstep
-// against four rows of x, as pair_i8 does, took 21.3-21.7, 25 and 40-41. Each block's two lines are
+// against four rows of x, as pair_i8 did then, took 21.3-21.7, 25 and 40-41. Each block's two lines are
 // loaded before the rows of x run through them, one integer chain a row of x: with the loop line by line,
 // GCC copied the eight sums between registers every line. On Zen 5 (alternating processes) that took 8
 // rows from 17.4-22.0 ms to 15.1-15.5 (one slow-bus process: 18.9) and 16 rows from 36.2-38.5 to 34.0-34.3.
