@@ -77,9 +77,10 @@ def test_int8_gemv_is_as_close_to_the_exact_product_as_the_int8pack_op(ext, m, n
 
 @pytest.mark.parametrize("n, k", [(7, 96), (1531, 1056)])
 def test_int8_gemv_rows_do_not_depend_on_the_batch(ext, n, k):
-    """Five or more rows of x take two weight rows at a time (int8_dot.h: pair_i8), fewer take one: the
-    integer sums are exact and the float steps run in the same order, so every row's result is bit for
-    bit what it is alone (k = 1056 ends in a partial activation block)."""
+    """Five or more rows of x take two weight rows at a time, up to eight rows of x a pass (int8_dot.h:
+    pair_i8; an odd last weight row alone), fewer take one: the integer sums are exact and the float
+    steps run in the same order, so every row's result is bit for bit what it is alone (k = 1056 ends in
+    a partial activation block; n = 7 and 1531 leave an odd weight row)."""
     from minimax2.model.quant import int8_rows
 
     g = torch.Generator().manual_seed(n + k)
