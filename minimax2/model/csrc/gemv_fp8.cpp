@@ -16,7 +16,11 @@
 //
 // With five or more rows of x, two weight rows go in lockstep (pair_span), so each row of x loaded from
 // L1 serves both (on an [8192, 3072] matrix here: 1.1x the speed at 8 rows, 1.5x at 16; bit for bit the
-// same results). The conversion lives in fp8_convert.h. Shared with experts_fp8.cpp through
+// same results). The pairs read whole weight rows, two streams, with the rows of x from L2, rather than
+// spans of columns that keep x in L1 but switch between four weight rows every 1 KiB; and a group of
+// weight rows meets every pass of x before the next group, so 9-16 rows of x read the weights from memory
+// once. On a [200064, 3072] matrix from memory (Zen 5, 2 threads): 8 rows 24-26 ms instead of 30-33,
+// 16 rows 44-45 instead of 58-66. The conversion lives in fp8_convert.h. Shared with experts_fp8.cpp through
 // `fp8_xstride`, `fp8_permute_rows` and `fp8_rows` (declared in fp8_rows.h).
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -39,8 +43,8 @@ constexpr int64_t kRows = 4;         // weight rows per task unit
 constexpr int64_t kPrefetch = 8192;  // software prefetch distance along the weights, bytes
 constexpr int kGroup = 16;           // rows of x per pass over the weights (1.3x the speed of two passes of 8)
 constexpr int kPairGroup = 8;        // rows of x per pass when weight rows go in pairs (5 or more rows of x)
-// Bytes of x per span of columns: the rows of x for a span stay in L1 while kRows weight rows pass over
-// it (x is read once per weight row; 16 whole rows at K = 3072 are 96 KiB, served from L2).
+// Bytes of x per span of columns for up to four rows of x: the rows of x for a span stay in L1 while
+// kRows weight rows pass over it (x is read once per weight row). Pairs take whole rows (header).
 constexpr int64_t kSpanBytes = 16384;
 
 // Column blocks [b0, b1) of one weight row (K bytes, its block scales srow) against M permuted rows
@@ -178,7 +182,8 @@ void fp8_permute_rows(const at::BFloat16* src, int64_t rows, int64_t K, int64_t 
 // and cnt permuted rows of x (stride fp8_xstride(K)), rounded to bf16. kRows weight rows at a time
 // against up to 16 rows of x, each weight row read start to end for one row of x (one sequential
 // stream) and in spans of columns whose rows of x fit L1 for more. With 5 or more rows of x, weight
-// rows go in pairs against up to 8 rows of x per pass (passes split the rows evenly).
+// rows go in pairs, whole rows, against up to 8 rows of x per pass (passes split the rows evenly); each
+// kRows group of weight rows takes every pass before the next group.
 void fp8_rows(const at::BFloat16* x, int64_t cnt, const uint8_t* w, const float* scale, int64_t N, int64_t K,
               int64_t n, int64_t rows, at::BFloat16* y, int64_t ystride) {
   const Lut t;
@@ -187,13 +192,13 @@ void fp8_rows(const at::BFloat16* x, int64_t cnt, const uint8_t* w, const float*
   __m512 acc[kRows][kGroup];
   const bool pairs = cnt >= 5;
   const int64_t passes = pairs ? (cnt + kPairGroup - 1) / kPairGroup : (cnt + kGroup - 1) / kGroup;
-  for (int64_t m0 = 0, pass = 0; m0 < cnt; ++pass) {
-    const int64_t c = (cnt - m0 + passes - pass - 1) / (passes - pass);  // rows of x split evenly over passes
-    const int64_t span = std::max<int64_t>(1, kSpanBytes / (c * 2 * kFp8Block));
-    const RowSpan fn = kRowSpan[c - 1];
-    const at::BFloat16* xm = x + m0 * Kp;
-    for (int64_t r0 = n; r0 < n + rows; r0 += kRows) {
-      const int64_t rr = std::min(kRows, n + rows - r0);
+  for (int64_t r0 = n; r0 < n + rows; r0 += kRows) {
+    const int64_t rr = std::min(kRows, n + rows - r0);
+    for (int64_t m0 = 0, pass = 0; m0 < cnt; ++pass) {  // later passes find these weight rows in L1
+      const int64_t c = (cnt - m0 + passes - pass - 1) / (passes - pass);  // rows of x split evenly over passes
+      const int64_t span = pairs ? nkb : std::max<int64_t>(1, kSpanBytes / (c * 2 * kFp8Block));
+      const RowSpan fn = kRowSpan[c - 1];
+      const at::BFloat16* xm = x + m0 * Kp;
       for (int64_t r = 0; r < rr; ++r)
         for (int64_t m = 0; m < c; ++m) acc[r][m] = _mm512_setzero_ps();
       for (int64_t b0 = 0; b0 < nkb; b0 += span) {
@@ -213,8 +218,8 @@ void fp8_rows(const at::BFloat16* x, int64_t cnt, const uint8_t* w, const float*
       }
       for (int64_t r = 0; r < rr; ++r)
         for (int64_t m = 0; m < c; ++m) y[(m0 + m) * ystride + r0 + r] = at::BFloat16(_mm512_reduce_add_ps(acc[r][m]));
+      m0 += c;
     }
-    m0 += c;
   }
 }
 
