@@ -1,5 +1,6 @@
 """The benchmarks' measuring helpers (minimax2/bench): the page cache held for one checkpoint at a time,
-checked with mincore(2), and a bandwidth probe on both sides of each timed run."""
+checked with mincore(2), a bandwidth probe on both sides of each timed run, and timed prefills that
+are cold even when a run repeats its prompts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 import pytest
 
 from minimax2.bench.roofline import bracketed
-from minimax2.bench.throughput import release_page_cache, warm_page_cache
+from minimax2.bench.throughput import engine_run, random_prompts, release_page_cache, warm_page_cache
 
 
 def resident_share(path) -> float:
@@ -66,3 +67,21 @@ def test_bracketed_probes_on_both_sides_of_exactly_one_run():
     result, bw = bracketed(lambda: calls.append(1) or "ran", repeats=1)
     assert result == "ran" and calls == [1]
     assert 1e8 < bw < 1e13  # bytes/s: a real read, not a placeholder
+
+
+def test_engine_run_prefills_cold_when_the_prompts_repeat(tiny_llm):
+    """Repeating a run's prompts used to find them in the prefix cache, so the median of the repeats timed
+    one token per prompt and reported that as prefill speed."""
+    eng = tiny_llm.engine
+    prompts = random_prompts(2, 40, tiny_llm.cfg.vocab_size, seed=3)
+    engine_run(eng, prompts, 2)
+    hits = eng.block_manager.prefix_hits
+    assert engine_run(eng, prompts, 2)["prefill_tok_s"] > 0
+    assert eng.block_manager.prefix_hits == hits
+
+
+def test_engine_run_refuses_prompts_that_share_a_prefix(tiny_llm):
+    eng = tiny_llm.engine
+    p = random_prompts(1, 80, tiny_llm.cfg.vocab_size, seed=4)[0]
+    with pytest.raises(ValueError, match="prefix cache"):
+        engine_run(eng, [p, p + [7]] * 9, 1)  # more prompts than max_num_seqs: the later ones find the earlier

@@ -84,6 +84,36 @@ def test_prefix_hit_gives_the_same_tokens(parts):
     assert got == want
 
 
+def test_reset_prefix_cache_makes_the_next_prompt_cold_and_keeps_its_tokens(parts):
+    model, tok, _ = parts
+    prompt = tok.encode("You are a helpful assistant. " * 6)
+    eng = LLMEngine(model, tok, [], EngineConfig(block_size=4, num_kv_blocks=100))
+    first = run(eng, {0: [("a", prompt, greedy(6))]})["a"]
+    bm = eng.block_manager
+    hits = bm.prefix_hits
+    assert run(eng, {0: [("b", prompt, greedy(6))]})["b"] == first
+    assert bm.prefix_hits - hits == (len(prompt) - 1) // 4 * 4  # served from the cache
+    dropped = eng.reset_prefix_cache()
+    assert dropped >= (len(prompt) - 1) // 4 and not bm.cached
+    hits = bm.prefix_hits
+    assert run(eng, {0: [("c", prompt, greedy(6))]})["c"] == first
+    assert bm.prefix_hits == hits  # computed in full
+    assert eng.reset_prefix_cache() > 0 and eng.reset_prefix_cache() == 0
+
+
+def test_reset_prefix_cache_leaves_the_blocks_of_running_requests(parts):
+    model, tok, _ = parts
+    prompt = tok.encode("Shared system prompt, long enough for blocks. " * 3)
+    eng = LLMEngine(model, tok, [], EngineConfig(block_size=4, num_kv_blocks=100))
+    eng.add_request("live", prompt, greedy(50))
+    eng.step()  # prefilled and committed; still decoding
+    eng.reset_prefix_cache()
+    hits = eng.block_manager.prefix_hits
+    got = run(eng, {0: [("twin", prompt, greedy(3))]})
+    assert eng.block_manager.prefix_hits - hits == (len(prompt) - 1) // 4 * 4  # the live blocks still serve
+    assert len(got["live"][0]) == 49 and len(got["twin"][0]) == 3
+
+
 def test_preemption_under_a_tiny_cache(parts):
     model, tok, prompts = parts
     want = [reference(model, tok, p, greedy(16)) for p in prompts]

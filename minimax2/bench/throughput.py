@@ -50,8 +50,13 @@ def random_prompts(batch: int, length: int, vocab: int, seed: int = 0) -> list[l
 
 
 def engine_run(engine: LLMEngine, prompts: list[list[int]], new_tokens: int) -> dict:
-    """Prefill all prompts, then decode; returns prefill tok/s, decode tok/s (after every first token)."""
+    """Prefill all prompts, then decode; returns prefill tok/s, decode tok/s (after every first token).
+    The prefill is cold: the prefix cache is emptied first (a run repeating earlier prompts would
+    otherwise find them cached and time one token each), and prompts sharing a prefix among themselves
+    are refused, since their prefill would not be what it claims."""
     sp = SamplingParams(max_tokens=new_tokens, temperature=0, ignore_eos=True)
+    engine.reset_prefix_cache()
+    hits = engine.block_manager.prefix_hits
     for i, p in enumerate(prompts):
         engine.add_request(f"b{i}", p, sp)
     t0 = time.perf_counter()
@@ -65,6 +70,9 @@ def engine_run(engine: LLMEngine, prompts: list[list[int]], new_tokens: int) -> 
             elif o.new_token_ids:
                 generated += 1
     t1 = time.perf_counter()
+    if engine.block_manager.prefix_hits != hits:
+        raise ValueError(f"{engine.block_manager.prefix_hits - hits} prompt tokens came from the prefix cache: "
+                         "a prefill benchmark needs prompts that share no prefix")
     return {"prefill_tok_s": sum(map(len, prompts)) / (t_first - t0), "decode_tok_s": generated / (t1 - t_first)}
 
 

@@ -81,6 +81,20 @@ class BlockManager:
             hits.append(block_id)
         return hits
 
+    def reset_prefix_cache(self) -> int:
+        """Forget the prefix of every free block, so that no later prompt is served from them (blocks in
+        use keep theirs); returns how many were forgotten. For cold-start measurements, and after the
+        model's weights change."""
+        dropped = 0
+        for block_id in self.free:
+            b = self.blocks[block_id]
+            if b.hash is not None:
+                if self.cached.get(b.hash) == block_id:
+                    del self.cached[b.hash]
+                b.hash, b.token_ids = None, ()
+                dropped += 1
+        return dropped
+
     def can_admit(self, seq: Sequence, budget: int) -> bool:
         """Whether `seq` can start now: its cached prefix plus a first chunk of at most `budget` tokens."""
         hits = self.match_prefix(seq)

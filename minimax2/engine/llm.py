@@ -182,6 +182,11 @@ class LLM:
         return [RequestOutput(t, p, [done[(i, k)] for k in range(params[i].n)])
                 for i, (t, p) in enumerate(zip(texts, ids))]
 
+    def reset_prefix_cache(self) -> int:
+        """Forget the cached prompt prefixes (as vLLM's `LLM.reset_prefix_cache`): the next prompts are
+        computed in full. Returns how many cached blocks were dropped."""
+        return self.engine.reset_prefix_cache()
+
     # -- chat -------------------------------------------------------------------------------------
     @property
     def renderer(self) -> Renderer:

@@ -112,6 +112,10 @@ class LLMEngine:
                 self.scheduler.finish(seq)
         return seqs is not None
 
+    def reset_prefix_cache(self) -> int:
+        """Forget every cached prefix no running request holds (`BlockManager.reset_prefix_cache`)."""
+        return self.block_manager.reset_prefix_cache()
+
     def has_unfinished(self) -> bool:
         return self.scheduler.has_work()
 
