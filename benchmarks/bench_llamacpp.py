@@ -1,4 +1,4 @@
-"""Our engine against llama.cpp on the same weights, at equal bits: decode tok/s at batch 1 and 8.
+"""Our engine against llama.cpp on the same weights, at equal bits: decode tok/s at batch 1 and 8, prefill.
 
     python benchmarks/make_checkpoints.py --out ckpt --shape m2-slice --layers 4
     minimax2 convert --model ckpt/m2-slice-4l-fp8 --out ckpt/m2-slice-4l-fp8-int4 --to int4
@@ -13,8 +13,9 @@
 Each pair runs `--rounds` times, ours and llama.cpp alternating (the order flips every round, so a
 drift of the memory bus hits both sides alike); the table gives medians and their ratio. Both sides
 run the same shape of work: a 64-token random prompt per sequence, then 16 decode tokens, at batch 1
-and 8, with the same thread count. llama.cpp runs `llama-batched-bench` (its decode speed with every
-sequence's prompt processed first). Both sides memory-map their weights, so before each run the other
+and 8, with the same thread count; and the prefill of one cold 512-token prompt (one chunk on both
+sides; ours with the prefix cache emptied first, `engine_run`). llama.cpp runs `llama-batched-bench`
+(its decode speed with every sequence's prompt processed first, and S_PP of a 512-token prompt). Both sides memory-map their weights, so before each run the other
 checkpoints' pages are dropped from the page cache and this side's files are read once into it (not
 timed): otherwise a run faults experts in from disk (the slice's FP8 and Q8_0 files do not fit in
 24 GB together, and the kernel keeps a finished run's mapped pages before freshly read ones). The roofline share divides tok/s by what the
@@ -59,6 +60,8 @@ out = {"bw": read_bandwidth()}
 for batch in (1, 8):
     out[f"b{batch}"] = engine_run(llm.engine, random_prompts(batch, 64, 1000, seed=batch), 16)["decode_tok_s"]
     out[f"bytes_b{batch}"] = step_bytes(llm.cfg, form, batch, context=72, lm_head=held)
+out["pp"] = statistics.median(engine_run(llm.engine, random_prompts(1, 512, 1000, seed=30 + i), 1)["prefill_tok_s"]
+                              for i in range(2))
 print(json.dumps(out))
 """
 
@@ -93,21 +96,27 @@ def run_ours(model: Path, threads: int, form: str, head: str, act8: str) -> dict
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def run_llama(llama_cpp: Path, gguf: Path, threads: int) -> dict:
+def batched_bench(llama_cpp: Path, gguf: Path, threads: int, npp: int, ntg: int, npl: str) -> list[list[str]]:
+    """The rows of llama-batched-bench's markdown table: PP | TG | B | N_KV | T_PP | S_PP | T_TG | S_TG | T | S."""
     exe = llama_cpp / "build" / "bin" / "llama-batched-bench"
-    cmd = [str(exe), "-m", str(gguf), "-c", "2048", "-b", "2048", "-ub", "512", "-npp", "64", "-ntg", "16",
-           "-npl", "1,8,1", "-t", str(threads)]
-    # The trailing 1: this build's asynchronous logger drops the table's last row at exit now and then.
+    cmd = [str(exe), "-m", str(gguf), "-c", "2048", "-b", "2048", "-ub", "512", "-npp", str(npp), "-ntg", str(ntg),
+           "-npl", npl, "-t", str(threads)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"llama-batched-bench failed on {gguf}:\n{r.stderr[-2000:]}")
-    out = {}  # its markdown table: PP | TG | B | N_KV | T_PP | S_PP | T_TG | S_TG | T | S
-    for line in (r.stdout + r.stderr).splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 10 and cells[0].isdigit():
-            out.setdefault(f"b{cells[2]}", float(cells[7]))
-    if set(out) != {"b1", "b8"}:
-        sys.exit(f"llama-batched-bench gave no batch 1 and 8 rows for {gguf}:\n{r.stdout[-2000:]}")
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in (r.stdout + r.stderr).splitlines()]
+    return [c for c in rows if len(c) == 10 and c[0].isdigit()]
+
+
+def run_llama(llama_cpp: Path, gguf: Path, threads: int) -> dict:
+    out = {}
+    # The trailing 1s: this build's asynchronous logger drops the table's last row at exit now and then.
+    for cells in batched_bench(llama_cpp, gguf, threads, 64, 16, "1,8,1"):
+        out.setdefault(f"b{cells[2]}", float(cells[7]))
+    for cells in batched_bench(llama_cpp, gguf, threads, 512, 1, "1,1"):
+        out.setdefault("pp", float(cells[5]))
+    if set(out) != {"b1", "b8", "pp"}:
+        sys.exit(f"llama-batched-bench gave no batch 1, batch 8 or prefill row for {gguf}: got {sorted(out)}")
     return out
 
 
@@ -148,15 +157,16 @@ def main() -> None:
             mine = statistics.median(o[f"b{b}"] for o in ours)
             roof = b * statistics.median(o["bw"] for o in ours) / ours[0][f"bytes_b{b}"]
             row[f"b{b}"] = (mine, statistics.median(t[f"b{b}"] for t in theirs), roof)
+        row["pp"] = (statistics.median(o["pp"] for o in ours), statistics.median(t["pp"] for t in theirs))
         table.append(row)
-    print(f"\nmedians of {a.rounds} alternating rounds, {a.threads} threads, 64-token prompts, 16 decode tokens"
-          + (f", {a.busy} busy process(es) beside each run" if a.busy else ""))
+    print(f"\nmedians of {a.rounds} alternating rounds, {a.threads} threads, 64-token prompts, 16 decode tokens; "
+          "prefill (pp): one cold 512-token prompt" + (f", {a.busy} busy process(es) beside each run" if a.busy else ""))
     print(f"{'form':13} {'vs':14} {'b1 ours':>8} {'b1 llama':>9} {'ratio':>6} {'roof ours/llama':>16} "
-          f"{'b8 ours':>8} {'b8 llama':>9} {'ratio':>6}")
+          f"{'b8 ours':>8} {'b8 llama':>9} {'ratio':>6} {'pp ours':>8} {'pp llama':>9} {'ratio':>6}")
     for row in table:
-        (m1, t1, r1), (m8, t8, _) = row["b1"], row["b8"]
+        (m1, t1, r1), (m8, t8, _), (mp, tp) = row["b1"], row["b8"], row["pp"]
         print(f"{row['form']:13} {row['gguf'][:14]:14} {m1:8.2f} {t1:9.2f} {m1 / t1:6.2f} "
-              f"{m1 / r1:7.0%} / {t1 / r1:6.0%} {m8:8.2f} {t8:9.2f} {m8 / t8:6.2f}")
+              f"{m1 / r1:7.0%} / {t1 / r1:6.0%} {m8:8.2f} {t8:9.2f} {m8 / t8:6.2f} {mp:8.1f} {tp:9.1f} {mp / tp:6.2f}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ def test_fp8_checkpoint_is_served_as_released_and_follows_the_dequantized_model(
     got, ref, want = (teacher_forced_logits(m, ids, 40) for m in (fp8, bf16, exact))
     err_fp8, err_bf16 = (got - want).abs().mean(), (ref - want).abs().mean()
     assert err_fp8 <= 1.25 * err_bf16 + 1e-4, (err_fp8, err_bf16)  # as close to exact as bf16 is
-    assert (got - ref).abs().max() < 0.05 * want.abs().max()
+    # and in its worst logit: the native kernel never rounds a dequantized weight, the bf16 model did at
+    # load (here 0.011 from exact against bf16's 0.106, where the prefill experts take the kernel)
+    assert (got - want).abs().max() <= 1.25 * (ref - want).abs().max() + 1e-3
     assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.9
 
 

@@ -55,7 +55,7 @@ def test_gemv_reads_every_code_at_every_position_exactly(ext):
     assert torch.equal(got, w.bfloat16().T.contiguous())
 
 
-@pytest.mark.parametrize("m", [1, 3, 5, 8, 16])
+@pytest.mark.parametrize("m", [1, 3, 5, 8, 16, 40])
 @pytest.mark.parametrize("n, k", [(1, 32), (7, 96), (200, 288), (333, 160), (1531, 1056)])
 def test_gemv_equals_dequantized_bf16_linear(ext, m, n, k):
     """Power-of-two block scales: dequantize-to-bf16 is exact, so the bf16 kernel's test applies as is."""
@@ -88,21 +88,22 @@ def test_gemv_with_real_block_scales_is_closer_to_exact_than_the_bf16_reference(
 
 @pytest.mark.parametrize("n, k", [(7, 96), (333, 160), (1531, 1056)])
 def test_gemv_rows_do_not_depend_on_the_batch(ext, n, k):
-    """Five or more rows of x take two weight rows at a time (gemv_fp8.cpp: pair_span), fewer take one;
-    each (weight row, x row) sums its products in the same order either way, so every row's result is
-    bit for bit what it is alone (k = 160 and 1056 end in a partial block, n = 7 and 333 in a lone row)."""
+    """Five or more rows of x take two weight rows at a time (gemv_fp8.cpp: pair_span), in passes of up to
+    eight, fewer take one; each (weight row, x row) sums its products in the same order either way, so
+    every row's result is bit for bit what it is alone (k = 160 and 1056 end in a partial block, n = 7
+    and 333 in a lone row)."""
     g = torch.Generator().manual_seed(n + k)
     q, s = quantized(n, k, g, pow2=False)
-    x = torch.randn(16, k, generator=g).bfloat16()
-    alone = torch.cat([fp8_kernels.gemv_fp8(x[i:i + 1], q, s) for i in range(16)])
-    for m in (4, 5, 8, 9, 13, 16):
+    x = torch.randn(fp8_kernels.MAX_ROWS, k, generator=g).bfloat16()
+    alone = torch.cat([fp8_kernels.gemv_fp8(x[i:i + 1], q, s) for i in range(len(x))])
+    for m in (4, 5, 8, 9, 13, 16, 17, 40, 64):
         assert torch.equal(fp8_kernels.gemv_fp8(x[:m], q, s), alone[:m]), m
 
 
 def test_gemv_rejects_what_it_cannot_do(ext):
     q, s = fp8.quantize(torch.randn(8, 64))
-    with pytest.raises(RuntimeError, match="M <= 16"):
-        fp8_kernels.gemv_fp8(torch.randn(17, 64).bfloat16(), q, s)
+    with pytest.raises(RuntimeError, match="M <= 64"):
+        fp8_kernels.gemv_fp8(torch.randn(65, 64).bfloat16(), q, s)
     with pytest.raises(RuntimeError, match="scale_inv must be"):
         fp8_kernels.gemv_fp8(torch.randn(1, 64).bfloat16(), q, torch.ones(2, 1))
     with pytest.raises(RuntimeError, match="float8_e4m3fn w"):
@@ -232,16 +233,17 @@ def test_native_tile_dequantization_rounds_like_fp8_dequantize(ext, n, k):
         fp8_kernels.dequantize_rows(q, s, 64, n)
 
 
-def test_fp8_forms_take_the_kernel_for_decode_rows_of_a_bf16_model_only(ext):
+def test_fp8_forms_take_the_kernel_for_short_batches_of_a_bf16_model_only(ext):
     from minimax2.model.experts import Fp8Experts
     from minimax2.model.linear import Fp8Linear
 
     g = torch.Generator().manual_seed(3)
     q, s = quantized(200, 288, g, pow2=False)
-    x1, x40 = torch.randn(1, 288, generator=g).bfloat16(), torch.randn(40, 288, generator=g).bfloat16()
+    x1, x48, x49 = (torch.randn(n, 288, generator=g).bfloat16() for n in (1, fp8_kernels.KERNEL_ROWS, 49))
     lin = Fp8Linear([(q, s)], torch.bfloat16)
     assert torch.equal(lin(x1), fp8_kernels.gemv_fp8(x1, q, s))
-    assert torch.equal(lin(x40), fp8_kernels.fp8_linear_prefill(x40, q, s))
+    assert torch.equal(lin(x48), fp8_kernels.gemv_fp8(x48, q, s))  # a short prefill chunk: the kernel too
+    assert torch.equal(lin(x49), fp8_kernels.fp8_linear_prefill(x49, q, s))
     assert Fp8Linear([(q, s)], torch.float32).gemv is None  # float32 model: the tiled GEMM for every batch
     experts, _, _ = _experts(2, 160, 176, g, pow2=True)
     tensors = [list(t) for t in experts.tensors]

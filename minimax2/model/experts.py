@@ -200,7 +200,8 @@ class Fp8Experts(nn.Module):
     """The official FP8 experts as released: per expert w1 / w3 [I, H] and w2 [H, I] float8_e4m3fn with
     their block scales, views of the mapped checkpoint; in a bf16 model the native block reads them
     through pointer tables built once here. Prefill runs each active expert through the native FP8
-    matrix-vector kernel where it has few tokens, the tiled dequantize-and-GEMM otherwise."""
+    matrix-vector kernel where it has at most `fp8_kernels.KERNEL_ROWS` tokens, the tiled
+    dequantize-and-GEMM otherwise."""
 
     def __init__(self, w1, w3, w2, s1, s3, s2, dtype: torch.dtype):
         super().__init__()
@@ -212,13 +213,14 @@ class Fp8Experts(nn.Module):
         self.decode = self._decode if native and self.tables.intermediate % 16 == 0 else None
         self._block, self._prefill = fp8_kernels.moe_experts_fp8, fp8_kernels.fp8_linear_prefill
         self._gemv = fp8_kernels.gemv_fp8 if native else None
+        self._kernel_rows = fp8_kernels.KERNEL_ROWS  # an expert's tokens in a prefill chunk
 
     def _decode(self, x, idx, weights):
         return self._block(x, idx, weights, self.tables)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         w1, w3, w2, s1, s3, s2 = (t[e] for t in self.tables.tensors)
-        mm = self._gemv if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS else self._prefill
+        mm = self._gemv if self._gemv is not None and x.shape[0] <= self._kernel_rows else self._prefill
         h = F.silu(mm(x, w1, s1)) * mm(x, w3, s3)
         return mm(h, w2, s2)
 

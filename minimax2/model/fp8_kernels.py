@@ -2,8 +2,8 @@
 128x128 block scales (`weight_scale_inv`, W[i, j] = float(W_fp8[i, j]) * scale_inv[i // 128, j // 128],
 partial edge blocks; see fp8.py). One byte per weight, nothing requantized.
 
-* `gemv_fp8(x, w, scale_inv)`: decode rows (M <= 16) through the native kernel (csrc/gemv_fp8.cpp):
-  each e4m3 byte becomes its exact bf16 value through AVX512-VBMI byte tables, products are exact
+* `gemv_fp8(x, w, scale_inv)`: decode rows and short prefill chunks (M <= 64) through the native
+  kernel (csrc/gemv_fp8.cpp): each e4m3 byte becomes its exact bf16 value through AVX512-VBMI byte tables, products are exact
   bf16 pairs summed in float32 per 128-column block and scaled per block, rounded to bf16 once.
 * `moe_experts_fp8(x, idx, weights, experts)`: the decode expert block (csrc/experts_fp8.cpp) over
   separate per-expert w1 / w3 / w2 tensors (zero-copy views of the checkpoint), addressed through the
@@ -31,7 +31,12 @@ from . import cpu_kernels
 from .fp8 import FP8_DTYPE, scale_shape
 
 BLOCK = 128
-MAX_ROWS = 16  # rows of x the decode kernel takes
+MAX_ROWS = 64  # rows of x the matrix-vector kernel takes
+# Up to this many rows a product (a projection's rows, an active expert's tokens in a prefill chunk)
+# takes the matrix-vector kernel, beyond it the tiled dequantize-and-GEMM: on expert and attention shapes
+# (Zen 5, 2 threads) the kernel took 0.41-0.58x the tiled path's time at 16-17 rows, 0.71-0.96x at 48 and
+# 0.97-1.08x at 64, where the GEMM's speed overtakes it (and it writes no dequantized tile).
+KERNEL_ROWS = 48
 MAX_EXPERT_TOKENS = 16  # tokens the native expert block takes
 TILE_BYTES = 8 << 20  # dequantized bytes per GEMM in the prefill path (1 MiB tiles: 2-4x slower GEMMs, measured)
 
@@ -57,7 +62,7 @@ def fp8_to_bf16(codes: torch.Tensor) -> torch.Tensor:
 
 
 def gemv_fp8(x: torch.Tensor, w: torch.Tensor, scale_inv: torch.Tensor) -> torch.Tensor:
-    """x [M, K] bf16 (1 <= M <= 16) @ W.T -> [M, N] bf16, for w [N, K] float8_e4m3fn and scale_inv
+    """x [M, K] bf16 (1 <= M <= MAX_ROWS) @ W.T -> [M, N] bf16, for w [N, K] float8_e4m3fn and scale_inv
     [ceil(N/128), ceil(K/128)] float32, both contiguous. Needs the native kernels (`kernels()`)."""
     return kernels().gemv_fp8(x.contiguous(), w, scale_inv)
 

@@ -196,9 +196,9 @@ class Int4Linear(nn.Module):
 class Fp8Linear(nn.Module):
     """The official FP8 weights as released: float8_e4m3fn parts [N_i, K] with their float32 128x128
     block scales, read in place (views of the mapped checkpoint). A fused projection (q/k/v) keeps its
-    parts separate instead of a concatenated copy. Decode rows in a bf16 model: the native FP8
-    matrix-vector kernel (where the kernels are built); prefill and other dtypes: 128-row tiles
-    dequantized into torch's GEMM."""
+    parts separate instead of a concatenated copy. Up to `fp8_kernels.KERNEL_ROWS` rows in a bf16 model:
+    the native FP8 matrix-vector kernel (where the kernels are built); more rows and other dtypes:
+    128-row tiles dequantized into torch's GEMM."""
 
     def __init__(self, parts: list[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype):
         super().__init__()
@@ -209,9 +209,10 @@ class Fp8Linear(nn.Module):
         native = dtype == torch.bfloat16 and fp8_kernels.kernels() is not None
         self.gemv = fp8_kernels.gemv_fp8 if native else None
         self.prefill = fp8_kernels.fp8_linear_prefill
+        self.kernel_rows = fp8_kernels.KERNEL_ROWS  # decode batches and short prefill chunks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fn = self.gemv if self.gemv is not None and 0 < x.shape[0] <= MAX_ROWS else self.prefill
+        fn = self.gemv if self.gemv is not None and 0 < x.shape[0] <= self.kernel_rows else self.prefill
         ys = [fn(x, w, s) for w, s in self.parts]
         return ys[0] if len(ys) == 1 else torch.cat(ys, dim=-1)
 

@@ -16,7 +16,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "y = x @ w.T for bf16 x [M <= 16, K], 6-bit w: int4pack low nibbles [N, K / 2] + top bits [N, K / 4]",
         py::arg("x"), py::arg("packed"), py::arg("top"), py::arg("group"), py::arg("sz"), py::arg("a8") = false);
   m.def("gemv_fp8", &gemv_fp8,
-        "y = x @ W.T for bf16 x [M <= 16, K], float8_e4m3fn w [N, K] with float32 128x128 block scales");
+        "y = x @ W.T for bf16 x [M <= 64, K], float8_e4m3fn w [N, K] with float32 128x128 block scales");
   m.def("fp8_dequantize_bf16", &fp8_dequantize_bf16, "rows [r0, r1) of an fp8 block-scaled weight as bf16 (prefill tiles)");
   m.def("fp8_e4m3_to_bf16", &fp8_e4m3_to_bf16, "float8_e4m3fn codes -> bf16 through the fp8 kernels' conversion");
   m.def("moe_route", &moe_route, "sigmoid top-k routing with the selection bias -> (idx, weights)");

@@ -1,8 +1,8 @@
 // FP8 (float8_e4m3fn) weights with 128x128 float32 block scales, read in place for decode: the
 // official MiniMax-M2 checkpoint layout, W[i, j] = float(W_fp8[i, j]) * scale_inv[i / 128, j / 128].
 //
-// y[m, n] = sum_k x[m, k] * W[n, k] for a few bf16 rows of x (M <= 16). Each weight byte becomes its
-// exact bf16 value through two 128-entry byte tables (AVX512-VBMI `vpermi2b`: the low and the high
+// y[m, n] = sum_k x[m, k] * W[n, k] for a few bf16 rows of x (M <= 64: decode, short prefill chunks).
+// Each weight byte becomes its exact bf16 value through two 128-entry byte tables (AVX512-VBMI `vpermi2b`: the low and the high
 // byte of every bf16 magnitude, the sign bit OR-ed back in) and two in-lane byte interleaves, six
 // instructions per 64 weights. The interleave leaves the 64 bf16 values of a chunk in the order
 // [0-7, 16-23, 32-39, 48-55 | 8-15, 24-31, 40-47, 56-63], so the rows of x are permuted once per call
@@ -18,7 +18,7 @@
 // L1 serves both (on an [8192, 3072] matrix here: 1.1x the speed at 8 rows, 1.5x at 16; bit for bit the
 // same results). The pairs read whole weight rows, two streams, with the rows of x from L2, rather than
 // spans of columns that keep x in L1 but switch between four weight rows every 1 KiB; and a group of
-// weight rows meets every pass of x before the next group, so 9-16 rows of x read the weights from memory
+// weight rows meets every pass of x before the next group, so 9-64 rows of x read the weights from memory
 // once. On a [200064, 3072] matrix from memory (Zen 5, 2 threads): 8 rows 24-26 ms instead of 30-33,
 // 16 rows 44-45 instead of 58-66. The conversion lives in fp8_convert.h. Shared with experts_fp8.cpp through
 // `fp8_xstride`, `fp8_permute_rows` and `fp8_rows` (declared in fp8_rows.h).
@@ -180,7 +180,7 @@ void fp8_permute_rows(const at::BFloat16* src, int64_t rows, int64_t K, int64_t 
 
 // y[m * ystride + r] for weight rows r in [n, n + rows) of w [N, K] (scales [ceil(N/128), ceil(K/128)])
 // and cnt permuted rows of x (stride fp8_xstride(K)), rounded to bf16. kRows weight rows at a time
-// against up to 16 rows of x, each weight row read start to end for one row of x (one sequential
+// against up to 4 rows of x, each weight row read start to end for one row of x (one sequential
 // stream) and in spans of columns whose rows of x fit L1 for more. With 5 or more rows of x, weight
 // rows go in pairs, whole rows, against up to 8 rows of x per pass (passes split the rows evenly); each
 // kRows group of weight rows takes every pass before the next group.
@@ -230,7 +230,7 @@ at::Tensor gemv_fp8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& 
               scale_inv.scalar_type() == at::kFloat, "gemv_fp8: bf16 x, float8_e4m3fn w, float32 scale_inv");
   TORCH_CHECK(x.is_contiguous() && w.is_contiguous() && scale_inv.is_contiguous(), "gemv_fp8: contiguous inputs only");
   const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
-  TORCH_CHECK(M >= 1 && M <= 16 && K >= 1, "gemv_fp8: 1 <= M <= 16");
+  TORCH_CHECK(M >= 1 && M <= 64 && K >= 1, "gemv_fp8: 1 <= M <= 64");
   TORCH_CHECK(scale_inv.size(0) == (N + kFp8Block - 1) / kFp8Block &&
                   scale_inv.size(1) == (K + kFp8Block - 1) / kFp8Block,
               "gemv_fp8: scale_inv must be [ceil(N/128), ceil(K/128)]");
