@@ -203,7 +203,7 @@ def test_kernels_can_be_turned_off():
     assert out.returncode == 0 and out.stdout.strip() == "None"
 
 
-@pytest.mark.parametrize("tokens", [1, 3, 9])
+@pytest.mark.parametrize("tokens", [1, 3, 9, 40])  # 40: a prefill chunk, 20 tokens an expert
 def test_expert_block_equals_the_per_expert_ops(ext, tokens):
     g = torch.Generator().manual_seed(tokens)
     e, h, i, k = 6, 64, 96, 3
@@ -227,7 +227,7 @@ def test_expert_block_equals_the_per_expert_ops(ext, tokens):
         ext.moe_experts_bf16(x, torch.full((tokens, 1), 6), weights[:, :1], *experts.tables, i, h)
 
 
-@pytest.mark.parametrize("tokens", [1, 3, 9, 16])
+@pytest.mark.parametrize("tokens", [1, 3, 9, 16, 40])
 def test_int8_expert_block_equals_the_int8pack_ops(ext, tokens):
     from minimax2.model.experts import Int8Experts
     from minimax2.model.linear import Int8Linear
@@ -244,7 +244,7 @@ def test_int8_expert_block_equals_the_int8pack_ops(ext, tokens):
         ext.moe_experts_int8(x, w13, s13, w2, s2, torch.full((tokens, 1), 6), weights[:, :1])
 
 
-@pytest.mark.parametrize("tokens, experts, k", [(1, 8, 2), (5, 32, 4), (16, 256, 8)])
+@pytest.mark.parametrize("tokens, experts, k", [(1, 8, 2), (5, 32, 4), (16, 256, 8), (512, 256, 8)])
 def test_native_router_chooses_and_weighs_like_torch(ext, tokens, experts, k):
     g = torch.Generator().manual_seed(tokens * experts)
     logits = torch.randn(tokens, experts, generator=g).bfloat16()
@@ -261,7 +261,7 @@ def test_native_router_chooses_and_weighs_like_torch(ext, tokens, experts, k):
 
 
 @pytest.mark.parametrize("method", ["int8", "int4"])
-@pytest.mark.parametrize("tokens", [1, 4])
+@pytest.mark.parametrize("tokens", [1, 4, 100])  # 100: a prefill chunk takes the native block too
 def test_quantised_model_runs_decode_experts_natively_with_the_torch_result(ext, tiny_ckpt, method, tokens):
     from minimax2.model.quant import quantize_model
 

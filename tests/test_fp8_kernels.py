@@ -151,7 +151,7 @@ def _combined(ys, weights):
     return (weights[:, :, None] * ys).sum(1).to(torch.bfloat16)
 
 
-@pytest.mark.parametrize("tokens", [1, 3, 16])
+@pytest.mark.parametrize("tokens", [1, 3, 16, 40])
 def test_expert_block_equals_the_dequantized_bf16_experts(ext, tokens):
     g = torch.Generator().manual_seed(tokens)
     e, h, i, k = 6, 160, 176, 3  # partial edge blocks in both dimensions of every weight
@@ -166,7 +166,7 @@ def test_expert_block_equals_the_dequantized_bf16_experts(ext, tokens):
     assert (got == want).float().mean() > 0.95
 
 
-@pytest.mark.parametrize("tokens", [1, 5, 16])
+@pytest.mark.parametrize("tokens", [1, 5, 16, 40])
 def test_expert_block_with_real_scales_rounds_where_the_torch_path_rounds(ext, tokens):
     g = torch.Generator().manual_seed(50 + tokens)
     e, h, i, k = 8, 288, 96, 4

@@ -91,7 +91,7 @@ def test_int8_linear_takes_int8_activations_only_when_built_for_them(ext):
     assert torch.equal(fast(x32), plain(x32))  # prefill: torch's op, bf16 activations, either way
 
 
-@pytest.mark.parametrize("tokens", [1, 3, 9, 16])
+@pytest.mark.parametrize("tokens", [1, 3, 9, 16, 40])
 def test_int8_activation_expert_block_equals_its_products(ext, tokens):
     """The expert block under int8 activations: each chosen expert as two int8-activation products with
     SwiGLU between (bf16 roundings as the torch ops make them), weighted."""
@@ -178,7 +178,7 @@ def test_int4_gemv_with_int8_activations_does_its_arithmetic(ext, m, n, k, group
     assert fast.a8 and not lin.a8 and torch.equal(fast(x), got.bfloat16())
 
 
-@pytest.mark.parametrize("tokens", [1, 3, 9])
+@pytest.mark.parametrize("tokens", [1, 3, 9, 40])
 def test_int4_expert_block_with_int8_activations_equals_its_products(ext, tokens):
     from minimax2.model.experts import Int4Experts
     from minimax2.model.linear import int4_groups

@@ -89,7 +89,14 @@ def loaded() -> bool:
     return load(verbose=False) is not None
 
 
-MAX_EXPERT_TOKENS = 16  # tokens per step up to which the native expert blocks run (decode batches)
+MAX_EXPERT_TOKENS = 16  # an expert's tokens up to which the per-expert torch path takes the matrix-vector kernels
+# Tokens of a forward up to which the native expert blocks run: decode batches and prefill chunks up to the
+# default chunk (max_num_batched_tokens). One call per layer instead of ~25 torch ops per active expert;
+# measured on 4-layer slices of M2's widths with 512 tokens routed evenly, a layer's experts took
+# 268 / 307 / 132 ms (fp8 / int8 / int4) instead of 317 / 501 / 296 through the per-expert ops, and a
+# 512-token prefill ran 1.5-2x faster (fp8 289-317 tok/s instead of 145-181, int8 232-253 instead of
+# 98-166, int4 365-417 instead of 183-207, Zen 5, 2 threads).
+MAX_BLOCK_TOKENS = 512
 
 
 def route(logits: torch.Tensor, bias: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

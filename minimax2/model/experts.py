@@ -2,8 +2,8 @@
 
 Every form is called as `experts(x, idx, weights)` with the router's choice (idx [T, k], weights [T, k]
 float32) and returns the weighted sum of the chosen SwiGLU experts, [T, H] in x's dtype. A form with
-a native decode block also has `decode(x, idx, weights)` for decode batches (at most
-`MAX_EXPERT_TOKENS` tokens), which `SparseMoE` routes natively and calls directly.
+a native expert block also has `decode(x, idx, weights)` for decode batches and prefill chunks (at
+most `cpu_kernels.MAX_BLOCK_TOKENS` tokens), which `SparseMoE` routes natively and calls directly.
 
 * `TorchExperts`: float w13 [E, 2I, H] (rows [0, I) = w1 gate, [I, 2I) = w3 up) and w2 [E, H, I]
   parameters; the training form and the fallback. Tokens are grouped by expert and only experts that

@@ -37,7 +37,6 @@ MAX_ROWS = 64  # rows of x the matrix-vector kernel takes
 # (Zen 5, 2 threads) the kernel took 0.41-0.58x the tiled path's time at 16-17 rows, 0.71-0.96x at 48 and
 # 0.97-1.08x at 64, where the GEMM's speed overtakes it (and it writes no dequantized tile).
 KERNEL_ROWS = 48
-MAX_EXPERT_TOKENS = 16  # tokens the native expert block takes
 TILE_BYTES = 8 << 20  # dequantized bytes per GEMM in the prefill path (1 MiB tiles: 2-4x slower GEMMs, measured)
 
 
@@ -129,7 +128,7 @@ class Fp8ExpertTables:
 def moe_experts_fp8(x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, experts: Fp8ExpertTables) -> torch.Tensor:
     """[M, H] bf16: each token of x [M, H] through its experts idx [M, k] (int64, as `cpu_kernels.route`
     returns them; SwiGLU), summed with `weights` [M, k] float32, grouped by expert so a chosen
-    expert's weights are read once per step; x bf16 with at most MAX_EXPERT_TOKENS rows, the intermediate
-    size a multiple of 16 (Fp8Experts binds it only where both hold)."""
+    expert's weights are read once per step (SparseMoE passes at most `cpu_kernels.MAX_BLOCK_TOKENS` tokens);
+    x bf16, the intermediate size a multiple of 16 (Fp8Experts binds it only where both hold)."""
     return kernels().moe_experts_fp8(x.contiguous(), idx, weights, *experts.tables, experts.intermediate,
                                      experts.hidden)

@@ -24,7 +24,7 @@ from torch import nn
 from . import cpu_kernels
 from .attention import AttentionMetadata, attend
 from .config import ModelConfig
-from .experts import MAX_EXPERT_TOKENS, TorchExperts
+from .experts import TorchExperts
 from .linear import MAX_ROWS, Linear
 
 
@@ -141,8 +141,9 @@ class SparseMoE(nn.Module):
         return idx, w / w.sum(dim=-1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.experts.decode is not None and x.shape[0] <= MAX_EXPERT_TOKENS:
-            # decode batch: routing and the chosen experts in two native calls, same rounding as below
+        if self.experts.decode is not None and x.shape[0] <= cpu_kernels.MAX_BLOCK_TOKENS:
+            # decode batches and prefill chunks: routing and the chosen experts in two native calls, same
+            # rounding as below
             return self.experts.decode(x, *cpu_kernels.route(self.gate(x), self.e_score_correction_bias, self.top_k))
         return self.experts(x, *self.route(x))
 
