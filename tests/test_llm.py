@@ -36,6 +36,17 @@ def test_token_id_prompts(tiny_llm):
     assert a.outputs[0].token_ids == b.outputs[0].token_ids
 
 
+def test_reset_prefix_cache_recomputes_the_next_prompt(tiny_llm):
+    prompt = " ".join(PROMPTS) * 3  # several full blocks
+    bm = tiny_llm.engine.block_manager
+    first = tiny_llm.generate(prompt, _greedy(4))[0].outputs[0].token_ids
+    hits = bm.prefix_hits
+    assert tiny_llm.generate(prompt, _greedy(4))[0].outputs[0].token_ids == first and bm.prefix_hits > hits
+    assert tiny_llm.reset_prefix_cache() > 0
+    hits = bm.prefix_hits
+    assert tiny_llm.generate(prompt, _greedy(4))[0].outputs[0].token_ids == first and bm.prefix_hits == hits
+
+
 def test_seed_reproducible_whatever_the_batch(tiny_llm):
     sp = SamplingParams(max_tokens=16, temperature=1.0, top_p=0.9, top_k=50, seed=1234, ignore_eos=True)
     alone = tiny_llm.generate([PROMPTS[1]], sp)[0].outputs[0].token_ids
