@@ -126,7 +126,7 @@ def main() -> None:
         return (wts[0, :, None] * torch.cat(ys)).sum(0)
 
     blocks = [Bf16Experts.from_stacks(w13[j], w2[j]) for j in range(layers)]
-    nat = timed(lambda: blocks[next(it) % layers].decode(x, route(), wts), args.runs)
+    nat = timed(lambda: blocks[next(it) % layers].block(x, route(), wts), args.runs)
     ref = timed(lambda: torch_experts(next(it) % layers), args.runs)
     rows.append(("experts bf16 (4 of 32)", top * 3 * h * i * 2, nat, ref))
     # per layer (w13 int8, s13, w2 int8, s2): the int8 expert stacks and their per-row scales

@@ -220,9 +220,9 @@ def test_expert_block_equals_the_per_expert_ops(ext, tokens):
 
     weights = torch.rand(tokens, k, generator=g)
     experts = Bf16Experts.from_stacks(w13, w2)
-    assert_weighted_sum(experts.decode(x, idx, weights), want, weights)
+    assert_weighted_sum(experts.block(x, idx, weights), want, weights)
     separate = Bf16Experts(*([w.clone() for w in ws] for ws in experts.parts))  # not rows of one stack
-    assert torch.equal(separate.decode(x, idx, weights), experts.decode(x, idx, weights))
+    assert torch.equal(separate.block(x, idx, weights), experts.block(x, idx, weights))
     with pytest.raises(RuntimeError, match="expert index"):
         ext.moe_experts_bf16(x, torch.full((tokens, 1), 6), weights[:, :1], *experts.tables, i, h)
 
@@ -239,7 +239,7 @@ def test_int8_expert_block_equals_the_int8pack_ops(ext, tokens):
         return Int8Linear(None, torch.bfloat16, (w2[ex], s2[ex]))(F.silu(gate) * up)
 
     want = expert_outputs(x, idx, expert)
-    assert_weighted_sum(Int8Experts(w13, s13, w2, s2, native=True).decode(x, idx, weights), want, weights)
+    assert_weighted_sum(Int8Experts(w13, s13, w2, s2, native=True).block(x, idx, weights), want, weights)
     with pytest.raises(RuntimeError, match="expert index"):
         ext.moe_experts_int8(x, w13, s13, w2, s2, torch.full((tokens, 1), 6), weights[:, :1])
 
@@ -268,7 +268,7 @@ def test_quantised_model_runs_decode_experts_natively_with_the_torch_result(ext,
     model = quantize_model(load_model(tiny_ckpt, torch.bfloat16), method, group_size=32)
     moe = model.layers[0].moe
     x = torch.randn(tokens, model.cfg.hidden_size, generator=torch.Generator().manual_seed(tokens)).bfloat16()
-    assert moe.experts.decode is not None
+    assert moe.experts.block is not None
     with torch.no_grad():
         native = moe(x)
         moe.experts._gemv = None  # the per-expert torch ops, over the same weights

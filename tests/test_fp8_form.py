@@ -42,7 +42,7 @@ def test_fp8_checkpoint_is_served_as_released_and_follows_the_dequantized_model(
 
     fp8 = load_model(fp8_ckpt, torch.bfloat16)  # the default for FP8 checkpoints on a CPU with the kernels
     assert isinstance(fp8.layers[0].attn.qkv_proj, Fp8Linear) and isinstance(fp8.layers[0].moe.experts, Fp8Experts)
-    assert fp8.layers[0].moe.experts.decode is not None
+    assert fp8.layers[0].moe.experts.block is not None
     bf16 = load_model(fp8_ckpt, torch.bfloat16, quantization="bf16")  # dequantized at load
     exact = load_model(fp8_ckpt, torch.float32)
     ids = torch.randint(0, 1024, (60,), generator=torch.Generator().manual_seed(5)).tolist()

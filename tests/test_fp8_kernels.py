@@ -247,5 +247,5 @@ def test_fp8_forms_take_the_kernel_for_short_batches_of_a_bf16_model_only(ext):
     assert Fp8Linear([(q, s)], torch.float32).gemv is None  # float32 model: the tiled GEMM for every batch
     experts, _, _ = _experts(2, 160, 176, g, pow2=True)
     tensors = [list(t) for t in experts.tensors]
-    assert Fp8Experts(*tensors, torch.bfloat16).decode is not None
-    assert Fp8Experts(*tensors, torch.float32).decode is None
+    assert Fp8Experts(*tensors, torch.bfloat16).block is not None
+    assert Fp8Experts(*tensors, torch.float32).block is None

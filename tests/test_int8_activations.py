@@ -106,9 +106,9 @@ def test_int8_activation_expert_block_equals_its_products(ext, tokens):
     want = expert_outputs(x, idx, expert)
     with int8_activations(True):
         block = Int8Experts(w13, s13, w2, s2, native=True)
-    got = block.decode(x, idx, weights)
+    got = block.block(x, idx, weights)
     assert_weighted_sum(got, want, weights)
-    plain = Int8Experts(w13, s13, w2, s2, native=True).decode(x, idx, weights)
+    plain = Int8Experts(w13, s13, w2, s2, native=True).block(x, idx, weights)
     assert not torch.equal(got, plain)  # the default block keeps int16 activations
     with pytest.raises(RuntimeError, match="H % 128 == 0 and I % 128 == 0"):
         ext.moe_experts_int8_a8(x[:, :64].contiguous(), w13[:, :, :64].contiguous(), s13, w2[:, :64].contiguous(),
@@ -199,9 +199,9 @@ def test_int4_expert_block_with_int8_activations_equals_its_products(ext, tokens
 
     with int8_activations(True):
         block = Int4Experts(p13, sz13, p2, sz2, group, native=True)
-    got = block.decode(x, idx, weights)
+    got = block.block(x, idx, weights)
     assert_weighted_sum(got, expert_outputs(x, idx, expert), weights)
-    assert not torch.equal(got, Int4Experts(p13, sz13, p2, sz2, group, native=True).decode(x, idx, weights))
+    assert not torch.equal(got, Int4Experts(p13, sz13, p2, sz2, group, native=True).block(x, idx, weights))
     assert torch.equal(block._expert(int(idx[0, 0]), x[:1]), expert(int(idx[0, 0]), x[:1]))
 
 

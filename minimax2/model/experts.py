@@ -2,14 +2,14 @@
 
 Every form is called as `experts(x, idx, weights)` with the router's choice (idx [T, k], weights [T, k]
 float32) and returns the weighted sum of the chosen SwiGLU experts, [T, H] in x's dtype. A form with
-a native expert block also has `decode(x, idx, weights)` for decode batches and prefill chunks (at
+a native expert block also has `block(x, idx, weights)` for decode batches and prefill chunks (at
 most `cpu_kernels.MAX_BLOCK_TOKENS` tokens), which `SparseMoE` routes natively and calls directly.
 
 * `TorchExperts`: float w13 [E, 2I, H] (rows [0, I) = w1 gate, [I, 2I) = w3 up) and w2 [E, H, I]
   parameters; the training form and the fallback. Tokens are grouped by expert and only experts that
   received tokens run; on a GPU, small batches run their chosen experts as two batched products.
 * `Bf16Experts`: bf16 w1 / w3 / w2 per expert (views of a mapped checkpoint, or of stacks) with the
-  native bf16 expert block for decode, through pointer tables.
+  native bf16 expert block, through pointer tables.
 * `Int8Experts` / `Int4Experts`: quantised stacks (per-row int8; int4 groups in torch's int4pack
   layout) with their native blocks; prefill runs each active expert through torch's packed ops.
 """
@@ -68,7 +68,7 @@ def through_pairs(x: torch.Tensor, weights: torch.Tensor, w13: torch.Tensor, w2:
 
 
 class TorchExperts(nn.Module):
-    decode = None  # no native decode block
+    block = None  # no native expert block
 
     def __init__(self, num_experts: int, hidden: int, inter: int):
         super().__init__()
@@ -135,7 +135,7 @@ class Bf16Experts(nn.Module):
         w1, w3, w2 = (ws[e] for ws in self.parts)
         return F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2)
 
-    def decode(self, x, idx, weights):
+    def block(self, x, idx, weights):
         return self._block(x.contiguous(), idx, weights, *self.tables, self.intermediate, self.hidden)
 
     def forward(self, x, idx, weights):
@@ -150,7 +150,7 @@ class Int8Experts(nn.Module):
         self.num_experts = w13.shape[0]
         for name, t in (("w13", w13), ("s13", s13), ("w2", w2), ("s2", s2)):
             self.register_buffer(name, t)
-        self.decode = self._decode if native else None
+        self.block = self._block if native else None
         self._mm = torch.ops.aten._weight_int8pack_mm
         ext = cpu_kernels.load() if native else None
         a8 = int8_activations_on(w13.shape[2]) and int8_activations_on(w2.shape[2])  # H and I
@@ -161,7 +161,7 @@ class Int8Experts(nn.Module):
         mm = self._gemv if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS else self._mm
         return mm(swiglu(mm(x, self.w13[e], self.s13[e])), self.w2[e], self.s2[e])
 
-    def _decode(self, x, idx, weights):
+    def _block(self, x, idx, weights):
         return self._block(x, self.w13, self.s13, self.w2, self.s2, idx, weights)
 
     def forward(self, x, idx, weights):
@@ -176,7 +176,7 @@ class Int4Experts(nn.Module):
         self.num_experts, self.group_size = p13.shape[0], group_size
         for name, t in (("p13", p13), ("sz13", sz13), ("p2", p2), ("sz2", sz2)):
             self.register_buffer(name, t)
-        self.decode = self._decode if native else None
+        self.block = self._block if native else None
         self._mm = torch.ops.aten._weight_int4pack_mm_for_cpu
         ext = cpu_kernels.load() if native else None
         self._gemv, self._block = (ext.gemv_int4, ext.moe_experts_int4) if native else (None, None)
@@ -189,7 +189,7 @@ class Int4Experts(nn.Module):
             return self._gemv(h, self.p2[e], g, self.sz2[e], self.a8)
         return self._mm(swiglu(self._mm(x, self.p13[e], g, self.sz13[e])), self.p2[e], g, self.sz2[e])
 
-    def _decode(self, x, idx, weights):
+    def _block(self, x, idx, weights):
         return self._block(x, self.p13, self.sz13, self.p2, self.sz2, self.group_size, idx, weights, self.a8)
 
     def forward(self, x, idx, weights):
@@ -210,12 +210,12 @@ class Fp8Experts(nn.Module):
         self.num_experts = len(w1)
         self.tables = fp8_kernels.Fp8ExpertTables(w1, w3, w2, s1, s3, s2)  # keeps the views alive
         native = dtype == torch.bfloat16 and fp8_kernels.kernels() is not None
-        self.decode = self._decode if native and self.tables.intermediate % 16 == 0 else None
+        self.block = self._block if native and self.tables.intermediate % 16 == 0 else None
         self._block, self._prefill = fp8_kernels.moe_experts_fp8, fp8_kernels.fp8_linear_prefill
         self._gemv = fp8_kernels.gemv_fp8 if native else None
         self._kernel_rows = fp8_kernels.KERNEL_ROWS  # an expert's tokens in a prefill chunk
 
-    def _decode(self, x, idx, weights):
+    def _block(self, x, idx, weights):
         return self._block(x, idx, weights, self.tables)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:

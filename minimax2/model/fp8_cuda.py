@@ -182,7 +182,7 @@ class Fp8CudaExperts(nn.Module):
     """The FP8 expert stacks on the GPU: w13 [E, 2I, H] (w1 rows, then w3) with s13 [E, 2I/128, H/128],
     w2 [E, H, I] with s2 [E, H/128, I/128]; filled one expert at a time by `put`."""
 
-    decode = None  # no native CPU block
+    block = None  # no native CPU block
 
     def __init__(self, num_experts: int, hidden: int, inter: int, device: torch.device):
         super().__init__()

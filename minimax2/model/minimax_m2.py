@@ -141,10 +141,10 @@ class SparseMoE(nn.Module):
         return idx, w / w.sum(dim=-1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.experts.decode is not None and x.shape[0] <= cpu_kernels.MAX_BLOCK_TOKENS:
+        if self.experts.block is not None and x.shape[0] <= cpu_kernels.MAX_BLOCK_TOKENS:
             # decode batches and prefill chunks: routing and the chosen experts in two native calls, same
             # rounding as below
-            return self.experts.decode(x, *cpu_kernels.route(self.gate(x), self.e_score_correction_bias, self.top_k))
+            return self.experts.block(x, *cpu_kernels.route(self.gate(x), self.e_score_correction_bias, self.top_k))
         return self.experts(x, *self.route(x))
 
 
