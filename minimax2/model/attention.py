@@ -81,11 +81,12 @@ def _causal_mask(q_len: int, ctx: int, device) -> torch.Tensor:
 # for every new shape, about 1 ms each: a context that grows by one token per step would pay that in
 # every layer of every step (measured 1.2 ms vs 0.09 ms per layer at 140 tokens, 1 thread).
 DECODE_KEY_MULTIPLE = 64
-# Prefill attention of one sequence on a CPU: written out whole below this many score elements (q_len x
+# Inference attention of one sequence on a CPU: written out whole below this many score elements (q_len x
 # context x query heads), in blocks of keys from it. M2's heads (48 query, 8 KV), 2 threads, bf16 (Zen 5):
 # 64 queries over 64 keys 0.51 ms whole, 1.14 in blocks; 512 over 512 39 / 29 ms; 512 queries over 2,048
 # keys 303 / 106 ms (torch's SDPA 395); over 8,192 keys 393 ms in blocks, SDPA 2,515.
 BLOCKED_MIN_SCORES = 1 << 18
+MANUAL_MAX_SCORES = 1 << 24  # elsewhere (GPUs, training): written out up to here, SDPA above
 KEY_BLOCK = 2048  # keys per block: [G * queries, KEY_BLOCK] float32 scores at a time
 QUERY_BLOCK = 1024  # queries per call of the blocked path (G = 6: 48 MiB of scores)
 
@@ -183,6 +184,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMet
         mask = torch.arange(n, device=q.device)[None, :] < meta.decode_lens[:, None]
         return _decode_attention(q, k_cache, v_cache, meta.decode_slots, mask, scale)
     out = torch.empty_like(q)
+    blocked = q.device.type == "cpu" and not (torch.is_grad_enabled() and q.requires_grad)  # in-place softmax
     for i, ctx in enumerate(ctx_lens):
         s, e = cu[i], cu[i + 1]
         if e == s:
@@ -193,12 +195,13 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttentionMet
         else:
             ki, vi = k[s:e], v[s:e]
         q_len = e - s
-        if q_len * ctx * q.shape[1] < BLOCKED_MIN_SCORES:
+        scores = q_len * ctx * q.shape[1]
+        if scores >= BLOCKED_MIN_SCORES and blocked:
+            out[s:e] = _blocked_attention(q[s:e], ki, vi, scale)
+        elif scores <= MANUAL_MAX_SCORES:
             mask = None if q_len == 1 else _causal_mask(q_len, ctx, q.device)
             out[s:e] = _manual_attention(q[s:e], ki, vi, mask, scale)
-        elif q.device.type == "cpu":
-            out[s:e] = _blocked_attention(q[s:e], ki, vi, scale)
-        else:  # GPUs: SDPA's fused kernels
+        else:  # long contexts on a GPU or with gradients: SDPA never materialises the score matrix
             o = F.scaled_dot_product_attention(q[s:e].transpose(0, 1), ki.transpose(0, 1), vi.transpose(0, 1),
                                                attn_mask=_causal_mask(q_len, ctx, q.device), scale=scale,
                                                enable_gqa=True)
