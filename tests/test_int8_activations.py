@@ -134,8 +134,8 @@ def test_load_model_with_int8_activations_costs_little_beside_int8_weights(ext, 
               for a8 in (False, True)}
     assert models[True].lm_head.gemv == ext.gemv_int8_a8 and models[False].lm_head.gemv == ext.gemv_int8
     assert models[True].layers[0].attn.qkv_proj.gemv == ext.gemv_int8_a8
-    assert models[True].layers[0].moe.experts._block == ext.moe_experts_int8_a8
-    assert models[False].layers[0].moe.experts._block == ext.moe_experts_int8
+    assert models[True].layers[0].moe.experts._kernel == ext.moe_experts_int8_a8
+    assert models[False].layers[0].moe.experts._kernel == ext.moe_experts_int8
     got, int16 = (teacher_forced_logits(models[a8], tokens, 20) for a8 in (True, False))
     ref = teacher_forced_logits(load_model(wide_ckpt, torch.float32), tokens, 20)
     assert not torch.equal(got[1:], int16[1:])  # the decode rows took the other kernels

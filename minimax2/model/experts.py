@@ -117,7 +117,7 @@ class Bf16Experts(nn.Module):
                 raise ValueError(f"{name}: expected {self.num_experts} contiguous bf16 CPU {shape} tensors")
         self.parts = tuple(tuple(ws) for ws in (w1, w3, w2))  # not buffers: possibly views of the file
         self.tables = tuple(torch.tensor([w.data_ptr() for w in ws], dtype=torch.int64) for ws in self.parts)
-        self._block = cpu_kernels.load().moe_experts_bf16
+        self._kernel = cpu_kernels.load().moe_experts_bf16
 
     @classmethod
     def from_stacks(cls, w13: torch.Tensor, w2: torch.Tensor) -> "Bf16Experts":
@@ -136,7 +136,7 @@ class Bf16Experts(nn.Module):
         return F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2)
 
     def block(self, x, idx, weights):
-        return self._block(x.contiguous(), idx, weights, *self.tables, self.intermediate, self.hidden)
+        return self._kernel(x.contiguous(), idx, weights, *self.tables, self.intermediate, self.hidden)
 
     def forward(self, x, idx, weights):
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]
@@ -150,19 +150,19 @@ class Int8Experts(nn.Module):
         self.num_experts = w13.shape[0]
         for name, t in (("w13", w13), ("s13", s13), ("w2", w2), ("s2", s2)):
             self.register_buffer(name, t)
-        self.block = self._block if native else None
+        self.block = self._run_block if native else None
         self._mm = torch.ops.aten._weight_int8pack_mm
         ext = cpu_kernels.load() if native else None
         a8 = int8_activations_on(w13.shape[2]) and int8_activations_on(w2.shape[2])  # H and I
-        self._gemv, self._block = (None, None) if not native else \
+        self._gemv, self._kernel = (None, None) if not native else \
             (ext.gemv_int8_a8, ext.moe_experts_int8_a8) if a8 else (ext.gemv_int8, ext.moe_experts_int8)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         mm = self._gemv if self._gemv is not None and x.shape[0] <= MAX_EXPERT_TOKENS else self._mm
         return mm(swiglu(mm(x, self.w13[e], self.s13[e])), self.w2[e], self.s2[e])
 
-    def _block(self, x, idx, weights):
-        return self._block(x, self.w13, self.s13, self.w2, self.s2, idx, weights)
+    def _run_block(self, x, idx, weights):
+        return self._kernel(x, self.w13, self.s13, self.w2, self.s2, idx, weights)
 
     def forward(self, x, idx, weights):
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]
@@ -176,10 +176,10 @@ class Int4Experts(nn.Module):
         self.num_experts, self.group_size = p13.shape[0], group_size
         for name, t in (("p13", p13), ("sz13", sz13), ("p2", p2), ("sz2", sz2)):
             self.register_buffer(name, t)
-        self.block = self._block if native else None
+        self.block = self._run_block if native else None
         self._mm = torch.ops.aten._weight_int4pack_mm_for_cpu
         ext = cpu_kernels.load() if native else None
-        self._gemv, self._block = (ext.gemv_int4, ext.moe_experts_int4) if native else (None, None)
+        self._gemv, self._kernel = (ext.gemv_int4, ext.moe_experts_int4) if native else (None, None)
         self.a8 = int8_activations_on()  # per group: any width will do
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
@@ -189,8 +189,8 @@ class Int4Experts(nn.Module):
             return self._gemv(h, self.p2[e], g, self.sz2[e], self.a8)
         return self._mm(swiglu(self._mm(x, self.p13[e], g, self.sz13[e])), self.p2[e], g, self.sz2[e])
 
-    def _block(self, x, idx, weights):
-        return self._block(x, self.p13, self.sz13, self.p2, self.sz2, self.group_size, idx, weights, self.a8)
+    def _run_block(self, x, idx, weights):
+        return self._kernel(x, self.p13, self.sz13, self.p2, self.sz2, self.group_size, idx, weights, self.a8)
 
     def forward(self, x, idx, weights):
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]
@@ -210,13 +210,13 @@ class Fp8Experts(nn.Module):
         self.num_experts = len(w1)
         self.tables = fp8_kernels.Fp8ExpertTables(w1, w3, w2, s1, s3, s2)  # keeps the views alive
         native = dtype == torch.bfloat16 and fp8_kernels.kernels() is not None
-        self.block = self._block if native and self.tables.intermediate % 16 == 0 else None
-        self._block, self._prefill = fp8_kernels.moe_experts_fp8, fp8_kernels.fp8_linear_prefill
+        self.block = self._run_block if native and self.tables.intermediate % 16 == 0 else None
+        self._kernel, self._prefill = fp8_kernels.moe_experts_fp8, fp8_kernels.fp8_linear_prefill
         self._gemv = fp8_kernels.gemv_fp8 if native else None
         self._kernel_rows = fp8_kernels.KERNEL_ROWS  # an expert's tokens in a prefill chunk
 
-    def _block(self, x, idx, weights):
-        return self._block(x, idx, weights, self.tables)
+    def _run_block(self, x, idx, weights):
+        return self._kernel(x, idx, weights, self.tables)
 
     def _expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         w1, w3, w2, s1, s3, s2 = (t[e] for t in self.tables.tensors)
