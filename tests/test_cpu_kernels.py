@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from minimax2.model import cpu_kernels
 from minimax2.model.attention import AttentionMetadata
+from minimax2.model.linear import int8_mm
 from minimax2.model.loader import load_model
 from model_support import (assert_weighted_sum, expert_outputs, int8_expert_case, kernels_or_skip,
                            teacher_forced_logits)
@@ -91,13 +92,35 @@ def test_int8_gemv_rows_do_not_depend_on_the_batch(ext, n, k):
         assert torch.equal(ext.gemv_int8(x[:m], w, s), alone[:m]), m
 
 
+@pytest.mark.parametrize("m, n, k", [(17, 64, 96), (200, 300, 256), (512, 1000, 64)])
+def test_int8_prefill_product_is_the_int8_product(monkeypatch, m, n, k):
+    """int8_mm dequantizes rows of w to bf16 a tile at a time (several tiles here) into torch's GEMM: as
+    close to the exact product as aten._weight_int8pack_mm, within the weights' bf16 rounding; float32
+    goes to the aten op itself."""
+    from minimax2.model import linear
+
+    monkeypatch.setattr(linear, "INT8_TILE_BYTES", 64 * k)  # 32 rows a tile
+    g = torch.Generator().manual_seed(m + n)
+    w = torch.randint(-128, 128, (n, k), generator=g, dtype=torch.int8)
+    scale = (torch.rand(n, generator=g) / 50).bfloat16()
+    x = torch.randn(m, k, generator=g).bfloat16()
+    exact = (x.double() @ w.double().T) * scale.double()
+    got, ref = int8_mm(x, w, scale), torch.ops.aten._weight_int8pack_mm(x, w, scale)
+    assert got.dtype == torch.bfloat16 and got.shape == (m, n)
+    mag = x.double().abs() @ (w.double().abs() * scale.double()[:, None]).T  # sum of |products|
+    # the result's rounding, and each dequantized weight's (relative 2^-9 at most)
+    assert ((got.double() - exact).abs() <= exact.abs() * 2 ** -8 + mag * 2 ** -8 + 1e-6).all()
+    assert (got.double() - exact).abs().mean() <= 2 * (ref.double() - exact).abs().mean()
+    assert torch.equal(int8_mm(x.float(), w, scale.float()), torch.ops.aten._weight_int8pack_mm(x.float(), w, scale.float()))
+
+
 def test_int8_linear_uses_the_kernel_for_decode_rows_only(ext):
     from minimax2.model.quant import Int8Linear
 
     lin = Int8Linear(torch.randn(64, 96), torch.bfloat16)
     x1, x32 = torch.randn(1, 96).bfloat16(), torch.randn(32, 96).bfloat16()
     assert torch.equal(lin(x1), ext.gemv_int8(x1, lin.weight, lin.scale))
-    assert torch.equal(lin(x32), torch.ops.aten._weight_int8pack_mm(x32, lin.weight, lin.scale))  # prefill
+    assert torch.equal(lin(x32), int8_mm(x32, lin.weight, lin.scale))  # prefill
     from minimax2.model.linear import Int8Linear
 
     odd = Int8Linear(None, torch.bfloat16, (torch.zeros(8, 40, dtype=torch.int8), torch.ones(8).bfloat16()))
@@ -105,7 +128,7 @@ def test_int8_linear_uses_the_kernel_for_decode_rows_only(ext):
     lin = Int8Linear(torch.randn(8, 64), torch.bfloat16)
     x1, x17 = torch.randn(1, 64).bfloat16(), torch.randn(cpu_kernels.MAX_ROWS + 1, 64).bfloat16()
     assert torch.equal(lin(x1), ext.gemv_int8(x1, lin.weight, lin.scale))
-    assert torch.equal(lin(x17), torch.ops.aten._weight_int8pack_mm(x17, lin.weight, lin.scale))
+    assert torch.equal(lin(x17), int8_mm(x17, lin.weight, lin.scale))
     with pytest.raises(RuntimeError, match="K % 32"):
         ext.gemv_int8(torch.randn(1, 40).bfloat16(), torch.zeros(8, 40, dtype=torch.int8), torch.ones(8).bfloat16())
 
