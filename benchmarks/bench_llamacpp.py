@@ -10,24 +10,25 @@
         --pair int8=ckpt/m2-slice-4l-fp8:g/q8_0.gguf --pair int4=ckpt/m2-slice-4l-fp8-int4:g/q4_0.gguf \\
         --pair int4+int6head=ckpt/m2-slice-4l-int4-h6:g/q4_0.gguf
 
-Each pair runs `--rounds` times, ours and llama.cpp alternating (the order flips every round, so a
-drift of the memory bus hits both sides alike); the table gives medians and their ratio. Both sides
-run the same shape of work: a 64-token random prompt per sequence, then 16 decode tokens, at batch 1
-and 8, with the same thread count; and the prefill of one cold 512-token prompt (one chunk on both
-sides; ours with the prefix cache emptied first, `engine_run`). llama.cpp runs `llama-batched-bench`
-(its decode speed with every sequence's prompt processed first, and S_PP of a 512-token prompt). Both sides memory-map their weights, so before each run the other
-checkpoints' pages are dropped from the page cache and this side's files are read once into it (not
-timed): otherwise a run faults experts in from disk (the slice's FP8 and Q8_0 files do not fit in
-24 GB together, and the kernel keeps a finished run's mapped pages before freshly read ones). The roofline share divides tok/s by what the
-bandwidth allows (model/projection.py's bytes per step, at a read bandwidth probed in our process);
-llama.cpp's is given for OUR byte count, so above 100% means it reads fewer bytes a token: it
-quantizes the output matrix (Q8_0 in a Q8_0 file, Q6_K in Q4_0), where our fp8 form keeps the
-release's bf16 lm_head (1.23 GB of the slice's 1.87 GB a token) and our int4 form stores it in int8.
-`--busy 1` keeps one more process busy beside every timed run (`yes > /dev/null`), for the case of
-cores shared with other work, as on any server. `fp8+int8head` serves the release's FP8 with lm_head in
-int8 (`--lm-head int8`): equal bits with a Q8_0 file throughout; `int4+int6head` the int4 form with a
-6-bit lm_head (`--lm-head int6`, 6.5 bits a weight): equal bits with a Q4_0 file's Q6_K output matrix.
-`int8` on an FP8 checkpoint quantises it at load (minutes on the slice).
+Each pair runs `--rounds` times, ours and llama.cpp alternating (the order flips every round, so a drift
+of the memory bus hits both sides alike); the table gives medians and their ratio. Both sides run the
+same shape of work: a 64-token random prompt per sequence, then 16 decode tokens, at batch 1 and 8, with
+the same thread count; and the prefill of one cold 512-token prompt (one chunk on both sides; ours with
+the prefix cache emptied first, `engine_run`). llama.cpp runs `llama-batched-bench` (its decode speed
+with every sequence's prompt processed first, and S_PP of a 512-token prompt). Both sides memory-map
+their weights, so before each run the other checkpoints' pages are dropped from the page cache and this
+side's files are read once into it (not timed): otherwise a run faults experts in from disk (the slice's
+FP8 and Q8_0 files do not fit in 24 GB together, and the kernel keeps a finished run's mapped pages
+before freshly read ones). The roofline share divides tok/s by what the bandwidth allows
+(model/projection.py's bytes per step, at a read bandwidth probed in our process); llama.cpp's is given
+for OUR byte count, so above 100% means it reads fewer bytes a token: it quantizes the output matrix
+(Q8_0 in a Q8_0 file, Q6_K in Q4_0), where our fp8 form keeps the release's bf16 lm_head (1.23 GB of the
+slice's 1.87 GB a token) and our int4 form stores it in int8. `--busy 1` keeps one more process busy
+beside every timed run (`yes > /dev/null`), for the case of cores shared with other work, as on any
+server. `fp8+int8head` serves the release's FP8 with lm_head in int8 (`--lm-head int8`): equal bits with
+a Q8_0 file throughout; `int4+int6head` the int4 form with a 6-bit lm_head (`--lm-head int6`, 6.5 bits a
+weight): equal bits with a Q4_0 file's Q6_K output matrix. `int8` on an FP8 checkpoint quantises it at
+load (minutes on the slice).
 """
 
 from __future__ import annotations
@@ -159,8 +160,9 @@ def main() -> None:
             row[f"b{b}"] = (mine, statistics.median(t[f"b{b}"] for t in theirs), roof)
         row["pp"] = (statistics.median(o["pp"] for o in ours), statistics.median(t["pp"] for t in theirs))
         table.append(row)
+    busy = f", {a.busy} busy process(es) beside each run" if a.busy else ""
     print(f"\nmedians of {a.rounds} alternating rounds, {a.threads} threads, 64-token prompts, 16 decode tokens; "
-          "prefill (pp): one cold 512-token prompt" + (f", {a.busy} busy process(es) beside each run" if a.busy else ""))
+          f"prefill (pp): one cold 512-token prompt{busy}")
     print(f"{'form':13} {'vs':14} {'b1 ours':>8} {'b1 llama':>9} {'ratio':>6} {'roof ours/llama':>16} "
           f"{'b8 ours':>8} {'b8 llama':>9} {'ratio':>6} {'pp ours':>8} {'pp llama':>9} {'ratio':>6}")
     for row in table:

@@ -111,7 +111,8 @@ def test_int8_prefill_product_is_the_int8_product(monkeypatch, m, n, k):
     # the result's rounding, and each dequantized weight's (relative 2^-9 at most)
     assert ((got.double() - exact).abs() <= exact.abs() * 2 ** -8 + mag * 2 ** -8 + 1e-6).all()
     assert (got.double() - exact).abs().mean() <= 2 * (ref.double() - exact).abs().mean()
-    assert torch.equal(int8_mm(x.float(), w, scale.float()), torch.ops.aten._weight_int8pack_mm(x.float(), w, scale.float()))
+    xf, sf = x.float(), scale.float()
+    assert torch.equal(int8_mm(xf, w, sf), torch.ops.aten._weight_int8pack_mm(xf, w, sf))
 
 
 def test_int8_linear_uses_the_kernel_for_decode_rows_only(ext):

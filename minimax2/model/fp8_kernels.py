@@ -3,11 +3,12 @@
 partial edge blocks; see fp8.py). One byte per weight, nothing requantized.
 
 * `gemv_fp8(x, w, scale_inv)`: decode rows and short prefill chunks (M <= 64) through the native
-  kernel (csrc/gemv_fp8.cpp): each e4m3 byte becomes its exact bf16 value through AVX512-VBMI byte tables, products are exact
-  bf16 pairs summed in float32 per 128-column block and scaled per block, rounded to bf16 once.
-* `moe_experts_fp8(x, idx, weights, experts)`: the decode expert block (csrc/experts_fp8.cpp) over
-  separate per-expert w1 / w3 / w2 tensors (zero-copy views of the checkpoint), addressed through the
-  pointer tables of an `Fp8ExpertTables` built once at load.
+  kernel (csrc/gemv_fp8.cpp): each e4m3 byte becomes its exact bf16 value through AVX512-VBMI byte
+  tables, products are exact bf16 pairs summed in float32 per 128-column block and scaled per block,
+  rounded to bf16 once.
+* `moe_experts_fp8(x, idx, weights, experts)`: the expert block of decode steps and prefill chunks
+  (csrc/experts_fp8.cpp) over separate per-expert w1 / w3 / w2 tensors (zero-copy views of the
+  checkpoint), addressed through the pointer tables of an `Fp8ExpertTables` built once at load.
 * `fp8_linear_prefill(x, w, scale_inv)`: any number of rows; 128-row tiles of W dequantized to x's
   dtype a few at a time (natively for bf16: `dequantize_rows`) into torch's GEMM, so the whole
   dequantized weight never exists.

@@ -1,5 +1,6 @@
-// Decode-sized MoE expert block on bf16 weights: a few tokens through their top-k SwiGLU experts in one
-// call instead of ~25 small ops per expert, with the products of bf16_dot.h.
+// MoE expert block of decode steps and prefill chunks (SparseMoE: up to cpu_kernels.MAX_BLOCK_TOKENS
+// tokens) on bf16 weights: a few tokens through their top-k SwiGLU experts in one call instead of ~25
+// small ops per expert, with the products of bf16_dot.h.
 //
 // y[m] = sum_j weights[m, j] * w2[e] @ (silu(w1[e] @ x[m]) * (w3[e] @ x[m])), e = idx[m, j]. Each
 // expert's w1 / w3 [I, H] and w2 [H, I] are separate tensors reached through tables of data pointers

@@ -1,10 +1,11 @@
-// Decode-sized MoE expert block on FP8 weights read in place: the fp8 twin of moe_experts_bf16. Each
-// expert's w1 [I, H], w3 [I, H], w2 [H, I] (float8_e4m3fn) and their 128x128 float32 block scales are
-// separate tensors (zero-copy views of the checkpoint's shards), passed as tables of data pointers
-// built once at load. (token, expert) pairs are grouped by expert so each chosen expert's weights are
-// read once per step; products as gemv_fp8.cpp computes them. Rounds where the bf16 block (and the
-// dequantize-then-bf16 torch path) rounds: each product to bf16, silu, the gate * up product, and
-// the weighted sum in float32.
+// MoE expert block of decode steps and prefill chunks (SparseMoE: up to cpu_kernels.MAX_BLOCK_TOKENS
+// tokens) on FP8 weights read in place: the fp8 twin of moe_experts_bf16. Each expert's w1 [I, H], w3
+// [I, H], w2 [H, I] (float8_e4m3fn) and their 128x128 float32 block scales are separate tensors
+// (zero-copy views of the checkpoint's shards), passed as tables of data pointers built once at load.
+// (token, expert) pairs are grouped by expert so each chosen expert's weights are read once per step;
+// products as gemv_fp8.cpp computes them. Rounds where the bf16 block (and the dequantize-then-bf16
+// torch path) rounds: each product to bf16, silu, the gate * up product, and the weighted sum in
+// float32.
 #include <ATen/Parallel.h>
 
 #include <algorithm>

@@ -1,9 +1,9 @@
-// Decode-sized MoE expert block on int4 weights (group-wise scale and zero, PyTorch's int4pack
-// layout), the int4 twin of moe_experts_bf16: a few tokens through their top-k SwiGLU experts in one
-// call, each chosen expert's weights read once per step, with the products of int4_dot.h (activations
-// quantised to int16 per group, or with a8 to int8: int4's default, `--int8-activations`). Each
-// product is rounded to bf16 once, and silu and the gate * up product round to bf16 as the torch
-// ops do.
+// MoE expert block of decode steps and prefill chunks (SparseMoE: up to cpu_kernels.MAX_BLOCK_TOKENS
+// tokens) on int4 weights (group-wise scale and zero, PyTorch's int4pack layout), the int4 twin of
+// moe_experts_bf16: a few tokens through their top-k SwiGLU experts in one call, each chosen expert's
+// weights read once per step, with the products of int4_dot.h (activations quantised to int16 per
+// group, or with a8 to int8: int4's default, `--int8-activations`). Each product is rounded to bf16
+// once, and silu and the gate * up product round to bf16 as the torch ops do.
 #include <ATen/Parallel.h>
 
 #include <cmath>

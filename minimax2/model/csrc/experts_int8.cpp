@@ -1,9 +1,9 @@
-// Decode-sized MoE expert block on int8 weights (weight-only, one scale per output channel), the
-// int8 twin of moe_experts_bf16: a few tokens through their top-k SwiGLU experts in one call, each
-// chosen expert's weights read once per step. Products as int8_dot.h computes them (int16-quantised
-// activations, exact integer sums), or int8_a8.h (int8 activations, `moe_experts_int8_a8`); each sum
-// times the channel's scale is rounded to bf16 once, and silu and the gate * up product round to bf16
-// as the torch ops do.
+// MoE expert block of decode steps and prefill chunks (SparseMoE: up to cpu_kernels.MAX_BLOCK_TOKENS
+// tokens) on int8 weights (weight-only, one scale per output channel), the int8 twin of
+// moe_experts_bf16: a few tokens through their top-k SwiGLU experts in one call, each chosen expert's
+// weights read once per step. Products as int8_dot.h computes them (int16-quantised activations, exact
+// integer sums), or int8_a8.h (int8 activations, `moe_experts_int8_a8`); each sum times the channel's
+// scale is rounded to bf16 once, and silu and the gate * up product round to bf16 as the torch ops do.
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 

@@ -2,17 +2,17 @@
 // official MiniMax-M2 checkpoint layout, W[i, j] = float(W_fp8[i, j]) * scale_inv[i / 128, j / 128].
 //
 // y[m, n] = sum_k x[m, k] * W[n, k] for a few bf16 rows of x (M <= 64: decode, short prefill chunks).
-// Each weight byte becomes its exact bf16 value through two 128-entry byte tables (AVX512-VBMI `vpermi2b`: the low and the high
-// byte of every bf16 magnitude, the sign bit OR-ed back in) and two in-lane byte interleaves, six
-// instructions per 64 weights. The interleave leaves the 64 bf16 values of a chunk in the order
-// [0-7, 16-23, 32-39, 48-55 | 8-15, 24-31, 40-47, 56-63], so the rows of x are permuted once per call
-// into that order (zero-padded to a multiple of 64) and the pairs meet without any shuffle in the
-// weight loop. Products are exact bf16 pairs accumulated in float32 (`vdpbf16ps`) per 128-column
-// block, each block sum times its block scale (float32 FMA) into the row's sum, rounded to bf16
-// once: the dequantized weight is never rounded, so the result is as close to the exact product as
-// the bf16 kernel's is to its own. Rows of W are split across PyTorch's intra-op threads.
-// Per weight that is the bf16 kernel's arithmetic plus the conversion, at half the bytes: about 2x its
-// weights per second where the bus limits (few rows), about even at 16 rows (arithmetic limits both).
+// Each weight byte becomes its exact bf16 value through two 128-entry byte tables (AVX512-VBMI
+// `vpermi2b`: the low and the high byte of every bf16 magnitude, the sign bit OR-ed back in) and two
+// in-lane byte interleaves, six instructions per 64 weights. The interleave leaves the 64 bf16 values
+// of a chunk in the order [0-7, 16-23, 32-39, 48-55 | 8-15, 24-31, 40-47, 56-63], so the rows of x are
+// permuted once per call into that order (zero-padded to a multiple of 64) and the pairs meet without
+// any shuffle in the weight loop. Products are exact bf16 pairs accumulated in float32 (`vdpbf16ps`)
+// per 128-column block, each block sum times its block scale (float32 FMA) into the row's sum, rounded
+// to bf16 once: the dequantized weight is never rounded, so the result is as close to the exact product
+// as the bf16 kernel's is to its own. Rows of W are split across PyTorch's intra-op threads. Per weight
+// that is the bf16 kernel's arithmetic plus the conversion, at half the bytes: about 2x its weights per
+// second where the bus limits (few rows), about even at 16 rows (arithmetic limits both).
 //
 // With five or more rows of x, two weight rows go in lockstep (pair_span), so each row of x loaded from
 // L1 serves both (on an [8192, 3072] matrix here: 1.1x the speed at 8 rows, 1.5x at 16; bit for bit the
@@ -20,8 +20,8 @@
 // spans of columns that keep x in L1 but switch between four weight rows every 1 KiB; and a group of
 // weight rows meets every pass of x before the next group, so 9-64 rows of x read the weights from memory
 // once. On a [200064, 3072] matrix from memory (Zen 5, 2 threads): 8 rows 24-26 ms instead of 30-33,
-// 16 rows 44-45 instead of 58-66. The conversion lives in fp8_convert.h. Shared with experts_fp8.cpp through
-// `fp8_xstride`, `fp8_permute_rows` and `fp8_rows` (declared in fp8_rows.h).
+// 16 rows 44-45 instead of 58-66. The conversion lives in fp8_convert.h. Shared with experts_fp8.cpp
+// through `fp8_xstride`, `fp8_permute_rows` and `fp8_rows` (declared in fp8_rows.h).
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
