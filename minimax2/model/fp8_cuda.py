@@ -10,9 +10,10 @@ SGLang's w8a8 block FP8); the activation rounding makes it close to the dequanti
 Where that matmul cannot run (no CUDA, a GPU other than sm_90, a torch without blockwise scaling, widths
 that are not multiples of 128) `unsupported()` says why and the loader dequantizes to the model dtype.
 
-Decode rows do not go through the matmul: the Triton kernel of fp8_triton.py multiplies each row by its
-weight read in place (one byte per weight, float32 sums, no activation rounding), where Triton runs
-(checked by the same probe); else an eager path below.
+Expert products do not go through the matmul where Triton runs (checked by the same probe): the kernels
+of fp8_triton.py read each expert's weight in place (one byte per weight, float32 sums, no activation
+rounding), `gemv` for decode rows and `moe` for prefill, all active experts in two launches. Else the
+eager paths below.
 
 * `Fp8CudaLinear`: one projection (q/k/v concatenated along N, with their scales); at most `MAX_ROWS`
   rows through the kernel, more through the block-scaled matmul.
@@ -20,7 +21,8 @@ weight read in place (one byte per weight, float32 sums, no activation rounding)
   (at most E (token, choice) pairs, as for the float stacks) run each pair through its expert in the
   kernel (eager fallback: the chosen experts dequantized in the model dtype, the scale rounded to it, into
   two batched products, while those copies stay under `EAGER_GATHER_BYTES`), with no host sync; larger
-  batches run each active expert through the block-scaled matmul.
+  batches run through the `moe` kernel (fallback: each active expert through the block-scaled matmul,
+  about 30 launches an expert).
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ from torch import nn
 
 from .config import ModelConfig
 from .experts import combine_pairs, grouped, swiglu, through_pairs
-from .fp8 import FP8_DTYPE, FP8_MAX, dequantize
+from .fp8 import FP8_DTYPE, FP8_MAX, dequantize, quantize
 
 BLOCK = 128
 MAX_ROWS = 16  # rows of a projection that take the decode kernel
 EAGER_GATHER_BYTES = 1 << 30  # at most this much of dequantized expert copies in the eager decode path
 _probed: dict[str, str | None] = {}
-_fused: dict[str, bool] = {}  # whether fp8_triton's kernel passed the probe on this device
+_kernels: dict[str, dict] = {}  # fp8_triton's kernels that passed the probe on each device
 
 
 def _round_up(n: int, m: int) -> int:
@@ -110,8 +112,6 @@ def _probe(device: torch.device) -> str | None:
         return f"{device} cannot be used ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
     if cap != (9, 0):
         return f"cuBLASLt's block-scaled FP8 matmul runs on sm_90 (Hopper); this GPU is sm_{cap[0]}{cap[1]}"
-    from .fp8 import quantize
-
     global _mm
     g = torch.Generator().manual_seed(0)
     w, s = quantize(torch.randn(256, 384, generator=g))  # 3 column blocks: the scales' padding to 4 is used
@@ -126,34 +126,47 @@ def _probe(device: torch.device) -> str | None:
             errors.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
             continue
         if F.cosine_similarity(got.float().flatten(), want.flatten(), dim=0) > 0.995:
-            _fused[str(device)] = _probe_kernel(device, x, w, s, want)
+            _kernels[str(device)] = _probe_kernels(device, x, w, s, want)
             return None
         errors.append("its result disagreed with the dequantized product")
     return f"torch {torch.__version__} has no usable block-scaled FP8 matmul here ({'; '.join(errors)})"
 
 
-def _probe_kernel(device, x, w, s, want) -> bool:
+def _probe_kernels(device, x, w, s, want) -> dict:
+    """{"gemv": fn, "moe": fn} for those of fp8_triton's kernels that compile here and agree with the
+    dequantized product; a kernel that fails is left out with a warning, and its eager path serves."""
     from . import fp8_triton  # imports Triton: only where a GPU serves FP8
 
     if fp8_triton.gemv is None:
-        return False
-    try:
-        got = fp8_triton.gemv(x.to(device), w[None].to(device), s[None].to(device),
-                              torch.zeros(x.shape[0], dtype=torch.int32, device=device)).cpu()
-    except Exception as e:  # noqa: BLE001 - Triton's compile errors derive from Exception alone; any means no kernel
-        warnings.warn(f"FP8 decode kernel unavailable ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                      f"decoding through the eager path", RuntimeWarning, stacklevel=2)
-        return False
-    return bool(((got - want).abs().max() <= 1e-3 * want.abs().max()).item())
+        return {}
+    g = torch.Generator().manual_seed(1)
+    w2, s2 = quantize(torch.randn(384, 128, generator=g))  # one expert of H = 384, I = 128 (w: its w13)
+    idx = torch.zeros(x.shape[0], 1, dtype=torch.long)
+    h = torch.nn.functional.silu(want[:, :128]) * want[:, 128:]
+    checks = {
+        "gemv": (lambda: fp8_triton.gemv(x.to(device), w[None].to(device), s[None].to(device),
+                                         idx[:, 0].to(device=device, dtype=torch.int32)), want),
+        "moe": (lambda: fp8_triton.moe(x.to(device), idx.to(device), w[None].to(device), s[None].to(device),
+                                       w2[None].to(device), s2[None].to(device)), h @ dequantize(w2, s2).T),
+    }
+    found = {}
+    for name, (run, expect) in checks.items():
+        try:
+            got = run().cpu()
+        except Exception as e:  # noqa: BLE001 - Triton's compile errors derive from Exception alone
+            warnings.warn(f"FP8 {name} kernel unavailable ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                          f"using the eager path", RuntimeWarning, stacklevel=2)
+            continue
+        if ((got - expect).abs().max() <= 1e-2 * expect.abs().max()).item():  # moe rounds h to bf16
+            found[name] = getattr(fp8_triton, name)
+    return found
 
 
-def fused_gemv(device: torch.device | str):
-    """fp8_triton.gemv where it passed the probe on `device`, else None."""
-    if unsupported(device) is not None or not _fused.get(str(torch.device(device))):
+def kernel(device: torch.device | str, name: str):
+    """fp8_triton's `name` ("gemv" or "moe") where it passed the probe on `device`, else None."""
+    if unsupported(device) is not None:
         return None
-    from . import fp8_triton
-
-    return fp8_triton.gemv
+    return _kernels.get(str(torch.device(device)), {}).get(name)
 
 
 class Fp8CudaLinear(nn.Module):
@@ -167,7 +180,7 @@ class Fp8CudaLinear(nn.Module):
         self.register_buffer("sb", weight_scales(self.scale_inv), persistent=False)
         self.register_buffer("rows", torch.zeros(MAX_ROWS, dtype=torch.int32, device=device), persistent=False)
         self.out_features = self.weight.shape[0]
-        self.gemv = fused_gemv(device)
+        self.gemv = kernel(device, "gemv")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, x.shape[-1])
@@ -193,7 +206,7 @@ class Fp8CudaExperts(nn.Module):
         self.register_buffer("s13", torch.empty(e, 2 * i // b, h // b, device=device))
         self.register_buffer("w2", torch.empty(e, h, i, dtype=FP8_DTYPE, device=device))
         self.register_buffer("s2", torch.empty(e, h // b, i // b, device=device))
-        self.gemv = fused_gemv(device)
+        self.gemv, self.moe = kernel(device, "gemv"), kernel(device, "moe")
 
     def put(self, e: int, w1, w3, w2, s1, s3, s2) -> None:
         i, b = self.inter, self.inter // BLOCK
@@ -234,4 +247,6 @@ class Fp8CudaExperts(nn.Module):
     def forward(self, x: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if idx.numel() <= self.num_experts and (self.gemv is not None or idx.numel() <= self.eager_pairs):
             return self._gathered(x, idx, weights)
+        if self.moe is not None:
+            return combine_pairs(self.moe(x, idx, self.w13, self.s13, self.w2, self.s2), weights, x.dtype)
         return grouped(x, idx, weights, self.num_experts, self._expert)[0]
