@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minimax2.chat import markers as m
 from minimax2.chat.tokenizer import IncrementalDetokenizer, Tokenizer
-from minimax2.engine.output import OutputText
+from minimax2.engine.output import OutputText, _held_suffix
 
 
 def test_markers_are_single_tokens(tiny_ckpt):
@@ -53,3 +54,21 @@ def test_stop_strings_never_leak(tiny_ckpt, text, stop):
     cut = text.find(stop)
     assert emitted == (text if cut < 0 else text[:cut])
     assert stopped == (cut >= 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aab", max_size=30), st.lists(st.text(alphabet="ab", min_size=1, max_size=12), max_size=4))
+def test_held_back_text_is_the_longest_suffix_that_starts_a_stop_string(text, stops):
+    want = max([n for s in stops for n in range(1, min(len(s) - 1, len(text)) + 1) if text.endswith(s[:n])],
+               default=0)
+    assert _held_suffix(text, stops) == want
+
+
+def test_stop_lists_are_bounded():
+    from minimax2.engine.sampling_params import MAX_STOP_CHARS, MAX_STOP_STRINGS, SamplingParams
+
+    SamplingParams(stop=["x" * MAX_STOP_CHARS] * MAX_STOP_STRINGS)
+    with pytest.raises(ValueError, match=f"stop must be at most {MAX_STOP_STRINGS} strings.*got 17 strings"):
+        SamplingParams(stop=["x"] * (MAX_STOP_STRINGS + 1))
+    with pytest.raises(ValueError, match=f"got 1 strings, the longest {MAX_STOP_CHARS + 1} characters"):
+        SamplingParams(stop=["x" * (MAX_STOP_CHARS + 1)])

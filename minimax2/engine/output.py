@@ -40,13 +40,18 @@ class StepOutput:
 
 
 def _held_suffix(text: str, stops: list[str]) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of some stop string."""
+    """Length of the longest suffix of `text` that is a proper prefix of some stop string. Only the last
+    len(stop) - 1 characters can be one, and only from a place holding the stop's first character: one
+    comparison per such place, not one per suffix length."""
     best = 0
     for s in stops:
-        for n in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:n]):
-                best = n
+        tail = text[max(0, len(text) - len(s) + 1):] if len(s) > 1 else ""
+        i = tail.find(s[0])
+        while 0 <= i and len(tail) - i > best:
+            if s.startswith(tail[i:]):
+                best = len(tail) - i
                 break
+            i = tail.find(s[0], i + 1)
     return best
 
 

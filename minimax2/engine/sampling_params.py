@@ -14,6 +14,9 @@ LogitsProcessor = Callable[[list[int], torch.Tensor], torch.Tensor]
 GREEDY_BELOW = 1e-5  # temperatures under this sample greedily: dividing float32 logits by less overflows
 PENALTY_RANGE = (0.01, 100.0)  # repetition_penalty outside it turns logits into inf / 0 and says nothing useful
 SEED_RANGE = (-2**63, 2**64)  # what torch.Generator.manual_seed takes (offsets for n > 1 wrap around)
+# every stop string is checked against the output after every token, on the engine's thread: bounded so
+# that one request's stop list cannot slow the others (OpenAI takes 4)
+MAX_STOP_STRINGS, MAX_STOP_CHARS = 16, 512
 
 
 def _number(x) -> bool:
@@ -61,10 +64,14 @@ class SamplingParams:
             (self.logprobs is None or (isinstance(self.logprobs, int) and 0 <= self.logprobs <= 20), "logprobs",
              "must be in [0, 20]"),
             (isinstance(self.n, int) and self.n >= 1, "n", "must be a positive integer"),
+            (len(self.stop) <= MAX_STOP_STRINGS and all(isinstance(x, str) and len(x) <= MAX_STOP_CHARS for x in self.stop),
+             "stop", f"must be at most {MAX_STOP_STRINGS} strings of at most {MAX_STOP_CHARS} characters"),
         ]
         for ok, name, rule in checks:
             if not ok:
-                raise ValueError(f"{name} {rule}, got {getattr(self, name)!r}")
+                got = getattr(self, name)
+                shown = f"{len(got)} strings, the longest {max(map(len, got))} characters" if name == "stop" else repr(got)
+                raise ValueError(f"{name} {rule}, got {shown}")
 
     @property
     def greedy(self) -> bool:

@@ -106,7 +106,7 @@ def solve(task: Task, built: Path, workdir: Path, cfg, traj_path: Path) -> dict:
     steps = format_errors = 0
     model_s = tool_s = cost = 0.0
     tokens = {"input": 0, "cached": 0, "cache_write": 0, "output": 0}
-    calls, stop = [], None
+    calls, stop, error = [], None, None
     while stop is None:
         if steps >= limits.get("steps", 50):
             stop = "step_limit"
@@ -125,7 +125,8 @@ def solve(task: Task, built: Path, workdir: Path, cfg, traj_path: Path) -> dict:
             else:
                 turn = clients.call_anthropic(bounded, endpoint, system, history, tool_defs)
         except _api_errors() as exc:
-            traj.log("error", step=steps, error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            traj.log("error", step=steps, error=error)
             over = time.monotonic() - start >= limits.get("wall_s", 1800)
             stop = "wall_limit" if over else "agent_error"
             break
@@ -160,6 +161,6 @@ def solve(task: Task, built: Path, workdir: Path, cfg, traj_path: Path) -> dict:
     traj.log("end", stop_reason=stop, steps=steps, format_errors=format_errors, cost_usd=cost,
              tokens=tokens, patch=patch)
     traj.close()
-    return {"patch": patch, "steps": steps, "format_errors": format_errors, "stop_reason": stop,
+    return {"patch": patch, "steps": steps, "format_errors": format_errors, "stop_reason": stop, "error": error,
             "calls": calls, "tokens": tokens, "cost_usd": cost,
             "time": {"model": round(model_s, 3), "tool": round(tool_s, 3)}}

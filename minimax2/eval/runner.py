@@ -99,7 +99,10 @@ def run(tasks: list[Task], cfg: RunConfig) -> Path:
                 results.append_record(run_dir, record)
                 ok = sum(1 for r in results.load_records(run_dir) if r.get("resolved"))
             progress.update(bar, advance=1, ok=ok)
-            progress.console.print(f"{record['instance_id']}: {record['status']}"
-                                   f"{' - ' + record['grade_reason'] if record.get('grade_reason') else ''}")
+            why = record.get("error") if record["status"] == "agent_error" else record.get("grade_reason")
+            if why and len(why) > 300:
+                why = why[:300] + "..."
+            progress.console.print(f"{record['instance_id']}: {record['status']}{' - ' + why if why else ''}",
+                                   markup=False)
     results.finish(run_dir, cfg)
     return run_dir

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from ..chat import parse_output
 from .anthropic_format import EventWriter, content_blocks, sse, stop_reason, to_messages
 from .chat_prep import prepare
+from .body import body
 from .errors import APIError, guard_stream
 from .params import max_new_tokens, sampling_params
 from .protocol import CountTokensRequest, MessagesRequest
@@ -63,13 +64,13 @@ def _prepare(st, req):
 
 
 @router.post("/v1/messages/count_tokens")
-async def count_tokens(req: CountTokensRequest, request: Request):
+async def count_tokens(request: Request, req: CountTokensRequest = Depends(body(CountTokensRequest))):
     prep = await asyncio.to_thread(_prepare, request.app.state.server, req)
     return {"input_tokens": len(prep.prompt_ids)}
 
 
 @router.post("/v1/messages")
-async def messages(req: MessagesRequest, request: Request):
+async def messages(request: Request, req: MessagesRequest = Depends(body(MessagesRequest))):
     st = request.app.state.server
     prep = await asyncio.to_thread(_prepare, st, req)  # rendering and tokenizing stay off the event loop
     n_max = max_new_tokens(req.max_tokens, len(prep.prompt_ids), st.backend.max_model_len, clip=True)

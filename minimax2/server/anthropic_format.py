@@ -24,6 +24,12 @@ def _text(content, where: str) -> str:
     return "\n".join(parts)
 
 
+def _block_text(b: dict, at: str) -> str:
+    if not isinstance(b.get("text"), str):
+        raise APIError(400, f"{at}.text must be a string, got {type(b.get('text')).__name__}")
+    return b["text"]
+
+
 def to_messages(system, messages: list[dict], secret: bytes | None) -> list[dict]:
     """Anthropic `system` + `messages` -> OpenAI-shaped messages for the M2 renderer. `secret`: the key
     every thinking block's signature must verify under (None: unsigned blocks are trusted)."""
@@ -42,7 +48,7 @@ def to_messages(system, messages: list[dict], secret: bytes | None) -> list[dict
         for j, b in enumerate(content):
             kind = b.get("type") if isinstance(b, dict) else None
             if kind == "text":
-                texts.append(str(b.get("text", "")))
+                texts.append(_block_text(b, f"{where}.content[{j}]"))
             elif kind == "tool_result":
                 body = b.get("content", "")
                 body = body if isinstance(body, str) else _text(body or [], f"{where}.content[{j}].content")
@@ -73,7 +79,7 @@ def _assistant(blocks: list, where: str, secret: bytes | None) -> dict:
         elif kind == "redacted_thinking":
             continue
         elif kind == "text":
-            text.append(str(b.get("text", "")))
+            text.append(_block_text(b, at))
         elif kind == "tool_use":
             name, args = b.get("name"), b.get("input")
             if not isinstance(name, str) or not name:

@@ -59,7 +59,7 @@ def create_app(backend, config: ServerConfig | None = None) -> FastAPI:
         log.exception("unhandled error on %s", request.url.path)
         return error_response(request.url.path, 500, f"internal error: {type(e).__name__}")
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
         if not backend.alive or state.draining:
             return JSONResponse({"status": "unavailable"}, status_code=503)

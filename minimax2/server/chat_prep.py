@@ -102,9 +102,10 @@ def prepare(state, messages: list[dict], tools: list[dict] | None, *, thinking: 
                     else g.json_grammar(json_schema, thinking))
             processors.append(g.processor(lark, n))
         except GrammarError as e:
-            raise APIError(400, str(e), param=e.param) from e
+            raise APIError(400, str(e), param=e.param or ("tools" if force_tools else "response_format")) from e
         except (ValueError, TypeError, RuntimeError) as e:  # llguidance's own errors for a schema it cannot take
-            raise APIError(400, f"cannot build a grammar for this request: {e}", param="tools") from e
+            raise APIError(400, f"cannot build a grammar for this request: {e}",
+                           param="tools" if force_tools else "response_format") from e
     end = state.backend.tokenizer.encode(m.THINK_END)
     if thinking and thinking_budget is not None and state.backend.supports_processors and len(end) == 1:
         processors.append(ThinkingBudget(thinking_budget, end[0]))  # after the grammar; remote: not enforced

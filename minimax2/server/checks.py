@@ -4,7 +4,16 @@ field, before the request is rendered or queued."""
 
 from __future__ import annotations
 
+import re
+
 from .errors import APIError
+
+# A tool's name is written into the prompt and the forced-call grammar as it is, and read back from the
+# model's <invoke name="..."> by the parser: OpenAI's rule (letters, digits, _ and -), plus . and : that
+# namespaced (MCP) tools use. Parameter names sit in <parameter name="...">: no quote, angle bracket,
+# ampersand, backslash or control character, which the call format cannot carry back unchanged.
+TOOL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+BAD_PARAM_CHARS = re.compile(r'["<>&\\\x00-\x1f]')
 
 TEXT_ONLY = {"image_url", "input_audio", "image", "input_image", "audio", "file", "input_file", "video_url"}
 
@@ -52,8 +61,12 @@ def check_tool_schemas(tools: list[dict] | None, param: str = "tools") -> None:
     """Each tool's parameters: an object whose `properties` map names to schemas (objects or
     booleans) and whose `required` is a list of names -- what the renderer and the grammar read."""
     for t, tool in enumerate(tools or []):
+        name = tool.get("function", {}).get("name")
         params = tool.get("function", {}).get("parameters")
         at = f"{param}[{t}]"
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+            raise APIError(400, f"{at}: tool name {name!r} must be 1-128 letters, digits, '_', '-', '.' or ':'",
+                           param=f"{at}.name")
         if params is None:
             continue
         if not isinstance(params, dict):
@@ -62,5 +75,9 @@ def check_tool_schemas(tools: list[dict] | None, param: str = "tools") -> None:
         if props is not None and (not isinstance(props, dict)
                                   or not all(isinstance(v, (dict, bool)) for v in props.values())):
             raise APIError(400, f"{at}: properties must map each parameter name to a schema object", param=at)
+        bad = next((k for k in props or {} if not k or BAD_PARAM_CHARS.search(k)), None)
+        if bad is not None:
+            raise APIError(400, f"{at}: parameter name {bad!r} must be non-empty, without quotes, '<', '>', '&', "
+                                f"backslashes or control characters", param=at)
         if required is not None and (not isinstance(required, list) or not all(isinstance(r, str) for r in required)):
             raise APIError(400, f"{at}: required must be a list of parameter names", param=at)

@@ -12,7 +12,8 @@ OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: 
                 413: "invalid_request_error", 429: "rate_limit_exceeded", 500: "internal_server_error",
                 503: "service_unavailable"}
 ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                   404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
+                   404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+                   429: "rate_limit_error", 500: "api_error",
                    503: "overloaded_error", 529: "overloaded_error"}
 
 

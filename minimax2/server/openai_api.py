@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..chat import parse_output, thinking_enabled
 from .chat_prep import openai_messages, prepare
+from .body import body
 from .errors import APIError, guard_stream
 from .params import check_prompt, check_prompt_chars, max_new_tokens, sampling_params, stop_list
 from .protocol import ChatCompletionRequest, CompletionRequest
@@ -28,20 +30,29 @@ def _usage(prompt: int, completion: int, cached: int = 0) -> dict:
             "prompt_tokens_details": {"cached_tokens": cached}}
 
 
+LOGPROB_FLOOR = -9999.0  # what OpenAI reports for a token that cannot be sampled (JSON has no -Infinity)
+
+
+def _lp(value: float) -> float:
+    """A logprob fit for JSON: a token a grammar forbids has -inf, reported as the floor."""
+    return max(value, LOGPROB_FLOOR)
+
+
 def _logprobs(tok, infos: list[dict]) -> dict:
     def entry(tid, lp):
         s = tok.decode([tid])
-        return {"token": s, "logprob": lp, "bytes": list(s.encode())}
+        return {"token": s, "logprob": _lp(lp), "bytes": list(s.encode())}
     return {"content": [{**entry(i["token_id"], i["logprob"]),
                          "top_logprobs": [entry(t, lp) for t, lp in i.get("top", [])]} for i in infos]}
 
 
-def _legacy_logprobs(tok, infos: list[dict]) -> dict:
-    """The /v1/completions logprobs object: tokens, token_logprobs, top_logprobs, text_offset."""
+def _legacy_logprobs(tok, infos: list[dict], start: int = 0) -> dict:
+    """The /v1/completions logprobs object: tokens, token_logprobs, top_logprobs, text_offset (each token's
+    place in the choice's text, which begins at `start`: after the prompt when it is echoed)."""
     tokens = [tok.decode([i["token_id"]]) for i in infos]
-    offsets = [sum(len(t) for t in tokens[:k]) for k in range(len(tokens))]
-    return {"tokens": tokens, "token_logprobs": [i["logprob"] for i in infos], "text_offset": offsets,
-            "top_logprobs": [{tok.decode([t]): lp for t, lp in i.get("top", [])} for i in infos]}
+    offsets = list(itertools.accumulate((len(t) for t in tokens[:-1]), initial=start)) if tokens else []
+    return {"tokens": tokens, "token_logprobs": [_lp(i["logprob"]) for i in infos], "text_offset": offsets,
+            "top_logprobs": [{tok.decode([t]): _lp(lp) for t, lp in i.get("top", [])} for i in infos]}
 
 
 def finish_reason(parsed, engine_reason: str | None) -> str:
@@ -87,12 +98,26 @@ def _tool_choice(req, tools) -> tuple[list[dict] | None, list[str] | None]:
     if tc == "required":
         return tools, [t["function"]["name"] for t in tools]
     if isinstance(tc, dict):
-        name = (tc.get("function") or {}).get("name")
+        fn = tc.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
         if tc.get("type") != "function" or not isinstance(name, str):
             raise APIError(400, 'tool_choice must be "auto", "none", "required" or '
                                 '{"type": "function", "function": {"name": ...}}', param="tool_choice")
         return tools, [name]
     return tools, None
+
+
+def _template_kwargs(given: dict | None) -> dict:
+    """`chat_template_kwargs` as the renderer takes them: `thinking` (some clients' name for the switch) is
+    `enable_thinking`; the conversation's own arguments cannot be replaced through them."""
+    kwargs = dict(given or {})
+    if "thinking" in kwargs:
+        kwargs.setdefault("enable_thinking", kwargs.pop("thinking"))
+    taken = sorted({"messages", "tools", "add_generation_prompt"} & kwargs.keys())
+    if taken:
+        raise APIError(400, f"chat_template_kwargs cannot set {', '.join(taken)}: they come from the request itself",
+                       param="chat_template_kwargs")
+    return kwargs
 
 
 def _json_schema(req) -> dict | None:
@@ -101,27 +126,37 @@ def _json_schema(req) -> dict | None:
         return None
     if rf.get("type") == "json_object":
         return {"type": "object"}
-    if rf.get("type") == "json_schema" and isinstance((rf.get("json_schema") or {}).get("schema", {}), dict):
-        return (rf.get("json_schema") or {}).get("schema") or {"type": "object"}
+    js = rf.get("json_schema") or {}
+    if rf.get("type") == "json_schema" and isinstance(js, dict) and isinstance(js.get("schema", {}), dict):
+        return js.get("schema") or {"type": "object"}
     raise APIError(400, "response_format must be text, json_object or json_schema with a schema object",
                    param="response_format")
 
 
+def _model_card(st) -> dict:
+    return {"id": st.config.served_model_name, "object": "model", "created": 0, "owned_by": "minimax2",
+            "root": st.config.served_model_name, "max_model_len": st.backend.max_model_len}
+
+
 @router.get("/v1/models")
 async def models(request: Request):
+    return {"object": "list", "data": [_model_card(request.app.state.server)]}
+
+
+@router.get("/v1/models/{model:path}")
+async def model(model: str, request: Request):
     st = request.app.state.server
-    return {"object": "list", "data": [{"id": st.config.served_model_name, "object": "model", "created": 0,
-                                        "owned_by": "minimax2", "root": st.config.served_model_name,
-                                        "max_model_len": st.backend.max_model_len}]}
+    st.check_model(model)
+    return _model_card(st)
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(req: ChatCompletionRequest, request: Request):
+async def chat_completions(request: Request, req: ChatCompletionRequest = Depends(body(ChatCompletionRequest))):
     st = request.app.state.server
     st.check_model(req.model)
     tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None
     rendered_tools, forced = _tool_choice(req, tools)
-    kwargs = dict(req.chat_template_kwargs or {})
+    kwargs = _template_kwargs(req.chat_template_kwargs)
     thinking = thinking_enabled(kwargs)
     prep = await asyncio.to_thread(  # rendering, tokenizing and grammar building stay off the event loop
         prepare, st, openai_messages(req.messages), rendered_tools, thinking=thinking, force_tools=forced,
@@ -188,7 +223,7 @@ async def _stream_chat(gen, head, prep, req, tok, include_usage):
 
 
 @router.post("/v1/completions")
-async def completions(req: CompletionRequest, request: Request):
+async def completions(request: Request, req: CompletionRequest = Depends(body(CompletionRequest))):
     st = request.app.state.server
     st.check_model(req.model)
     prompt = req.prompt
@@ -202,9 +237,12 @@ async def completions(req: CompletionRequest, request: Request):
     rid, created = st.new_id("cmpl"), int(time.time())
     gen = st.generate(rid, text, ids, params, st.admit())
     head = {"id": rid, "object": "text_completion", "created": created, "model": req.model}
+    tok = st.backend.tokenizer
     if req.stream:
         include_usage = bool((req.stream_options or {}).get("include_usage"))
-        return StreamingResponse(guard_stream("/v1/completions", _stream_completion(gen, head, include_usage), gen, sse), media_type="text/event-stream")
+        lp = (lambda infos, start: _legacy_logprobs(tok, infos, start)) if req.logprobs is not None else None
+        events = _stream_completion(gen, head, include_usage, text if req.echo else "", req.n, lp)
+        return StreamingResponse(guard_stream("/v1/completions", events, gen, sse), media_type="text/event-stream")
     texts, reasons, usage = [""] * req.n, ["stop"] * req.n, [0, 0, 0]
     lps: list[list[dict]] = [[] for _ in range(req.n)]
     for c in await collect(request, gen):
@@ -213,9 +251,10 @@ async def completions(req: CompletionRequest, request: Request):
         if c.finish_reason is not None:
             reasons[c.index] = "length" if c.finish_reason == "length" else "stop"
             usage = [c.prompt_tokens, usage[1] + c.completion_tokens, c.cached_tokens]
-    tok = st.backend.tokenizer
+    start = len(text) if req.echo else 0
     choices = [{"index": i, "text": (text if req.echo else "") + texts[i], "finish_reason": reasons[i],
-                "logprobs": _legacy_logprobs(tok, lps[i]) if req.logprobs is not None else None} for i in range(req.n)]
+                "logprobs": _legacy_logprobs(tok, lps[i], start) if req.logprobs is not None else None}
+               for i in range(req.n)]
     return JSONResponse({**head, "choices": choices, "usage": _usage(*usage)})
 
 
@@ -228,23 +267,33 @@ async def _prompt_ids(st, prompt: str | list[int]) -> tuple[str, list[int]]:
         ids = await asyncio.to_thread(st.encode, prompt)
     else:
         ids = list(prompt)
+        check_prompt(len(ids), limit, param="prompt")  # first: a list longer than the context is not scanned
         bad = next((t for t in ids if not 0 <= t < st.backend.vocab_size), None)
         if bad is not None:
             raise APIError(400, f"prompt token id {bad} is outside the vocabulary (0..{st.backend.vocab_size - 1})",
                            param="prompt")
     if not ids:
         raise APIError(400, "the prompt is empty", param="prompt")
-    check_prompt(len(ids), limit)
+    check_prompt(len(ids), limit, param="prompt")
     return (prompt if isinstance(prompt, str) else await asyncio.to_thread(st.backend.tokenizer.decode, ids)), ids
 
 
-async def _stream_completion(gen, head, include_usage):
+async def _stream_completion(gen, head, include_usage, echo: str, n: int, logprobs):
+    """`echo`: the prompt text, sent first in each choice; `logprobs(infos, start)`: each chunk's tokens'
+    logprobs object (None: not asked for), offsets counted through the choice's text."""
     usage = [0, 0, 0]
+    offset = [len(echo)] * n
+    if echo:
+        for i in range(n):
+            yield sse({**head, "choices": [{"index": i, "text": echo, "logprobs": None, "finish_reason": None}]})
     async for c in gen:
         reason = None if c.finish_reason is None else ("length" if c.finish_reason == "length" else "stop")
-        if c.text or reason:
+        if c.text or reason or (logprobs and c.logprobs):
             stop = {"stop_reason": c.stop_string} if c.stop_string else {}
-            yield sse({**head, "choices": [{"index": c.index, "text": c.text, "logprobs": None,
+            lp = logprobs(c.logprobs, offset[c.index]) if logprobs and c.logprobs else None
+            if lp:
+                offset[c.index] += sum(len(t) for t in lp["tokens"])
+            yield sse({**head, "choices": [{"index": c.index, "text": c.text, "logprobs": lp,
                                             "finish_reason": reason, **stop}]})
         if reason:
             usage = [c.prompt_tokens, usage[1] + c.completion_tokens, c.cached_tokens]

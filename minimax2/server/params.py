@@ -12,11 +12,11 @@ def _pick(value, default):
     return default if value is None else value
 
 
-def check_prompt(prompt_tokens: int, max_model_len: int) -> None:
+def check_prompt(prompt_tokens: int, max_model_len: int, param: str = "messages") -> None:
     if prompt_tokens >= max_model_len:
         raise APIError(400, f"the prompt has {prompt_tokens} tokens but the model's context is {max_model_len} "
-                            f"tokens (at least one must be left to generate); shorten the messages",
-                       param="messages", code="context_length_exceeded")
+                            f"tokens (at least one must be left to generate); shorten the {param}",
+                       param=param, code="context_length_exceeded")
 
 
 def check_prompt_chars(chars: int, limit: int, max_model_len: int, param: str = "messages") -> None:
@@ -24,7 +24,7 @@ def check_prompt_chars(chars: int, limit: int, max_model_len: int, param: str = 
     encode to (see `ModelService.max_prompt_chars`)."""
     if chars > limit:
         raise APIError(400, f"the prompt has {chars} characters, more than a {max_model_len}-token context can "
-                            f"hold; shorten the messages", param=param, code="context_length_exceeded")
+                            f"hold; shorten the {param}", param=param, code="context_length_exceeded")
 
 
 def max_new_tokens(requested: int | None, prompt_tokens: int, max_model_len: int, clip: bool) -> int:
@@ -52,8 +52,8 @@ def sampling_params(req, max_tokens: int, *, stop: list[str] | None = None, logp
             presence_penalty=_pick(get("presence_penalty"), 0.0), frequency_penalty=_pick(get("frequency_penalty"), 0.0),
             seed=get("seed"), stop=list(stop or []), logprobs=logprobs, n=n, logits_processors=list(processors or []),
             ignore_eos=bool(get("ignore_eos")), stop_token_ids=_token_ids(get("stop_token_ids")))
-    except ValueError as e:
-        raise APIError(400, str(e)) from e
+    except ValueError as e:  # "<field> must ...": the field is the param
+        raise APIError(400, str(e), param=str(e).split(" ", 1)[0]) from e
 
 
 def _token_ids(value) -> list[int]:

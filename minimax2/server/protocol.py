@@ -13,6 +13,10 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Number = Optional[float]
+# Bounds on what one body may list. Validating a list holds the GIL throughout, so a body of 120,000
+# tools stalled every other request for seconds even off the event loop; the context bounds a real
+# conversation long before these (OpenAI itself takes 128 tools).
+MAX_TOOLS, MAX_MESSAGES = 512, 50_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -78,8 +82,8 @@ class _Sampling(_Body):
 
 class ChatCompletionRequest(_Sampling):
     model: str
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    tools: Optional[list[Tool]] = None
+    messages: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_MESSAGES)
+    tools: Optional[list[Tool]] = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Union[Literal["auto", "none", "required"], dict[str, Any], None] = None
     parallel_tool_calls: bool = True
     response_format: Optional[dict[str, Any]] = None
@@ -110,9 +114,9 @@ class AnthropicTool(_Loose):
 
 class _AnthropicBase(_Body):
     model: str
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_MESSAGES)
     system: Union[str, list[dict[str, Any]], None] = None
-    tools: Optional[list[AnthropicTool]] = None
+    tools: Optional[list[AnthropicTool]] = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Optional[dict[str, Any]] = None
     thinking: Optional[dict[str, Any]] = None
 

@@ -14,18 +14,19 @@ import asyncio
 import secrets
 import time
 from types import SimpleNamespace
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Optional, Union
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
 from ..chat import markers as m
 from .chat_prep import prepare
+from .body import body
 from .errors import APIError, guard_stream
 from .openai_api import _json_schema, _tool_choice
 from .params import MODEL_CARD, max_new_tokens, sampling_params
-from .protocol import _Sampling
+from .protocol import MAX_MESSAGES, MAX_TOOLS, _Sampling
 from .responses_format import (ResponseStore, chat_response_format, chat_tool_choice, chat_tools, echo_tools,
                                input_items, reasoning_token, to_messages, usage)
 from .responses_stream import OutputWriter
@@ -37,9 +38,9 @@ PATH = "/v1/responses"
 
 class ResponsesRequest(_Sampling):
     model: str
-    input: Union[str, list[dict[str, Any]], None] = None
+    input: Union[str, Annotated[list[dict[str, Any]], Field(max_length=MAX_MESSAGES)], None] = None
     instructions: Optional[str] = None
-    tools: Optional[list[dict[str, Any]]] = None
+    tools: Optional[list[dict[str, Any]]] = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Union[str, dict[str, Any], None] = None
     parallel_tool_calls: Optional[bool] = None
     text: Optional[dict[str, Any]] = None
@@ -168,7 +169,7 @@ class _Run:
 
 
 @router.post(PATH)
-async def create_response(req: ResponsesRequest, request: Request):
+async def create_response(request: Request, req: ResponsesRequest = Depends(body(ResponsesRequest))):
     st = request.app.state.server
     run = _Run(st, req, store_of(request.app))
     await asyncio.to_thread(run.prepare)  # rendering, tokenizing and grammar building stay off the event loop

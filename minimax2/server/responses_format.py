@@ -69,6 +69,8 @@ def _from_token(secret: bytes, token, where: str) -> str:
 def reasoning_text(item: dict, where: str, secret: bytes) -> str:
     for key in ("content", "summary"):
         parts = item.get(key)
+        if parts and not isinstance(parts, list):
+            raise APIError(400, f"{where}.{key} must be a list of text parts", param=f"{where}.{key}")
         if parts:
             return "\n".join(_text([p], f"{where}.{key}") for p in parts)
     if item.get("encrypted_content"):
@@ -157,7 +159,8 @@ def chat_tool_choice(tc, tools: list[dict] | None) -> tuple[object, list[dict] |
         return tc, tools
     if isinstance(tc, dict) and tc.get("type") == "function" and isinstance(tc.get("name"), str):
         return {"type": "function", "function": {"name": tc["name"]}}, tools
-    if isinstance(tc, dict) and tc.get("type") == "allowed_tools" and tc.get("mode", "auto") in ("auto", "required"):
+    if (isinstance(tc, dict) and tc.get("type") == "allowed_tools" and tc.get("mode", "auto") in ("auto", "required")
+            and isinstance(tc.get("tools") or [], list)):
         names = {t.get("name") for t in tc.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"}
         kept = [t for t in tools or [] if t["function"]["name"] in names]
         return (tc.get("mode") or "auto"), kept or None
