@@ -18,18 +18,21 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="checkpoint directory (HF layout: config.json, safetensors, tokenizer.json), or 'demo' for "
                         "the bundled demo model (default: demo)")
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"], help="compute dtype (default bfloat16)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    from .engine.options import add_load_arguments
+    from .engine.options import add_load_arguments, device, positive_float, positive_int
 
+    p.add_argument("--device", default="cpu", type=device, help="cpu | cuda | cuda:N | auto (default cpu)")
     add_load_arguments(p)
     p.add_argument("--group-size", type=int, default=128, help="int4 group size: 32, 64, 128 or 256 (default 128)")
-    p.add_argument("--max-model-len", type=int, help="context length (default: the model's)")
-    p.add_argument("--kv-cache-gb", type=float, help="KV cache budget in GiB (default: what the context needs, <= 4)")
+    p.add_argument("--max-model-len", type=positive_int, help="context length (default: the model's)")
+    p.add_argument("--kv-cache-gb", type=positive_float,
+                   help="KV cache budget in GiB (default: what the context needs, <= 4)")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, max_tokens: int) -> None:
     g = p.add_argument_group("sampling")
-    g.add_argument("--max-tokens", type=int, default=max_tokens, help=f"tokens to generate at most (default {max_tokens})")
+    from .engine.options import positive_int
+
+    g.add_argument("--max-tokens", type=positive_int, default=max_tokens, help=f"tokens to generate at most (default {max_tokens})")
     g.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1.0, the model card's)")
     g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
     g.add_argument("--top-k", type=int, default=40, help="keep the k most likely tokens, 0 = all (default 40)")
@@ -85,7 +88,14 @@ def _chat_only(path: Path) -> bool:
 def cmd_chat(args) -> int:
     from .chat.repl import run_repl
 
-    tools = json.loads(Path(args.tools).read_text()) if args.tools else None
+    tools = None
+    if args.tools:
+        try:
+            tools = json.loads(Path(args.tools).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--tools {args.tools} is not JSON ({e}); give a JSON list of tool definitions") from None
+        if not isinstance(tools, list):
+            raise ValueError(f"--tools {args.tools} holds a JSON {type(tools).__name__}, not a list of tool definitions")
     return run_repl(_load(args), _sampling(args), tools=tools, system=args.system)
 
 
@@ -172,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_generate)
 
     c = sub.add_parser("chat", help="interactive chat: reasoning dimmed, tool calls structured",
-                       description="Interactive multi-turn chat in M2's prompt format. Commands: /reset, /exit.")
+                       description="Interactive multi-turn chat in M2's prompt format. Commands: /reset, /exit, "
+                                   "and /tool TEXT to answer a tool call with TEXT (with --tools).")
     _add_model_args(c)
     c.add_argument("--tools", help="JSON file with a list of OpenAI-style tool definitions to offer")
     c.add_argument("--system", help="system prompt")
@@ -183,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Cost accounting: total/active parameters, FLOPs per token, KV bytes per token, "
                                    "memory at bf16/fp8/int8/int4 for a context length.")
     src = i.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", "-m", help="checkpoint directory (reads config.json only)")
+    src.add_argument("--model", "-m", help="checkpoint directory (reads config.json only), or 'demo'")
     src.add_argument("--preset", choices=["minimax-m2", "kimi-k2", "deepseek-v3.2", "all"], help="built-in architecture")
     i.add_argument("--context", type=int, default=32768, help="context length for the memory column (default 32768)")
     i.add_argument("--bandwidth", type=float, nargs="+", metavar="GBPS",
@@ -208,11 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split into shards of this size, with an index (default: int8/int4 1 GiB, fp8 one file)")
     v.set_defaults(func=cmd_convert)
 
-    n = sub.add_parser("init", help="write a random M2-shaped checkpoint (for tests and benchmarks)")
+    n = sub.add_parser("init", help="write a random M2-shaped checkpoint (for tests and benchmarks)",
+                       description="Write a checkpoint with M2's architecture and random weights (the layout "
+                                   "transformers saves, plus a small BPE tokenizer and the chat template): "
+                                   "tiny (a few MB, for tests) or m2-small (~0.6B parameters, for benchmarks).")
     n.add_argument("--out", "-o", required=True, help="destination directory")
     n.add_argument("--shape", default="tiny", choices=["tiny", "m2-small"], help="size preset (default tiny)")
-    n.add_argument("--seed", type=int, default=0)
-    n.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    n.add_argument("--seed", type=int, default=0, help="random seed of the weights (default 0)")
+    n.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
+                   help="dtype of the saved weights (default bfloat16)")
     n.set_defaults(func=cmd_init)
 
     _register_packages(sub)
@@ -240,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     args = build_parser().parse_args(argv)
-    if hasattr(args, "model") and args.command in ("generate", "chat"):
+    if hasattr(args, "model") and (args.command in ("generate", "chat") or (args.command == "info" and args.model)):
         from .assets import resolve_model
 
         try:

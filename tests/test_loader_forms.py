@@ -13,7 +13,7 @@ import torch
 from minimax2.model.attention import AttentionMetadata
 from minimax2.model.config import ModelConfig
 from minimax2.model.loader import load_model
-from minimax2.model.memory import InsufficientMemoryError, serving_bytes
+from minimax2.model.memory import InsufficientMemoryError, serving_bytes, size
 from minimax2.model.quant import quantize_model
 from minimax2.model.synth import write_random_checkpoint
 
@@ -84,8 +84,8 @@ def test_memory_guard_refuses_with_both_figures_and_a_quantization_that_fits(fp8
     with pytest.raises(InsufficientMemoryError) as e:
         load_model(big, torch.bfloat16, quantization="bf16", max_memory=limit)
     msg = str(e.value)
-    assert f"{serving_bytes(cfg, 'float', torch.bfloat16) / 2**30:.1f} GiB" in msg
-    assert f"only {limit / 2**30:.1f} GiB are available (max_memory)" in msg
+    assert f"{size(serving_bytes(cfg, 'float', torch.bfloat16))} of weights" in msg
+    assert f"only {size(limit)} are available (max_memory)" in msg and size(limit).endswith("MiB")
     assert "--quantization int4 would fit" in msg
     with pytest.raises(InsufficientMemoryError, match="no quantization fits"):
         load_model(big, torch.bfloat16, quantization="int4", max_memory=10 * MiB)

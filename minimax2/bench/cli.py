@@ -13,12 +13,12 @@ def register_bench(subparsers) -> argparse._SubParsersAction:
     e = bench.add_parser("engine", help="decode/prefill throughput per precision vs HF transformers and the roofline",
                          description="Engine benchmark on a checkpoint (see benchmarks/make_checkpoints.py).")
     e.add_argument("--model", "-m", required=True, help="checkpoint directory")
-    e.add_argument("--precisions", default="bf16,int8,int4", help="comma list of bf16,int8,int4")
+    e.add_argument("--precisions", default="bf16,int8,int4", help="comma list of bf16,int8,int4 (default all three)")
     e.add_argument("--batches", default="1,8,16", help="concurrent sequences to measure (default 1,8,16)")
-    e.add_argument("--prompt-len", type=int, default=128)
-    e.add_argument("--new-tokens", type=int, default=128)
-    e.add_argument("--runs", type=int, default=3, help="runs per figure; medians are reported")
-    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--prompt-len", type=int, default=128, help="prompt tokens per sequence (default 128)")
+    e.add_argument("--new-tokens", type=int, default=128, help="tokens generated per sequence (default 128)")
+    e.add_argument("--runs", type=int, default=3, help="runs per figure; medians are reported (default 3)")
+    e.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     e.add_argument("--quality-model", default="demo",
                    help="trained checkpoint on whose text int8/int4 quality is also measured (default: the bundled "
                         "demo model; 'none' to skip)")

@@ -93,7 +93,8 @@ def print_table(report: dict) -> None:
     from rich.table import Table
 
     hf = {r["batch"]: r for r in report["rows"] if r["engine"] == "transformers"}
-    t = Table(title=f"{report['model']} — {report['threads']} threads, read bandwidth {report['bandwidth_GBps']:.1f} GB/s (medians)")
+    t = Table(title=f"{report['model']} — {report['threads']} threads, medians; read bandwidth "
+                    f"{report['bandwidth_GBps']:.1f} GB/s at the start (each roofline uses the probe below)")
     for col in ("engine", "precision", "batch", "decode tok/s", "vs HF bf16", "roofline", "prefill tok/s"):
         t.add_column(col, justify="right")
     for r in report["rows"]:

@@ -4,6 +4,47 @@ import here, so `--help` stays fast)."""
 from __future__ import annotations
 
 import argparse
+import re
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port, 0-65535 (0: any free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {value}")
+    return value
+
+
+def device(text: str) -> str:
+    """argparse type: cpu, cuda, cuda:N or auto."""
+    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: choose cpu, cuda, cuda:N or auto")
+    return text
 
 
 def add_load_arguments(p) -> None:
@@ -23,9 +64,10 @@ def add_load_arguments(p) -> None:
                         "llama.cpp does, instead of int16: 1.2-1.35x faster products at 8 sequences, each "
                         "activation rounded to 1/254 of its block's largest value, not 1/65534 (default: on "
                         "under int4, where the weights' 4-bit rounding dwarfs it; off under int8)")
-    p.add_argument("--max-memory-gb", type=float, default=None,
+    p.add_argument("--max-memory-gb", type=positive_float, default=None,
                    help="refuse to load when weights + KV cache exceed this (default: MemAvailable / the cgroup limit)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the CPUs this process may use)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads (default: the CPUs this process may use)")
 
 
 def load_kwargs(args) -> dict:

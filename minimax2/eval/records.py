@@ -103,8 +103,11 @@ def load_tasks(task_dir: Path | None = None, select: list[str] | None = None,
     if types:
         tasks = [t for t in tasks if t.task_type in types]
     if select:
-        tasks = [t for t in tasks
-                 if any(fnmatch.fnmatch(t.instance_id, s) or t.instance_id == s for s in select)]
+        unmatched = [s for s in select if not any(fnmatch.fnmatch(t.instance_id, s) for t in tasks)]
+        if unmatched:  # a typo would otherwise run nothing and report 0/0
+            raise ValueError(f"no task matches {', '.join(map(repr, unmatched))} (of {len(tasks)} selected by "
+                             f"tier/type/folders; ids such as {', '.join(t.instance_id for t in tasks[:3]) or 'none'})")
+        tasks = [t for t in tasks if any(fnmatch.fnmatch(t.instance_id, s) for s in select)]
     return tasks
 
 

@@ -33,7 +33,8 @@ INT4_GROUPS = (32, 64, 128, 256)
 def check_form(form: str, device: torch.device | str, group_size: int, lm_head: str | None = None,
                cfg=None, int8_activations: bool = False) -> None:
     if form not in FORMS:
-        raise ValueError(f"unknown quantization {form!r}; choose one of {', '.join(FORMS[1:])} (or none)")
+        raise ValueError(f"unknown quantization {form!r}; choose bf16, {', '.join(FORMS[1:])}, or None for the "
+                         f"checkpoint's own form")
     if lm_head in ("int8", "int6") and torch.device(device).type != "cpu":
         raise ValueError(f"an {lm_head} lm_head uses the CPU kernels; leave lm_head unset on CUDA")
     cpu = torch.device(device).type == "cpu"

@@ -161,7 +161,8 @@ def int4_on_cpu(path: Path, quantization: str | None, device: str | torch.device
 def _load(path: Path, dtype: torch.dtype, device: str | torch.device, progress: bool, quantization: str | None,
           group_size: int, kv_bytes: int, max_memory: int | None, lm_head: str | None, act8: bool) -> MiniMaxM2:
     if not path.is_dir():
-        raise CheckpointError(f"checkpoint directory {path} does not exist")
+        raise CheckpointError(f"checkpoint directory {path} " + ("is a file, not a directory" if path.exists()
+                                                                   else "does not exist"))
     cfg = ModelConfig.from_file(path)
     files = checkpoint_files(path)
     pre = form_of(cfg)

@@ -99,10 +99,15 @@ def check_memory(cfg: ModelConfig, form: str, dtype: torch.dtype, group_size: in
     fits = [q for q in (("int8", "int4") if device.type == "cpu" else ())
             if serving_bytes(cfg, q, dtype, group_size, lm_head) + kv_bytes <= avail
             and q != form]  # with the lm_head asked for
-    hint = (f"--quantization {fits[0]} would fit ({serving_bytes(cfg, fits[0], dtype, group_size, lm_head) / GiB:.1f} GiB "
+    hint = (f"--quantization {fits[0]} would fit ({size(serving_bytes(cfg, fits[0], dtype, group_size, lm_head))} "
             f"of weights)" if fits else "no quantization fits; lower --kv-cache-gb or use a machine with more memory")
     shown = str(dtype).removeprefix("torch.").replace("bfloat16", "bf16") if form == "float" else form
     raise InsufficientMemoryError(
-        f"not enough memory to load this model as {shown}: it needs {need / GiB:.1f} GiB "
-        f"({(need - kv_bytes) / GiB:.1f} GiB of weights + {kv_bytes / GiB:.1f} GiB of KV cache) but only "
-        f"{avail / GiB:.1f} GiB are available ({source}); {hint}")
+        f"not enough memory to load this model as {shown}: it needs {size(need)} "
+        f"({size(need - kv_bytes)} of weights + {size(kv_bytes)} of KV cache) but only "
+        f"{size(avail)} are available ({source}); {hint}")
+
+
+def size(n: int) -> str:
+    """Bytes in GiB, or MiB under one GiB (a small model's figures would all read 0.0 GiB)."""
+    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / 2**20:.1f} MiB"

@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import socket
 import sys
 
 log = logging.getLogger("minimax2.server")
@@ -22,22 +23,22 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
                    help="checkpoint directory (remote backend: tokenizer and template only), or 'demo' for the "
                         "bundled demo model (default: demo)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    from ..engine.options import add_load_arguments, device, port, positive_float, positive_int
+
+    p.add_argument("--port", type=port, default=8000, help="port to listen on (default 8000; 0: any free port)")
     p.add_argument("--api-key", default=os.environ.get("MINIMAX2_API_KEY"),
                    help="require this key (Authorization: Bearer or x-api-key; default: $MINIMAX2_API_KEY, else none)")
     p.add_argument("--served-model-name", nargs="+", default=None,
                    help="model id(s) clients may send; the first is reported (default: the directory name)")
-    p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
-    p.add_argument("--max-num-seqs", type=int, default=16, help="sequences decoded together (default 16)")
-    from ..engine.options import add_load_arguments
-
+    p.add_argument("--max-model-len", type=positive_int, default=None, help="context length (default: the model's)")
+    p.add_argument("--max-num-seqs", type=positive_int, default=16, help="sequences decoded together (default 16)")
     add_load_arguments(p)
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"],
                    help="compute dtype (default bfloat16)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    p.add_argument("--kv-cache-gb", type=float, default=None,
+    p.add_argument("--device", default="cpu", type=device, help="cpu | cuda | cuda:N | auto (default cpu)")
+    p.add_argument("--kv-cache-gb", type=positive_float, default=None,
                    help="KV cache budget in GiB (default: what --max-num-seqs full contexts need, at most 4)")
-    p.add_argument("--num-kv-blocks", type=int, default=None,
+    p.add_argument("--num-kv-blocks", type=positive_int, default=None,
                    help="KV cache size in blocks of 16 tokens (default: from --kv-cache-gb, which it overrides)")
     p.add_argument("--backend", choices=["local", "remote"], default="local",
                    help="local: run the model in this process; remote: forward to --backend-url (default local)")
@@ -46,13 +47,13 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend-model", default=None, help="model name at the remote backend (default: its first)")
     p.add_argument("--backend-api-key", default=os.environ.get("MINIMAX2_BACKEND_API_KEY"),
                    help="API key sent to the remote backend (default: $MINIMAX2_BACKEND_API_KEY, else none)")
-    p.add_argument("--max-pending", type=int, default=256,
+    p.add_argument("--max-pending", type=positive_int, default=256,
                    help="requests in flight before answering 429 (default 256)")
-    p.add_argument("--max-body-mb", type=float, default=16.0,
+    p.add_argument("--max-body-mb", type=positive_float, default=16.0,
                    help="largest request body in MiB, 413 above (default 16)")
-    p.add_argument("--drain-timeout", type=float, default=30.0,
+    p.add_argument("--drain-timeout", type=positive_float, default=30.0,
                    help="seconds to finish in-flight requests on SIGTERM (default 30)")
-    p.add_argument("--header-timeout", type=float, default=10.0,
+    p.add_argument("--header-timeout", type=positive_float, default=10.0,
                    help="seconds a connection may take to send a request's headers (default 10)")
     p.add_argument("--thinking-secret", default=os.environ.get("MINIMAX2_THINKING_SECRET"),
                    help="key of the thinking-block signatures (default: the --thinking-secret-file)")
@@ -89,6 +90,21 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before the model loads: a port in use is an error in a second, not after
+    minutes of loading. Port 0 takes any free port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e} (--port picks another)") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def cmd_serve(args) -> int:
     try:
         from .app import create_app
@@ -112,13 +128,20 @@ def cmd_serve(args) -> int:
                           max_pending=args.max_pending, max_body_bytes=int(args.max_body_mb * 2**20),
                           drain_timeout=args.drain_timeout, accept_unsigned_thinking=args.accept_unsigned_thinking,
                           thinking_secret=server_secret(args.thinking_secret, args.thinking_secret_file))
-    backend = build_backend(args)
+    sock = listen_socket(args.host, args.port)
+    try:
+        backend = build_backend(args)
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(backend, config)
-    log.info("serving %s (%s backend) on http://%s:%d", name, args.backend, args.host, args.port)
-    uconfig = uvicorn_config(app, args.host, args.port, args.drain_timeout, args.header_timeout, args.log_level)
+    port = sock.getsockname()[1]
+    log.info("serving %s (%s backend) on http://%s:%d", name, args.backend, args.host, port)
+    uconfig = uvicorn_config(app, args.host, port, args.drain_timeout, args.header_timeout, args.log_level)
     try:  # SIGTERM/SIGINT: stop accepting, finish in-flight requests (up to --drain-timeout)
-        DrainingServer(uconfig, app.state.server).run()
+        DrainingServer(uconfig, app.state.server).run(sockets=[sock])
     finally:
+        sock.close()
         asyncio.run(backend.close())
     log.info("stopped")
     return 0

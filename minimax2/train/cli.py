@@ -1,6 +1,7 @@
 """`minimax2 train`: train a recipe (the bundled demo model, or the tiny test one) from a fixed seed.
 
-    minimax2 train --recipe demo --out runs/demo --export minimax2/assets/demo
+    minimax2 train --recipe demo --out runs/demo
+    minimax2 train --recipe demo-chat --out runs/demo-chat --export minimax2/assets/demo
     torchrun --nproc_per_node 2 -m minimax2 train --recipe demo --out runs/demo   # data parallel
 """
 
@@ -14,13 +15,15 @@ def register_train(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train", help="train an M2-architecture model on synthetic data (the bundled demo model)",
         description="Train a recipe from a fixed seed: tokenizer, model, AdamW with warm-up + cosine, aux-loss-free "
-                    "expert balancing, checkpoints every --save-every steps (resume with --resume), then export the "
+                    "expert balancing, checkpoints every few steps (the recipe's save_every; resume with --resume), then export the "
                     "HF checkpoint to OUT/model, score it on held-out prompts and write its MODEL_CARD.md. "
                     "Launched by torchrun it trains data parallel (gloo on CPU, NCCL on GPU) with the same results "
                     "as one process.",
-        epilog="The bundled checkpoint: minimax2 train --recipe demo --out runs/demo --export minimax2/assets/demo")
+        epilog="The bundled checkpoint (minimax2/assets/demo/MODEL_CARD.md): minimax2 train --recipe demo --out "
+               "runs/demo, then minimax2 train --recipe demo-chat --out runs/demo-chat --export minimax2/assets/demo")
     p.add_argument("--recipe", default="demo", choices=["demo", "demo-chat", "tiny"],
-                   help="what to train (default demo; demo-chat continues from the bundled demo checkpoint)")
+                   help="what to train (default demo; demo-chat continues from the demo recipe's checkpoint, "
+                        "runs/demo/model, or --init-from; tiny: a few-minute smoke run)")
     p.add_argument("--out", "-o", default=None, help="run directory: state, log, checkpoint (default runs/RECIPE)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt (same data order, same losses)")
     p.add_argument("--export", default=None, help="also copy the final checkpoint to this directory")
@@ -33,7 +36,9 @@ def register_train(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu | cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: 1 per process "
                    "under torchrun, else all cores)")
-    p.add_argument("--eval-n", type=int, default=200, help="held-out prompts per family to score at the end (0: skip)")
+    p.add_argument("--eval-n", type=int, default=200,
+                   help="held-out prompts per family to score at the end (default 200; 0: skip, the quick way "
+                        "for a smoke run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     p.set_defaults(func=cmd_train)
     return p
