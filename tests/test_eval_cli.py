@@ -67,3 +67,11 @@ def test_smoke_tier_end_to_end(tmp_path, monkeypatch):
 
 def test_run_needs_endpoint_or_oracle(capsys):
     assert cli.main(["eval", "run", "smoke-add"]) == 2
+
+
+def test_a_task_id_that_matches_nothing_is_an_error(tmp_path, capsys):
+    """A typo used to run nothing and report 0/0 resolved, exit 0."""
+    assert cli.main(["eval", "run", "smoke-add", "smoke-nope*", "--oracle", "gold",
+                     "--results", str(tmp_path)]) == 1
+    assert "no task matches 'smoke-nope*'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # no run directory written

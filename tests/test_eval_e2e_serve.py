@@ -64,6 +64,13 @@ def test_smoke_tier_against_minimax2_serve(server, monkeypatch, capsys):
         assert summary["statuses"].get("agent_error", 0) == 0 and summary["resolved"]["n"] == smoke_tasks
         assert summary["latency"]["e2e"]["n"] >= smoke_tasks and summary["tokens"]["output"] > 0
         assert (root / "results" / name / "report.html").exists()
+    endpoints.write_text(endpoints.read_text() + f'[[endpoint]]\nname = "wrong"\nprotocol = "openai"\n'
+                         f'base_url = "http://127.0.0.1:{port}/v1"\nmodel = "MiniMax-M2"\nprice = "local"\n{sampling}')
+    capsys.readouterr()
+    assert cli.main(["eval", "run", "smoke-add", "--endpoint", "wrong", "--endpoints", str(endpoints),
+                     "--results", str(root / "results"), "--run-id", "wrong", "--max-steps", "2"]) == 0
+    out = capsys.readouterr().out  # the console says why the endpoint failed, not only the grade
+    assert "smoke-add: agent_error - NotFoundError" in out and "MiniMax-M2" in out, out
     assert cli.main(["bench", "serve", "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "tiny",
                      "--num-prompts", "6", "--max-concurrency", "3", "--output-len", "16"]) == 0
     assert "ttft_ms" in capsys.readouterr().out
