@@ -42,6 +42,8 @@ BAD = [  # (path, body): each was a 500 (or a wrong answer) before, a 400 now
     *[("/v1/chat/completions", {**CHAT, "tools": [_tool("f", {k: {"type": "string"}})], "tool_choice": "required"})
       for k in ('y"z', "</parameter>", "c>d", "a\\b", "")],
     ("/v1/messages", {**MSG, "tools": [{"name": "a>b", "input_schema": {"type": "object"}}]}),
+    ("/v1/messages", {**MSG, "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+    ("/v1/messages", {**MSG, "tools": [{"type": "bash_20250124", "name": "bash"}]}),
     # Anthropic text blocks whose text is not a string (were rendered as "None", "123", a dict's repr)
     *[("/v1/messages", _an_text(v)) for v in (None, 123, {"a": 1})],
     ("/v1/messages", {**MSG, "messages": [{"role": "user", "content": "hi"},

@@ -23,6 +23,12 @@ router = APIRouter()
 def _tools(req) -> list[dict] | None:
     if not req.tools:
         return None
+    for i, t in enumerate(req.tools):  # web_search_*, bash_*, text_editor_*: defined (and some run) at Anthropic
+        kind = getattr(t, "type", None)
+        if kind not in (None, "custom"):
+            raise APIError(400, f"tools[{i}]: {kind!r} is an Anthropic-defined tool, whose schema only Anthropic's "
+                                f"models know (and server tools run at Anthropic); give it as a custom tool with "
+                                f"name, description and input_schema", param=f"tools[{i}].type")
     return [{"type": "function", "function": {"name": t.name, "description": t.description or "",
                                               "parameters": t.input_schema}} for t in req.tools]
 
