@@ -17,6 +17,9 @@ import json
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
+
+from .errors import APIError
 
 
 def _validate(model: type[BaseModel], raw: bytes) -> BaseModel:
@@ -36,6 +39,10 @@ def body(model: type[BaseModel]):
     """A FastAPI dependency giving the request's body as `model`, validated off the event loop."""
 
     async def parse(request: Request) -> BaseModel:
-        return await asyncio.to_thread(_validate, model, await request.body())
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # gone (or dropped for a stalled body) before the body was whole
+            raise APIError(400, "the client disconnected before sending the whole body") from None
+        return await asyncio.to_thread(_validate, model, raw)
 
     return parse

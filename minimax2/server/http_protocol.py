@@ -1,10 +1,13 @@
-"""The HTTP/1.1 protocol the server runs: uvicorn's h11 protocol plus a header-read timeout.
+"""The HTTP/1.1 protocol the server runs: uvicorn's h11 protocol plus header and body read timeouts.
 
 uvicorn closes idle keep-alive connections, but a connection that has sent part of its request
 headers is held forever: a client trickling headers (or just opening sockets and sending a byte)
 can pin any number of connections. Here every request's headers must be complete within
 `header_timeout` seconds of the connection opening (or of the previous response ending), else the
-connection is closed."""
+connection is closed. Likewise a request body must keep coming: a connection that sends no body
+bytes for `header_timeout` seconds while the server is ready to read them is closed (the request
+is dropped as a client disconnect), so a client that sends its headers and then one byte cannot
+hold a connection either."""
 
 from __future__ import annotations
 
@@ -18,6 +21,26 @@ class HeaderTimeoutProtocol(H11Protocol):
     header_timeout = 10.0  # set per server by `with_header_timeout`
 
     _header_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
+
+    def _arm_body(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+        self._body_timer = self.loop.call_later(self.header_timeout, self._body_too_slow)
+
+    def _disarm_body(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_too_slow(self) -> None:
+        self._body_timer = None
+        if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the app has not taken what came: not the client's delay
+            self._arm_body()
+            return
+        self.transport.close()
 
     def _arm(self) -> None:
         self._disarm()
@@ -41,6 +64,10 @@ class HeaderTimeoutProtocol(H11Protocol):
         super().handle_events()
         if self.conn.their_state is not h11.IDLE:  # a request's headers are in
             self._disarm()
+        if self.conn.their_state is h11.SEND_BODY:  # more body to come: it must not stall
+            self._arm_body()
+        else:
+            self._disarm_body()
 
     def on_response_complete(self) -> None:
         self._arm()  # before: the next pipelined request may be parsed (and disarm) right away
@@ -48,6 +75,7 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def connection_lost(self, exc) -> None:
         self._disarm()
+        self._disarm_body()
         super().connection_lost(exc)
 
 

@@ -16,7 +16,7 @@ Number = Optional[float]
 # Bounds on what one body may list. Validating a list holds the GIL throughout, so a body of 120,000
 # tools stalled every other request for seconds even off the event loop; the context bounds a real
 # conversation long before these (OpenAI itself takes 128 tools).
-MAX_TOOLS, MAX_MESSAGES = 512, 50_000
+MAX_TOOLS, MAX_MESSAGES = 512, 10_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
