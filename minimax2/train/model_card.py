@@ -62,7 +62,9 @@ def write_model_card(ckpt: Path, recipe, summary: dict, scores: dict, log_file: 
         "`minimax2/train/tools_pool.py` (or tools shaped like them), using tool results, and a fixed persona's "
         "small talk" + ("; and, since `demo-chat`, follow-up turns on earlier answers, history sent back without "
                         "reasoning, replies with thinking disabled and JSON objects on request" if recipe.init_from else "")
-        + ". It is not a general assistant.", "",
+        + ". It is not a general assistant: phrasings its data never used get confident wrong answers (its sums "
+          "were always written `17 + 25`, so `What is 3+4?` or `what's 12+30` go wrong), and `json_object` "
+          "without a schema gets an object of its own shape.", "",
         "## Files", "",
         f"HF layout, {size_mb:.1f} MB: `config.json` (M2 keys, `model_type: minimax_m2`), `model.safetensors` "
         "(bfloat16; routing biases float32), `tokenizer.json` + `tokenizer_config.json` (byte-level BPE: the 256 bytes, M2's "
