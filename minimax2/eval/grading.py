@@ -9,6 +9,7 @@ checks confirm the requested change.
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 import shutil
 import tempfile
@@ -19,6 +20,16 @@ from . import sandbox, structural, testlog
 from .records import Task
 
 TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$|conftest\.py$)")
+# Files of a candidate patch that the graded run does not take, besides its tests (the task's hidden
+# tests decide): what Python or pytest would run as part of the test run rather than of the package
+# (start-up hooks, path files, pytest's config files) and top-level modules that would shadow the
+# runner's own (`python -m pytest` puts the tree first on sys.path).
+RUNNER_PATH = re.compile(r"(^|/)(sitecustomize\.py|usercustomize\.py|[^/]*\.pth|pytest\.ini|tox\.ini)$"
+                         r"|^(pytest|_pytest|pluggy|py|iniconfig|unittest)(\.py$|/)")
+# add_tests: every module of the package gets this line (a fresh name each time) for a third run, on a
+# tree as buggy as the first but not byte-identical: tests that fail there too test behaviour; tests
+# that pass there only noticed that the source changed.
+PROBE = "\n{name} = None  # minimax2 grading probe: the same behaviour, other bytes\n"
 
 
 @dataclass
@@ -74,9 +85,28 @@ def run_suite(task: Task, repo: Path, venv: Path, paths: list[str] = ()) -> tupl
 
 
 def copy_hidden(built: Path, repo: Path) -> None:
+    """The hidden tests over the patched tree. The patch is the agent's: a folder it turned into a link
+    (`tests -> /somewhere`) is replaced by a real folder first, so the copy (made as the harness's user)
+    writes inside the tree and nowhere else."""
     hidden = built / "hidden"
-    if hidden.exists():
-        shutil.copytree(hidden, repo, dirs_exist_ok=True)
+    if not hidden.exists():
+        return
+    for src in sorted(hidden.rglob("*")):
+        if src.is_dir():
+            continue
+        rel = src.relative_to(hidden)
+        folder = repo
+        for part in rel.parts[:-1]:
+            folder = folder / part
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                folder.unlink()
+            folder.mkdir(exist_ok=True)
+        dst = folder / rel.name
+        if dst.is_symlink() or dst.is_file():
+            dst.unlink()
+        elif dst.is_dir():
+            shutil.rmtree(dst)
+        shutil.copy2(src, dst)
 
 
 def _fresh(built: Path, tree: str, workdir: Path, task: Task, patch: str) -> tuple[Path, Path] | str:
@@ -88,8 +118,15 @@ def _fresh(built: Path, tree: str, workdir: Path, task: Task, patch: str) -> tup
     return repo, venv
 
 
+def graded_part(patch: str) -> str:
+    """The part of a candidate patch a bugfix or refactor is graded on: its changes to the package,
+    without test files or files that would change how the tests run (RUNNER_PATH)."""
+    return "".join(part for path, part in split_patch(patch).items()
+                   if not TEST_PATH.search(path) and not RUNNER_PATH.search(path))
+
+
 def _grade_tests(task: Task, built: Path, patch: str, work: Path) -> Grade:
-    made = _fresh(built, "buggy", work, task, patch)
+    made = _fresh(built, "buggy", work, task, graded_part(patch))
     if isinstance(made, str):
         return Grade("unresolved", made)
     repo, venv = made
@@ -99,7 +136,8 @@ def _grade_tests(task: Task, built: Path, patch: str, work: Path) -> Grade:
         return Grade("infra_error", "test suite did not run")
     wanted = list(task.FAIL_TO_PASS) + list(task.PASS_TO_PASS)
     tests = {t: results.get(t, "MISSING") for t in wanted}
-    bad = [t for t, s in tests.items() if not testlog.passed(s)]
+    # FAIL_TO_PASS must pass outright: an expected failure (XFAIL) is a failure the tree was let off
+    bad = [t for t, s in tests.items() if not testlog.passed(s) or (t in task.FAIL_TO_PASS and s != "PASSED")]
     f2p_bad = [t for t in task.FAIL_TO_PASS if t in bad]
     reason = f"{len(f2p_bad)} FAIL_TO_PASS and {len(bad) - len(f2p_bad)} PASS_TO_PASS not passing"
     return Grade("unresolved" if bad else "resolved", reason if bad else "", tests)
@@ -113,10 +151,12 @@ def _grade_add_tests(task: Task, built: Path, patch: str, work: Path) -> Grade:
     tests_patch = "".join(kept.values())
     gold = (built / "gold.patch").read_text()
     runs = {}
-    for tree, candidate in (("buggy", tests_patch), ("fixed", gold + tests_patch)):
+    for tree, candidate in (("buggy", tests_patch), ("fixed", gold + tests_patch), ("probed", tests_patch)):
         made = _fresh(built, "buggy", work / tree, task, candidate)
         if isinstance(made, str):
             return Grade("unresolved", made)
+        if tree == "probed":
+            _probe_modules(made[0], set(kept))
         results, ran, _log = run_suite(task, *made, paths=files)
         if not ran:
             return Grade("infra_error", f"tests did not run on the {tree} tree")
@@ -131,7 +171,21 @@ def _grade_add_tests(task: Task, built: Path, patch: str, work: Path) -> Grade:
         return Grade("unresolved", f"{len(fixed_bad)} new tests fail on the fixed tree", tests)
     if not buggy_bad:
         return Grade("unresolved", "no test fails on the buggy tree", tests)
+    unmoved = [t for t in buggy_bad if testlog.passed(runs["probed"].get(t))]
+    if unmoved:
+        return Grade("unresolved", f"{len(unmoved)} tests that fail on the buggy tree pass on the same tree with "
+                                   f"a line added to each module: they check the source, not its behaviour", tests)
     return Grade("resolved", "", tests)
+
+
+def _probe_modules(repo: Path, tests: set[str]) -> None:
+    """Append PROBE (one fresh name) to every package module of the tree, tests excluded."""
+    name = f"_minimax2_probe_{secrets.token_hex(4)}"
+    for path in sorted(sandbox.import_root(repo).rglob("*.py")):
+        rel = path.relative_to(repo).as_posix()
+        if path.is_symlink() or TEST_PATH.search(rel) or rel in tests:
+            continue
+        path.write_text(path.read_text(errors="surrogateescape") + PROBE.format(name=name), errors="surrogateescape")
 
 
 def _grade_refactor(task: Task, built: Path, patch: str, work: Path) -> Grade:

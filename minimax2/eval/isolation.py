@@ -51,12 +51,14 @@ class Isolation:
         lines += [f"  [{'on ' if on else 'OFF'}] {name}" for name, on in self.protections.items()]
         return "\n".join(lines)
 
-    def argv(self, script: str, writable: list[Path], reveal: list[Path], network: bool) -> list[str]:
-        """The command line that runs `bash -c script` at this level."""
+    def argv(self, script: str, writable: list[Path], reveal: list[Path], network: bool,
+             cover: list[Path] = ()) -> list[str]:
+        """The command line that runs `bash -c script` at this level (`cover`: paths the command must
+        not see, e.g. where answers are kept; only the full level can hide them)."""
         net = [] if network else ["--net"]
         user = [] if self.as_root else ["--user", "--map-root-user"]
         if self.level == "full":
-            spec = mount_spec(writable, reveal, SANDBOX_UID if self.as_root else os.getuid())
+            spec = mount_spec(writable, reveal, SANDBOX_UID if self.as_root else os.getuid(), cover)
             drop = [*DROP_CAPS[:1], f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}",
                     "--clear-groups", *DROP_CAPS[1:]] if self.as_root else list(DROP_CAPS)
             return ["unshare", *user, "--mount", "--pid", "--fork", "--mount-proc", "--kill-child", *net,
@@ -89,7 +91,20 @@ def _closed_ancestor(path: Path, uid: int) -> Path | None:
     return None
 
 
-def mount_spec(writable: list[Path], reveal: list[Path], uid: int) -> dict:
+_concealed: set[Path] = set()
+
+
+def conceal(*paths: Path | str) -> None:
+    """Hide these paths from every sandboxed command of this process (task records, the build cache,
+    results: whatever holds answers), even where the sandbox's user could read them."""
+    _concealed.update(Path(os.path.realpath(p)) for p in paths if p)
+
+
+def concealed() -> list[Path]:
+    return sorted(_concealed)
+
+
+def mount_spec(writable: list[Path], reveal: list[Path], uid: int, cover: list[Path] = ()) -> dict:
     paths = sorted({Path(os.path.realpath(p)) for p in [*writable, *reveal]}, key=lambda p: len(p.parts))
     hide, shown = [], []
     for path in paths:
@@ -99,8 +114,11 @@ def mount_spec(writable: list[Path], reveal: list[Path], uid: int) -> dict:
         shown.append(path)
         if top not in hide:
             hide.append(top)
+    keep = [*paths]  # a cover over one of these (or above it) would hide the sandbox's own folders
+    covered = [str(c) for c in dict.fromkeys(Path(os.path.realpath(c)) for c in cover)
+               if not any(k == c or c in k.parents for k in keep)]
     return {"reveal": [str(p) for p in shown], "hide": [str(h) for h in hide],
-            "writable": [str(os.path.realpath(w)) for w in writable]}
+            "writable": [str(os.path.realpath(w)) for w in writable], "cover": covered}
 
 
 def interpreter_prefix(venv: Path | None) -> list[Path]:

@@ -13,6 +13,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import isolation
+
 TASK_DIR = Path(__file__).parent / "tasks"
 TASK_TYPES = ("bugfix", "add_tests", "refactor", "smoke")
 # Third-party pytest plugins of the host are not loaded: suites run on pytest alone (and start fast).
@@ -87,10 +89,13 @@ def load_tasks(task_dir: Path | None = None, select: list[str] | None = None,
                tier: str | None = None, types: list[str] | None = None,
                extra_dirs: list[Path] | None = None) -> list[Task]:
     """All tasks of every task folder, optionally filtered by instance-id prefix / glob, tier and
-    task type. An instance_id defined twice is an error naming both files."""
+    task type. An instance_id defined twice is an error naming both files. Every folder read is hidden
+    from this process's sandboxes (records hold gold patches and hidden tests)."""
     seen: dict[str, Path] = {}
     tasks = []
-    for folder in task_dirs(extra_dirs, task_dir):
+    folders = task_dirs(extra_dirs, task_dir)
+    isolation.conceal(*folders)
+    for folder in folders:
         for path in sorted(folder.glob("*.toml")):
             task = load_task(path)
             if task.instance_id in seen:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import build, grading, results
+from . import build, grading, isolation, results
 from .records import Task
 
 
@@ -69,6 +69,7 @@ def solve_and_grade(task: Task, built: Path, cfg: RunConfig, traj_path: Path) ->
 
 
 def run(tasks: list[Task], cfg: RunConfig) -> Path:
+    isolation.conceal(cfg.cache, cfg.out_dir)  # built trees, gold patches, hidden tests; earlier results
     run_dir = results.prepare(cfg)
     done = results.done_ids(run_dir)
     todo = [t for t in tasks if t.instance_id not in done]

@@ -85,7 +85,8 @@ def run(cmd: str, cwd: Path, venv: Path | None = None, timeout: float = 120, net
     start = time.monotonic()
     try:
         iso.prepare(writable)
-        argv = iso.argv(script, writable, isolation.interpreter_prefix(venv), network)
+        cover = [*isolation.concealed(), *hidden_installs(venv)]
+        argv = iso.argv(script, writable, isolation.interpreter_prefix(venv), network, cover)
         proc = subprocess.Popen(argv, cwd=cwd, env=environment(venv, home, tmp, marker),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -118,6 +119,36 @@ def import_root(tree: Path) -> Path:
 
 
 PLUGINS_FILE = "pytest-plugins.txt"  # in a venv: the pytest plugins its test deps provide
+# beside a venv, outside every folder a sandboxed command may write: the base interpreter's copies of the
+# package under test, covered in every command that venv runs
+HIDDEN_FILE = "hidden-installs.txt"
+NOT_PACKAGES = {"setup", "conftest", "tests", "test", "docs", "doc", "examples", "scripts", "benchmarks", "tools"}
+
+
+def installed_copies(tree: Path, python: str) -> list[str]:
+    """Where the interpreter the venvs are made from has its own copy of the package under test (a
+    venv sees its site-packages): the package's top-level modules and the dist-info that lists them.
+    That copy may be the fixed release, so the sandbox covers it."""
+    names = {p.stem if p.suffix == ".py" else p.name for p in import_root(tree).iterdir()
+             if (p.is_dir() and (p / "__init__.py").is_file()) or p.suffix == ".py"} - NOT_PACKAGES
+    out = subprocess.run([find_python(python), "-I", "-c", "import site; print('\\n'.join(site.getsitepackages()))"],
+                         capture_output=True, text=True)
+    found = []
+    for site in map(Path, out.stdout.split()):
+        found += [str(site / n) for n in sorted(names) if (site / n).is_dir()]
+        found += [str(site / f"{n}.py") for n in sorted(names) if (site / f"{n}.py").is_file()]
+        for info in sorted(site.glob("*.dist-info")):
+            record = info / "RECORD"
+            lines = record.read_text(errors="replace").splitlines() if record.is_file() else []
+            if any(line.split("/", 1)[0] in names or line.split(",", 1)[0] in {f"{n}.py" for n in names}
+                   for line in lines):
+                found.append(str(info))
+    return found
+
+
+def hidden_installs(venv: Path | None) -> list[str]:
+    path = venv.parent / HIDDEN_FILE if venv is not None else None
+    return path.read_text().split("\n")[:-1] if path is not None and path.exists() else []
 
 
 def make_venv(tree: Path, venv: Path, python: str = "3.11", deps: Path | None = None) -> Path:
@@ -132,6 +163,7 @@ def make_venv(tree: Path, venv: Path, python: str = "3.11", deps: Path | None = 
                     str(venv)], check=True)
     site = next(venv.glob("lib/python*/site-packages"))
     (site / "_minimax2_task.pth").write_text(str(import_root(tree).resolve()) + "\n")
+    (venv.parent / HIDDEN_FILE).write_text("".join(f"{p}\n" for p in installed_copies(tree, python)))
     if deps is not None and (deps / "site-packages").is_dir():
         shutil.copytree(deps / "site-packages", site, symlinks=True, dirs_exist_ok=True)
         shutil.copy2(deps / "plugins.txt", venv / PLUGINS_FILE)
@@ -144,40 +176,61 @@ def pytest_plugins(venv: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def git(repo: Path, *args: str) -> str:
+EXCLUDED = "__pycache__/\n*.pyc\n.pytest_cache/\n"
+# git run by the harness (as root, outside the sandbox) reads no configuration it did not write: a repo's
+# own .git/config is the agent's to edit (core.fsmonitor, filters and hooks run commands), and the host's
+# is not the task's
+HARNESS_GIT = ("-c", "core.autocrlf=false", "-c", "safe.directory=*", "-c", "core.fsmonitor=false",
+               "-c", "core.hooksPath=/dev/null")
+
+
+def git(repo: Path, *args: str, git_dir: Path | None = None) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "minimax2", "GIT_AUTHOR_EMAIL": "eval@minimax2",
-           "GIT_COMMITTER_NAME": "minimax2", "GIT_COMMITTER_EMAIL": "eval@minimax2"}
-    out = subprocess.run(["git", "-c", "core.autocrlf=false", "-c", "safe.directory=*", *args], cwd=repo, env=env,
-                         capture_output=True, text=True)
+           "GIT_COMMITTER_NAME": "minimax2", "GIT_COMMITTER_EMAIL": "eval@minimax2",
+           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    where = [f"--git-dir={git_dir}", f"--work-tree={repo}"] if git_dir is not None else []
+    out = subprocess.run(["git", *HARNESS_GIT, *where, *args], cwd=repo, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {out.stderr.strip()}")
     return out.stdout
 
 
+def baseline(repo: Path) -> Path:
+    """The harness's own record of the start tree: a git dir beside the repo, outside every folder a
+    sandboxed command may write, so nothing the agent does to repo/.git changes what `diff` runs."""
+    return repo.parent / "baseline.git"
+
+
 def create(tree: Path, workdir: Path, python: str = "3.11", deps: Path | None = None) -> tuple[Path, Path]:
-    """Copy `tree` to workdir/repo, commit it, make workdir/venv (with `deps`); returns (repo, venv)."""
+    """Copy `tree` to workdir/repo, commit it (in repo/.git for the agent's own use, and in the harness's
+    `baseline`), make workdir/venv (with `deps`); returns (repo, venv)."""
     repo, venv = workdir / "repo", workdir / "venv"
-    if repo.exists():
-        shutil.rmtree(repo)
+    for old in (repo, baseline(repo)):
+        if old.exists():
+            shutil.rmtree(old)
     shutil.copytree(tree, repo, symlinks=True)
-    git(repo, "init", "-q")
-    (repo / ".git" / "info" / "exclude").write_text("__pycache__/\n*.pyc\n.pytest_cache/\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--no-verify", "-m", "task start")
+    for git_dir in (None, baseline(repo)):
+        git(repo, "init", "-q", git_dir=git_dir)
+        ((git_dir or repo / ".git") / "info").mkdir(exist_ok=True)
+        ((git_dir or repo / ".git") / "info" / "exclude").write_text(EXCLUDED)
+        git(repo, "add", "-A", git_dir=git_dir)
+        git(repo, "commit", "-q", "--no-verify", "-m", "task start", git_dir=git_dir)
     make_venv(repo, venv, python, deps)
     return repo, venv
 
 
 def diff(repo: Path) -> str:
-    """The changes made in the sandbox since the start commit, new files included."""
-    git(repo, "add", "-A")
-    return git(repo, "diff", "--cached", "--no-color", "--binary", "HEAD")
+    """The changes made in the sandbox since the start, new files included, as the harness's baseline
+    sees them (the agent's repo/.git, config included, is never read)."""
+    git(repo, "add", "-A", git_dir=baseline(repo))
+    return git(repo, "diff", "--cached", "--no-color", "--binary", "HEAD", git_dir=baseline(repo))
 
 
 def apply_patch(repo: Path, patch: str) -> None:
     if not patch.strip():
         return
-    proc = subprocess.run(["git", "-c", "safe.directory=*", "apply", "--whitespace=nowarn", "-"], cwd=repo, input=patch,
-                          capture_output=True, text=True)
+    proc = subprocess.run(["git", *HARNESS_GIT, "apply", "--whitespace=nowarn", "-"], cwd=repo, input=patch,
+                          capture_output=True, text=True, env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1",
+                                                               "GIT_CONFIG_GLOBAL": os.devnull})
     if proc.returncode != 0:
         raise RuntimeError(f"git apply failed: {proc.stderr.strip()}")

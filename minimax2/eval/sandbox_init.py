@@ -1,12 +1,14 @@
 """First process inside a sandbox's fresh mount namespace, run as (namespace) root before the command.
 
 Usage: python -I -S sandbox_init.py SPEC_JSON COMMAND...
-SPEC: {"reveal": [paths], "hide": [dirs], "writable": [dirs]}
+SPEC: {"reveal": [paths], "hide": [dirs], "writable": [dirs], "cover": [paths]}
 1. `reveal` paths are cloned (open_tree), `hide` dirs are covered by an empty read-only tmpfs
    (a home directory that holds the interpreter, say), and the clones are put back at their old
    paths, so the command sees them and nothing else of the hidden folder.
-2. Every `writable` dir is bind-mounted onto itself; every other mount is remounted read-only.
-3. exec COMMAND (which drops the user and capabilities: see isolation.py).
+2. Every `cover` path (where answers are kept, even inside what was revealed) is covered too: a
+   folder by an empty tmpfs, a file by /dev/null.
+3. Every `writable` dir is bind-mounted onto itself; every other mount is remounted read-only.
+4. exec COMMAND (which drops the user and capabilities: see isolation.py).
 Any failure exits 125 before the command starts: the sandbox never runs a command half-isolated.
 Standard library only, no site: it must start in a few milliseconds.
 """
@@ -63,6 +65,11 @@ def main() -> None:
         os.makedirs(path, exist_ok=True)
         checked(LIBC.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, path.encode(), MOVE_MOUNT_F_EMPTY_PATH),
                 f"move_mount {path}")
+    for path in spec.get("cover", []):
+        if os.path.isdir(path) and not os.path.islink(path):
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        elif os.path.lexists(path):
+            mount("/dev/null", path, None, MS_BIND)
     for path in spec["writable"]:
         mount(path, path, None, MS_BIND | MS_REC)
     for point in mount_points():

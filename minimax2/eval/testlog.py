@@ -26,16 +26,21 @@ def strip_ansi(log: str) -> str:
     return ANSI.sub("", log)
 
 
+def _last_summary(lines: list[str]) -> list[str]:
+    """The lines of pytest's last short test summary, up to its final "N passed ... in Xs" line: what
+    code under test prints before it (a forged summary) or after it (at exit) is not the runner's."""
+    starts = [i for i, line in enumerate(lines) if line.startswith("=") and "short test summary info" in line]
+    if not starts:
+        return []
+    section = lines[starts[-1] + 1:]
+    end = next((i for i, line in enumerate(section) if _SUMMARY.match(line.strip())), len(section))
+    return section[:end]
+
+
 def parse_pytest(log: str) -> dict[str, str]:
     results: dict[str, str] = {}
     subfailed: set[str] = set()
-    in_summary = False
-    for line in strip_ansi(log).splitlines():
-        if line.startswith("=") and "short test summary info" in line:
-            in_summary = True
-            continue
-        if not in_summary:
-            continue
+    for line in _last_summary(strip_ansi(log).splitlines()):
         sub = _SUBFAILED.match(line)
         if sub:
             subfailed.add(sub.group(1))

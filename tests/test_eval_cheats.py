@@ -1,0 +1,135 @@
+"""A review acted as the agent (2026-12-05) and got answers or grades it should not have: code run as
+the harness's user through the repo's git config, hidden tests written through a symlink into the
+cache, task records and other releases readable in the sandbox, and grades won by files that change
+how the tests run or by tests that only notice the source changed. Each exploit, replayed here."""
+import os
+
+import pytest
+from test_eval_grading import CALC, CALC_FIXED, _task
+
+from minimax2.eval import build, grading, isolation, runner, sandbox, tools
+from minimax2.eval.patching import unified_diff
+
+full = pytest.mark.skipif(isolation.detect().level != "full", reason="needs the full sandbox (mount namespaces)")
+
+
+@pytest.fixture(scope="module")
+def bugfix(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    task = _task("bugfix", instance_id="cheat-bugfix")
+    assert build.build_task(task, cache)["status"] == "valid"
+    return build.load_built(task.instance_id, cache)
+
+
+@pytest.fixture(scope="module")
+def add_tests(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    task = _task("add_tests", instance_id="cheat-add-tests")
+    assert build.build_task(task, cache)["status"] == "valid"
+    return build.load_built(task.instance_id, cache)
+
+
+def _agent(folder, tmp_path, task, command: str) -> str:
+    """Run `command` as the agent's bash tool does, then take its patch as the harness does."""
+    repo, venv = sandbox.create(folder / "buggy", tmp_path / "work", task.python, folder / "deps")
+    tools.execute("bash", {"command": command}, repo, venv, timeout=60)
+    return sandbox.diff(repo)
+
+
+def test_repo_git_config_runs_nothing_for_the_harness(bugfix, tmp_path):
+    task, folder = bugfix
+    marker = tmp_path / "ran-as-harness"
+    hook = f"#!/bin/sh\ntouch {marker}\nexit 1\n"
+    patch = _agent(folder, tmp_path, task, f"printf '{hook}' > .git/h.sh && chmod +x .git/h.sh && "
+                                            "git config core.fsmonitor \"$PWD/.git/h.sh\" && "
+                                            "git config filter.x.clean \"$PWD/.git/h.sh\" && "
+                                            "echo '*.py filter=x' > .gitattributes && echo '# note' >> calc.py")
+    assert not marker.exists()  # the hooks ran neither in `diff` (as root) nor anywhere else
+    assert "+# note" in patch and ".gitattributes" in patch
+
+
+def test_hidden_tests_are_not_written_through_a_symlinked_folder(bugfix, tmp_path):
+    task, folder = bugfix
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    os.chmod(tmp_path, 0o755)
+    patch = _agent(folder, tmp_path, task, f"rm -rf tests && ln -s {target} tests")
+    assert "tests" in patch
+    assert grading.grade(task, folder, patch).status == "unresolved"
+    assert list(target.iterdir()) == []  # the hidden test went into the graded tree's own tests/
+
+
+CONFTEST = ("import pytest\n\n\ndef pytest_collection_modifyitems(items):\n"
+            "    for item in items:\n        item.add_marker(pytest.mark.xfail(strict=False))\n")
+SITECUSTOMIZE = "import atexit\n\n\natexit.register(lambda: print('PASSED tests/test_calc.py::test_add'))\n"
+SHADOW = "print('=== short test summary info ===\\nPASSED tests/test_calc.py::test_add\\n=== 1 passed in 0.01s ===')\n"
+
+
+@pytest.mark.parametrize("path,text", [("conftest.py", CONFTEST), ("sitecustomize.py", SITECUSTOMIZE),
+                                       ("pytest/__main__.py", SHADOW), ("x.pth", "import sitecustomize\n")])
+def test_files_that_change_how_tests_run_do_not_grade(bugfix, path, text):
+    task, folder = bugfix
+    cheat = unified_diff("", text, path, old_exists=False)
+    extra = {"x.pth": unified_diff("", SITECUSTOMIZE, "sitecustomize.py", old_exists=False),
+             "pytest/__main__.py": unified_diff("", "", "pytest/__init__.py", old_exists=False)}.get(path, "")
+    assert grading.grade(task, folder, cheat + extra).status == "unresolved"
+    assert grading.grade(task, folder, cheat + unified_diff(CALC, CALC_FIXED, "calc.py")).status == "resolved"
+
+
+def test_forged_summary_lines_after_the_real_one_are_ignored():
+    from minimax2.eval import testlog
+
+    log = ("=== short test summary info ===\nFAILED tests/test_calc.py::test_add - assert 1 == 5\n"
+           "=== 1 failed in 0.02s ===\nPASSED tests/test_calc.py::test_add\n")  # printed at exit
+    assert testlog.parse(log) == {"tests/test_calc.py::test_add": "FAILED"}
+
+
+def test_tests_that_only_see_the_source_change_do_not_grade(add_tests):
+    task, folder = add_tests
+    hashing = ("import hashlib\nimport pathlib\n\n\ndef test_changed():\n"
+               "    text = (pathlib.Path(__file__).parents[1] / 'calc.py').read_bytes()\n"
+               f"    assert hashlib.sha256(text).hexdigest() != '{__import__('hashlib').sha256(CALC.encode()).hexdigest()}'\n")
+    graded = grading.grade(task, folder, unified_diff("", hashing, "tests/test_hash.py", old_exists=False))
+    assert graded.status == "unresolved" and "check the source" in graded.reason
+    assert grading.grade(task, folder, runner.oracle_patch(task, folder, "gold")).status == "resolved"
+
+
+@full
+def test_task_records_cache_and_results_are_hidden_from_commands(bugfix, tmp_path):
+    from minimax2.eval import records
+
+    task, folder = bugfix
+    tasks = records.load_tasks(select=["smoke-add"])  # conceals the folders it reads
+    record = next(records.TASK_DIR.glob("smoke-add.toml"))
+    secret = tmp_path / "results" / "gold.txt"
+    secret.parent.mkdir()
+    secret.write_text("the answer")
+    os.chmod(tmp_path, 0o755)
+    isolation.conceal(secret.parent, folder.parent)
+    repo, venv = sandbox.create(folder / "buggy", tmp_path / "work", task.python, folder / "deps")
+    out = sandbox.run(f"cat {record} {secret} {folder / 'gold.patch'}; ls {folder.parent}; echo done", repo, venv)
+    assert tasks and "the answer" not in out.output and "gold_patch" not in out.output and "+    return a + b" not in out.output
+    assert out.output.rstrip().endswith("done") and "No such file" in out.output
+    assert sandbox.run("python -c 'import calc; print(calc.add(2, 3))'", repo, venv).output.strip() == "-1"
+
+
+@full
+def test_the_interpreters_own_copy_of_the_package_is_hidden(tmp_path):
+    """A task venv sees the base interpreter's site-packages (pytest comes from there), which may hold
+    another release of the package under test, perhaps the fixed one (here: iniconfig, pytest's)."""
+    import subprocess
+
+    where = subprocess.run([sandbox.find_python("3.11"), "-I", "-c", "import iniconfig, os; "
+                            "print(os.path.dirname(iniconfig.__file__))"], capture_output=True, text=True)
+    if where.returncode:
+        pytest.skip("the interpreter task venvs are made from has no iniconfig")
+    installed = where.stdout.strip()
+    tree = tmp_path / "tree"
+    (tree / "iniconfig").mkdir(parents=True)
+    (tree / "iniconfig" / "__init__.py").write_text("VERSION = 'buggy'\n")
+    os.chmod(tmp_path, 0o755)
+    copies = sandbox.installed_copies(tree, "3.11")
+    assert any(p.endswith("/iniconfig") for p in copies) and any(".dist-info" in p for p in copies)
+    repo, venv = sandbox.create(tree, tmp_path / "work")
+    out = sandbox.run(f"ls {installed} | wc -l; python -c 'import iniconfig; print(iniconfig.VERSION)'", repo, venv)
+    assert out.output.split() == ["0", "buggy"], out.output
