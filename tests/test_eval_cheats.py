@@ -3,6 +3,7 @@ the harness's user through the repo's git config, hidden tests written through a
 cache, task records and other releases readable in the sandbox, and grades won by files that change
 how the tests run or by tests that only notice the source changed. Each exploit, replayed here."""
 import os
+from pathlib import Path
 
 import pytest
 from test_eval_grading import CALC, CALC_FIXED, _task
@@ -133,3 +134,94 @@ def test_the_interpreters_own_copy_of_the_package_is_hidden(tmp_path):
     repo, venv = sandbox.create(tree, tmp_path / "work")
     out = sandbox.run(f"ls {installed} | wc -l; python -c 'import iniconfig; print(iniconfig.VERSION)'", repo, venv)
     assert out.output.split() == ["0", "buggy"], out.output
+
+
+# -- a second review, against the fixes above ------------------------------------------------------
+FORGE_AT_EXIT = ("\nimport atexit, sys\n\n\ndef _report():\n"
+                 "    sys.stdout.write('\\n=== short test summary info ===\\nPASSED tests/test_calc.py::test_add\\n'\n"
+                 "                     '=== 1 passed in 0.01s ===\\n')\n\n\nif 'pytest' in sys.modules:\n"
+                 "    atexit.register(_report)\n")
+PLUGIN = ("import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n"
+          "    outcome = yield\n    report = outcome.get_result()\n    report.outcome, report.longrepr = 'passed', None\n")
+
+
+@pytest.mark.parametrize("files", [
+    {"calc.py": CALC + FORGE_AT_EXIT},  # package code prints a whole summary after pytest's
+    {"bdb.py": "import os\nos.environ['PYTEST_PLUGINS'] = 'speedups'\n", "speedups.py": PLUGIN},  # new top-level
+    {".pytest.ini": "[pytest]\npython_files = test_*.py speedcheck.py\n", "speedcheck.py": "pytest_plugins = ['speedups']\n",
+     "speedups.py": PLUGIN},
+    {"pyproject.toml": "[tool.pytest.ini_options]\npython_files = ['test_*.py', 'speedcheck.py']\n",
+     "speedcheck.py": "pytest_plugins = ['speedups']\n", "speedups.py": PLUGIN},
+    {"a b/c d/conftest.py": "pytest_plugins = ['speedups']\n", "speedups.py": PLUGIN},  # a path git leaves unquoted
+], ids=["forged-at-exit", "stdlib-shadow", "dot-pytest-ini", "pyproject", "spaced-conftest"])
+def test_second_review_cheats_do_not_grade(bugfix, tmp_path, files):
+    task, folder = bugfix
+    script = " && ".join(f"mkdir -p '{os.path.dirname(p) or '.'}' && printf %s {__import__('shlex').quote(t)} > '{p}'"
+                         for p, t in files.items())
+    patch = _agent(folder, tmp_path, task, script)
+    assert set(files) <= set(grading.split_patch(patch))  # every path read whole, spaces included
+    graded = grading.grade(task, folder, patch)
+    assert graded.status == "unresolved", graded
+
+
+def test_tests_of_a_class_source_or_of_a_skipped_tree_do_not_grade(add_tests, tmp_path):
+    task, folder = add_tests
+    by_class = ("import hashlib\nimport inspect\n\nimport calc\n\n\ndef test_changed():\n"
+                "    source = inspect.getsource(calc.add).encode()\n"
+                f"    assert hashlib.sha256(source).hexdigest() != '{__import__('hashlib').sha256(CALC.encode()).hexdigest()}'\n")
+    graded = grading.grade(task, folder, unified_diff("", by_class, "tests/test_src.py", old_exists=False))
+    assert graded.status == "unresolved" and "check the source" in graded.reason
+    hashing = ("import hashlib\nimport pathlib\n\n\ndef test_changed():\n"
+               "    text = (pathlib.Path(__file__).parents[1] / 'calc.py').read_bytes()\n"
+               f"    assert hashlib.sha256(text).hexdigest() != '{__import__('hashlib').sha256(CALC.encode()).hexdigest()}'\n")
+    layout = unified_diff("", "", "src/test_layout.py", old_exists=False)  # made import_root() skip the probe
+    graded = grading.grade(task, folder, unified_diff("", hashing, "tests/test_hash.py", old_exists=False) + layout)
+    assert graded.status == "unresolved"
+
+
+def test_probe_keeps_behaviour_and_changes_every_body():
+    src = ('class A:\n    """doc"""\n    x = 1\n\n    def f(self):\n        return 1\n\n    @staticmethod\n'
+           '    def g(): return 2\n\n\nasync def h():\n    """only doc"""\n')
+    out = grading.probed(src, "_probe_x", "123457")
+    assert out.count("123457") == 3 and out.endswith("_probe_x = None\n")
+    space: dict = {}
+    exec(compile(out, "m", "exec"), space)
+    assert space["A"].x == 1 and space["A"]().f() == 1 and space["A"].g() == 2 and space["A"].__doc__ == "doc"
+    assert grading.probed("def f(:\n", "_p", "1") == "def f(:\n\n_p = None\n"  # not Python: appended only
+
+
+@full
+def test_commands_share_no_ipc_and_see_no_host_checkouts(bugfix, tmp_path):
+    import tempfile
+
+    task, folder = bugfix
+    outside = tempfile.mkdtemp(prefix="minimax2-test-secret-", dir="/tmp")
+    try:
+        (Path(outside) / "answer.txt").write_text("the answer")
+        os.chmod(outside, 0o755)
+        os.chmod(tmp_path, 0o755)
+        repo, venv = sandbox.create(folder / "buggy", tmp_path / "work", task.python, folder / "deps")
+        here = os.path.realpath(".")  # the checkout the tests run from, under a non-system folder
+        out = sandbox.run(f"readlink /proc/self/ns/ipc; cat {outside}/answer.txt; ls {here} | wc -l", repo, venv).output
+        assert out.split("\n")[0] != os.readlink("/proc/self/ns/ipc")
+        assert "the answer" not in out and out.strip().endswith("0"), out
+    finally:
+        import shutil
+
+        shutil.rmtree(outside)
+
+
+def test_nested_repositories_do_not_stop_the_diff(bugfix, tmp_path):
+    task, folder = bugfix
+    patch = _agent(folder, tmp_path, task, "mkdir sub && git -C sub init -q && echo x > sub/f && echo '# n' >> calc.py"
+                                           " && mkdir g && echo 'gitdir: /etc' > g/.git")
+    assert "+# n" in patch and "sub/" not in patch and "g/" not in patch
+
+
+def test_edit_tool_refuses_special_files(bugfix, tmp_path):
+    task, folder = bugfix
+    repo, venv = sandbox.create(folder / "buggy", tmp_path / "work", task.python, folder / "deps")
+    os.mkfifo(repo / "notes.txt")
+    for command in ({"command": "view"}, {"command": "create", "file_text": "x"}):
+        with pytest.raises(tools.ToolError, match="not a regular file"):
+            tools.execute("edit", {**command, "path": "notes.txt"}, repo, venv, timeout=5)

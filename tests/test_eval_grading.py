@@ -52,7 +52,7 @@ def test_bugfix_gold_empty_and_broken_patch(built):
     assert grading.grade(task, folder, runner.oracle_patch(task, folder, "gold")).status == "resolved"
     empty = grading.grade(task, folder, runner.oracle_patch(task, folder, "empty"))
     assert empty.status == "unresolved" and "FAIL_TO_PASS" in empty.reason
-    broken = grading.grade(task, folder, "diff --git a/nope.py b/nope.py\n--- a/nope.py\n+++ b/nope.py\n@@ -1 +1 @@\n-x\n+y\n")
+    broken = grading.grade(task, folder, "diff --git a/calc.py b/calc.py\n--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-x\n+y\n")
     assert broken.status == "unresolved" and "does not apply" in broken.reason
 
 

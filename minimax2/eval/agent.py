@@ -157,7 +157,10 @@ def solve(task: Task, built: Path, workdir: Path, cfg, traj_path: Path) -> dict:
             history.append(message)
         if stop is None and format_errors >= MAX_FORMAT_ERRORS:
             stop = "format_error_limit"
-    patch = sandbox.diff(repo)
+    try:
+        patch = sandbox.diff(repo)
+    except RuntimeError as exc:  # the agent's tree defeated the diff: its task, not the harness's
+        patch, error = "", f"no patch could be taken: {exc}"
     traj.log("end", stop_reason=stop, steps=steps, format_errors=format_errors, cost_usd=cost,
              tokens=tokens, patch=patch)
     traj.close()

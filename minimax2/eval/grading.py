@@ -8,6 +8,7 @@ checks confirm the requested change.
 """
 from __future__ import annotations
 
+import ast
 import re
 import secrets
 import shlex
@@ -24,12 +25,13 @@ TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$|conftest\
 # tests decide): what Python or pytest would run as part of the test run rather than of the package
 # (start-up hooks, path files, pytest's config files) and top-level modules that would shadow the
 # runner's own (`python -m pytest` puts the tree first on sys.path).
-RUNNER_PATH = re.compile(r"(^|/)(sitecustomize\.py|usercustomize\.py|[^/]*\.pth|pytest\.ini|tox\.ini)$"
-                         r"|^(pytest|_pytest|pluggy|py|iniconfig|unittest)(\.py$|/)")
-# add_tests: every module of the package gets this line (a fresh name each time) for a third run, on a
-# tree as buggy as the first but not byte-identical: tests that fail there too test behaviour; tests
-# that pass there only noticed that the source changed.
-PROBE = "\n{name} = None  # minimax2 grading probe: the same behaviour, other bytes\n"
+RUNNER_PATH = re.compile(r"(^|/)(sitecustomize\.py|usercustomize\.py|[^/]*\.pth|\.?pytest\.ini|tox\.ini"
+                         r"|pyproject\.toml|setup\.cfg)$")
+# add_tests: a third run on a tree as buggy as the first but not byte-identical: every module of the
+# tree gets a line at its end, and every function and class body a no-op statement (a random number)
+# first. Tests that fail there too test behaviour; tests that pass there only noticed that the source
+# (of a file, a class, a function) changed.
+PROBE = "\n{name} = None\n"
 
 
 @dataclass
@@ -44,13 +46,32 @@ class Grade:
         return self.status == "resolved"
 
 
+def _unquote(text: str) -> str:
+    """A path as git quotes it ("a/x\\ty"): C escapes, octal bytes in UTF-8."""
+    raw = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), text.encode("latin-1", "backslashreplace"))
+    return raw.decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
+
+
+def patch_path(header: str) -> str | None:
+    """The path of one `diff --git a/P b/P` header (the harness diffs without rename detection, so both
+    halves name the same file). Spaces are not quoted by git: the halves are split by length."""
+    rest = header[len("diff --git "):]
+    if rest.startswith('"'):
+        m = re.match(r'"a/((?:[^"\\]|\\.)*)" "b/((?:[^"\\]|\\.)*)"$', rest)
+        return _unquote(m.group(2)) if m else None
+    n = (len(rest) - 5) // 2
+    path = rest[2:2 + n]
+    return path if rest == f"a/{path} b/{path}" else None
+
+
 def split_patch(patch: str) -> dict[str, str]:
-    """{path: that file's part of a git diff}."""
+    """{path: that file's part of a git diff}. A part whose header cannot be read is kept under its
+    header line, so no filter below mistakes it for an ordinary file."""
     parts: dict[str, str] = {}
     for chunk in re.split(r"(?m)^(?=diff --git )", patch):
-        m = re.match(r"diff --git a/(\S+) b/(\S+)", chunk)
-        if m:
-            parts[m.group(2)] = chunk
+        if chunk.startswith("diff --git "):
+            header = chunk.split("\n", 1)[0]
+            parts[patch_path(header) or header] = chunk
     return parts
 
 
@@ -118,22 +139,31 @@ def _fresh(built: Path, tree: str, workdir: Path, task: Task, patch: str) -> tup
     return repo, venv
 
 
-def graded_part(patch: str) -> str:
+def graded_part(patch: str, tree: Path) -> str:
     """The part of a candidate patch a bugfix or refactor is graded on: its changes to the package,
-    without test files or files that would change how the tests run (RUNNER_PATH)."""
-    return "".join(part for path, part in split_patch(patch).items()
-                   if not TEST_PATH.search(path) and not RUNNER_PATH.search(path))
+    without test files, files that would change how the tests run (RUNNER_PATH), parts whose path
+    cannot be read, and new top-level modules or folders (`tree` is the buggy tree): the test command
+    runs with the tree first on sys.path, where a new `bdb.py` shadows the standard library's."""
+    def kept(path: str) -> bool:
+        top = path.split("/", 1)[0]
+        new_top = not (tree / top).exists() and (path.endswith(".py") or "/" in path)
+        return not (path.startswith("diff --git ") or TEST_PATH.search(path) or RUNNER_PATH.search(path) or new_top)
+
+    return "".join(part for path, part in split_patch(patch).items() if kept(path))
 
 
 def _grade_tests(task: Task, built: Path, patch: str, work: Path) -> Grade:
-    made = _fresh(built, "buggy", work, task, graded_part(patch))
+    made = _fresh(built, "buggy", work, task, graded_part(patch, built / "buggy"))
     if isinstance(made, str):
         return Grade("unresolved", made)
     repo, venv = made
     copy_hidden(built, repo)
-    results, ran, _log = run_suite(task, repo, venv)
+    results, ran, log = run_suite(task, repo, venv)
     if not ran:
         return Grade("infra_error", "test suite did not run")
+    if task.log_parser == "pytest" and testlog.summaries(log) > 1:
+        return Grade("unresolved", "the test output holds more than one pytest summary: something besides pytest "
+                                   "reported results")
     wanted = list(task.FAIL_TO_PASS) + list(task.PASS_TO_PASS)
     tests = {t: results.get(t, "MISSING") for t in wanted}
     # FAIL_TO_PASS must pass outright: an expected failure (XFAIL) is a failure the tree was let off
@@ -157,9 +187,11 @@ def _grade_add_tests(task: Task, built: Path, patch: str, work: Path) -> Grade:
             return Grade("unresolved", made)
         if tree == "probed":
             _probe_modules(made[0], set(kept))
-        results, ran, _log = run_suite(task, *made, paths=files)
+        results, ran, log = run_suite(task, *made, paths=files)
         if not ran:
             return Grade("infra_error", f"tests did not run on the {tree} tree")
+        if task.log_parser == "pytest" and testlog.summaries(log) > 1:
+            return Grade("unresolved", f"the output on the {tree} tree holds more than one pytest summary")
         runs[tree] = results
     fixed_bad = [t for t, s in runs["fixed"].items() if not testlog.passed(s) and s != "SKIPPED"]
     buggy_bad = [t for t, s in runs["buggy"].items() if not testlog.passed(s) and s != "SKIPPED"]
@@ -176,16 +208,6 @@ def _grade_add_tests(task: Task, built: Path, patch: str, work: Path) -> Grade:
         return Grade("unresolved", f"{len(unmoved)} tests that fail on the buggy tree pass on the same tree with "
                                    f"a line added to each module: they check the source, not its behaviour", tests)
     return Grade("resolved", "", tests)
-
-
-def _probe_modules(repo: Path, tests: set[str]) -> None:
-    """Append PROBE (one fresh name) to every package module of the tree, tests excluded."""
-    name = f"_minimax2_probe_{secrets.token_hex(4)}"
-    for path in sorted(sandbox.import_root(repo).rglob("*.py")):
-        rel = path.relative_to(repo).as_posix()
-        if path.is_symlink() or TEST_PATH.search(rel) or rel in tests:
-            continue
-        path.write_text(path.read_text(errors="surrogateescape") + PROBE.format(name=name), errors="surrogateescape")
 
 
 def _grade_refactor(task: Task, built: Path, patch: str, work: Path) -> Grade:
@@ -211,3 +233,46 @@ def grade(task: Task, built: Path, patch: str, workdir: Path | None = None) -> G
         result = graders[task.task_type](task, built, patch, work)
     result.seconds = time.monotonic() - start
     return result
+
+
+def _probe_modules(repo: Path, tests: set[str]) -> None:
+    """Probe every Python file of the tree (PROBE), test files excluded."""
+    name, token = f"_probe_{secrets.token_hex(4)}", str(secrets.randbelow(1 << 40) + (1 << 40))
+    for path in sorted(repo.rglob("*.py")):
+        rel = path.relative_to(repo).as_posix()
+        if path.is_symlink() or not path.is_file() or ".git" in path.parts or TEST_PATH.search(rel) or rel in tests:
+            continue
+        path.write_text(probed(path.read_text(errors="surrogateescape"), name, token), errors="surrogateescape")
+
+
+def probed(text: str, name: str, token: str) -> str:
+    """`text` with `token` as the first statement of every function and class body whose body starts
+    on a line of its own (after a docstring), and PROBE at the end; unchanged where it would not compile."""
+    tail = PROBE.format(name=name)
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return text + tail
+    lines = (text if text.endswith("\n") else text + "\n").splitlines(keepends=True)
+    at = {}  # line index -> indentation of the statement inserted before it
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or not node.body:
+            continue
+        first = node.body[0]
+        doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+        if doc:
+            where = first.end_lineno  # the line after the docstring
+        else:
+            where = min([first.lineno, *(d.lineno for d in getattr(first, "decorator_list", []))]) - 1
+        if first.lineno == node.lineno:
+            continue  # `def f(): return 1`
+        indent = re.match(r"[ \t]*", lines[first.lineno - 1]).group()
+        at[where] = indent
+    for index in sorted(at, reverse=True):
+        lines.insert(index, f"{at[index]}{token}\n")
+    out = "".join(lines) + tail
+    try:
+        compile(out, "<probed>", "exec")
+    except (SyntaxError, ValueError):
+        return text + tail
+    return out

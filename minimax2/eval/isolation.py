@@ -1,12 +1,12 @@
 """What isolates a sandboxed command on this machine: probed once, reported at start.
 
 Levels, best first (the first whose probe passes is used):
-  full     PID + network + mount namespaces; the command runs as an unprivileged user (uid 65534
-           when the harness is root; the harness's own user mapped to root of a user namespace
-           otherwise) with no capabilities; every mount read-only except the sandbox's folders;
+  full     PID + IPC + UTS + network + mount namespaces (no shared memory outlives a command); the
+           command runs as an unprivileged user (uid 65534 when the harness is root; the harness's
+           own user mapped to root of a user namespace otherwise) with no capabilities; every mount read-only except the sandbox's folders;
            folders not reachable by that user (a 0700 home holding the interpreter) are covered
            by an empty tmpfs with only the interpreter's prefix put back.
-  pidns    PID + network namespaces only: killing the command kills everything it started.
+  pidns    PID + IPC + UTS + network namespaces only: killing the command kills everything it started.
   netns    `unshare -n` only: no network; process-group kill plus reaping by an environment marker.
   none     process-group kill plus marker reaping.
 File-size limit (RLIMIT_FSIZE), the disk cap and the minimal environment hold at every level.
@@ -61,11 +61,12 @@ class Isolation:
             spec = mount_spec(writable, reveal, SANDBOX_UID if self.as_root else os.getuid(), cover)
             drop = [*DROP_CAPS[:1], f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}",
                     "--clear-groups", *DROP_CAPS[1:]] if self.as_root else list(DROP_CAPS)
-            return ["unshare", *user, "--mount", "--pid", "--fork", "--mount-proc", "--kill-child", *net,
+            return ["unshare", *user, "--mount", "--pid", "--ipc", "--uts", "--fork", "--mount-proc", "--kill-child",
+                    *net,
                     "--", sys.executable, "-I", "-S", str(INIT), json.dumps(spec),
                     *drop, "--", "bash", "-c", script]
         if self.level == "pidns":
-            return ["unshare", *user, "--pid", "--fork", "--mount-proc", "--kill-child", *net,
+            return ["unshare", *user, "--pid", "--ipc", "--uts", "--fork", "--mount-proc", "--kill-child", *net,
                     "--", "bash", "-c", script]
         if self.level == "netns" and not network:
             return ["unshare", "-n" if self.as_root else "-rn", "--", "bash", "-c", script]
@@ -104,6 +105,25 @@ def concealed() -> list[Path]:
     return sorted(_concealed)
 
 
+# What a command needs of the host's tree; every other top-level folder (/home, /work, /opt, /srv,
+# /mnt: where checkouts of this project, with every task's record in their history, and other
+# installs live) and every other entry of /tmp and /var/tmp is covered, best effort.
+SYSTEM_TOP = {"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "sys",
+              "usr", "tmp", "var"}
+
+
+def clutter() -> list[Path]:
+    """Host paths no command needs: top-level folders outside SYSTEM_TOP, and the entries of the shared
+    temporary folders (other runs, other tools' caches)."""
+    out = []
+    for parent, keep in ((Path("/"), SYSTEM_TOP), (Path("/tmp"), set()), (Path("/var/tmp"), set())):
+        try:
+            out += [parent / name for name in sorted(os.listdir(parent)) if name not in keep]
+        except OSError:
+            continue
+    return out
+
+
 def mount_spec(writable: list[Path], reveal: list[Path], uid: int, cover: list[Path] = ()) -> dict:
     paths = sorted({Path(os.path.realpath(p)) for p in [*writable, *reveal]}, key=lambda p: len(p.parts))
     hide, shown = [], []
@@ -115,10 +135,14 @@ def mount_spec(writable: list[Path], reveal: list[Path], uid: int, cover: list[P
         if top not in hide:
             hide.append(top)
     keep = [*paths]  # a cover over one of these (or above it) would hide the sandbox's own folders
-    covered = [str(c) for c in dict.fromkeys(Path(os.path.realpath(c)) for c in cover)
-               if not any(k == c or c in k.parents for k in keep)]
+
+    def usable(paths) -> list[str]:
+        return [str(c) for c in dict.fromkeys(Path(os.path.realpath(c)) for c in paths)
+                if not any(k == c or c in k.parents for k in keep)]
+
     return {"reveal": [str(p) for p in shown], "hide": [str(h) for h in hide],
-            "writable": [str(os.path.realpath(w)) for w in writable], "cover": covered}
+            "writable": [str(os.path.realpath(w)) for w in writable], "cover": usable(cover),
+            "tidy": usable(clutter())}
 
 
 def interpreter_prefix(venv: Path | None) -> list[Path]:
@@ -135,7 +159,7 @@ def _probe(level: str, as_root: bool) -> bool:
         try:
             iso.prepare([box])
             argv = iso.argv(script, [box], interpreter_prefix(None), network=False)
-            proc = subprocess.run(argv, capture_output=True, timeout=30)
+            proc = subprocess.run(argv, capture_output=True, timeout=30, cwd=box)
         except (OSError, subprocess.TimeoutExpired):
             return False
         ok = proc.returncode == 0 and (box / "ok").exists()

@@ -2,7 +2,9 @@
 runner (isolation.py: what contains it; capture.py: bounded output, timeout and disk cap)."""
 from __future__ import annotations
 
+import email.parser
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -137,6 +139,7 @@ def installed_copies(tree: Path, python: str) -> list[str]:
     for site in map(Path, out.stdout.split()):
         found += [str(site / n) for n in sorted(names) if (site / n).is_dir()]
         found += [str(site / f"{n}.py") for n in sorted(names) if (site / f"{n}.py").is_file()]
+        found += [str(c) for n in sorted(names) for c in sorted((site / "__pycache__").glob(f"{n}.*.pyc"))]
         for info in sorted(site.glob("*.dist-info")):
             record = info / "RECORD"
             lines = record.read_text(errors="replace").splitlines() if record.is_file() else []
@@ -163,11 +166,30 @@ def make_venv(tree: Path, venv: Path, python: str = "3.11", deps: Path | None = 
                     str(venv)], check=True)
     site = next(venv.glob("lib/python*/site-packages"))
     (site / "_minimax2_task.pth").write_text(str(import_root(tree).resolve()) + "\n")
+    _dist_info(tree, site)
     (venv.parent / HIDDEN_FILE).write_text("".join(f"{p}\n" for p in installed_copies(tree, python)))
     if deps is not None and (deps / "site-packages").is_dir():
         shutil.copytree(deps / "site-packages", site, symlinks=True, dirs_exist_ok=True)
         shutil.copy2(deps / "plugins.txt", venv / PLUGINS_FILE)
     return venv
+
+
+def _dist_info(tree: Path, site: Path) -> None:
+    """The tree's own installed metadata, from the sdist's PKG-INFO, as `pip install -e` would write it:
+    `importlib.metadata.version(name)` then answers for this tree (suites test it), not for whatever
+    release the interpreter has installed (which the sandbox covers anyway)."""
+    info = tree / "PKG-INFO"
+    if not info.is_file():
+        return
+    text = info.read_text(errors="replace")
+    meta = email.parser.Parser().parsestr(text, headersonly=True)
+    if not meta["Name"] or not meta["Version"]:
+        return
+    folder = site / f"{re.sub(r'[-_.]+', '_', meta['Name'])}-{meta['Version']}.dist-info"
+    folder.mkdir(exist_ok=True)
+    (folder / "METADATA").write_text(text)
+    (folder / "INSTALLER").write_text("minimax2-eval\n")
+    (folder / "RECORD").write_text("")
 
 
 def pytest_plugins(venv: Path) -> list[str]:
@@ -221,9 +243,15 @@ def create(tree: Path, workdir: Path, python: str = "3.11", deps: Path | None = 
 
 def diff(repo: Path) -> str:
     """The changes made in the sandbox since the start, new files included, as the harness's baseline
-    sees them (the agent's repo/.git, config included, is never read)."""
-    git(repo, "add", "-A", git_dir=baseline(repo))
-    return git(repo, "diff", "--cached", "--no-color", "--binary", "HEAD", git_dir=baseline(repo))
+    sees them (the agent's repo/.git, config included, is never read). Folders the agent made into
+    repositories of their own (a `.git` folder or gitfile inside) are left out: git would otherwise
+    record them as submodules, fail on one with no commit, or follow a gitfile anywhere on the host."""
+    base = baseline(repo)
+    nested = sorted({p.parent.relative_to(repo).as_posix() for p in repo.rglob(".git")
+                     if p.parent != repo and ".git" not in p.parent.relative_to(repo).parts})
+    (base / "info" / "exclude").write_text(EXCLUDED + "".join(f"/{n}/\n" for n in nested))
+    git(repo, "add", "-A", git_dir=base)
+    return git(repo, "-c", "diff.renames=false", "diff", "--cached", "--no-color", "--binary", "HEAD", git_dir=base)
 
 
 def apply_patch(repo: Path, patch: str) -> None:

@@ -6,7 +6,8 @@ SPEC: {"reveal": [paths], "hide": [dirs], "writable": [dirs], "cover": [paths]}
    (a home directory that holds the interpreter, say), and the clones are put back at their old
    paths, so the command sees them and nothing else of the hidden folder.
 2. Every `cover` path (where answers are kept, even inside what was revealed) is covered too: a
-   folder by an empty tmpfs, a file by /dev/null.
+   folder by an empty tmpfs, a file by /dev/null; then every `tidy` path (host clutter) the same
+   way, best effort (one that cannot be covered is left, not fatal).
 3. Every `writable` dir is bind-mounted onto itself; every other mount is remounted read-only.
 4. exec COMMAND (which drops the user and capabilities: see isolation.py).
 Any failure exits 125 before the command starts: the sandbox never runs a command half-isolated.
@@ -54,6 +55,19 @@ def inside(path: str, dirs: list[str]) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
 
 
+def cover(path: str, required: bool) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        args = ("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+    elif os.path.isfile(path) and not os.path.islink(path):
+        args = ("/dev/null", path, None, MS_BIND)
+    else:
+        return  # gone, a link (its target is what counts) or a socket/FIFO: nothing to read
+    if required:
+        mount(*args)
+    else:
+        LIBC.mount(*(None if a is None else a.encode() if isinstance(a, str) else a for a in args))
+
+
 def main() -> None:
     spec, command = json.loads(sys.argv[1]), sys.argv[2:]
     mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -66,10 +80,9 @@ def main() -> None:
         checked(LIBC.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, path.encode(), MOVE_MOUNT_F_EMPTY_PATH),
                 f"move_mount {path}")
     for path in spec.get("cover", []):
-        if os.path.isdir(path) and not os.path.islink(path):
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
-        elif os.path.lexists(path):
-            mount("/dev/null", path, None, MS_BIND)
+        cover(path, required=True)
+    for path in spec.get("tidy", []):
+        cover(path, required=False)
     for path in spec["writable"]:
         mount(path, path, None, MS_BIND | MS_REC)
     for point in mount_points():
@@ -83,7 +96,10 @@ def main() -> None:
             continue
         kept = sum(ms for bit, ms in KEPT_FLAGS.items() if flags & bit)
         mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
-    os.chdir(os.getcwd())  # the working directory still pins the mount it was on: take the new one
+    try:
+        os.chdir(os.getcwd())  # the working directory still pins the mount it was on: take the new one
+    except FileNotFoundError:  # it was under a covered folder (the harness's own, in a probe)
+        os.chdir("/")
     os.execvp(command[0], command)
 
 

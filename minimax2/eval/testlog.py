@@ -82,6 +82,12 @@ def parse_unittest(log: str) -> dict[str, str]:
     return results
 
 
+def summaries(log: str) -> int:
+    """How many pytest final counts ("=== 3 passed in 0.1s ===") the output holds: pytest prints one.
+    More means something else printed one too (code under test forging a report, at exit, say)."""
+    return sum(1 for line in strip_ansi(log).splitlines() if _SUMMARY.match(line.strip()))
+
+
 def suite_ran(log: str, parser: str = "pytest") -> bool:
     """Whether the runner reached its final summary (otherwise the run is an infra error)."""
     lines = [line.strip() for line in strip_ansi(log).splitlines()[-30:]]

@@ -63,6 +63,7 @@ def _view(path: Path, view_range) -> str:
         return "\n".join(rels[:500]) + ("\n[... more entries ...]" if len(rels) > 500 else "")
     if not path.exists():
         raise ToolError(f"{path.name}: no such file")
+    _regular(path)
     lines = path.read_text(errors="replace").splitlines()
     first, last = 1, min(len(lines), VIEW_LIMIT)
     if view_range:
@@ -75,11 +76,20 @@ def _view(path: Path, view_range) -> str:
     return body + more
 
 
+def _regular(path: Path) -> None:
+    """The edit tool runs in the harness, outside the sandbox: a FIFO or device the agent made would
+    block it (a FIFO's open waits for a writer) or never end."""
+    if path.exists() and not path.is_file():
+        raise ToolError(f"{path.name}: not a regular file")
+
+
 def edit(repo: Path, args: dict) -> str:
     command, rel = args.get("command"), args.get("path")
     if not isinstance(rel, str) or not rel:
         raise FormatError("edit needs a path")
     path = _resolve(repo, rel)
+    if command != "view" or not path.is_dir():
+        _regular(path)
     if command == "view":
         return _view(path, args.get("view_range"))
     if command == "create":
