@@ -225,3 +225,12 @@ def test_edit_tool_refuses_special_files(bugfix, tmp_path):
     for command in ({"command": "view"}, {"command": "create", "file_text": "x"}):
         with pytest.raises(tools.ToolError, match="not a regular file"):
             tools.execute("edit", {**command, "path": "notes.txt"}, repo, venv, timeout=5)
+
+
+def test_patches_split_by_file_in_git_and_plain_form():
+    git = ("diff --git a/x.py b/x.py\nindex 1..2 100644\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n"
+           "diff --git a/y z/t.py b/y z/t.py\nnew file mode 100644\n--- /dev/null\n+++ b/y z/t.py\n@@ -0,0 +1 @@\n+c\n")
+    plain = "--- a/p.py\n+++ b/p.py\n@@ -1 +1 @@\n-a\n+b\n--- a/q/r.py\n+++ b/q/r.py\n@@ -1 +1 @@\n-a\n+b\n"
+    for patch, paths in ((git, ["x.py", "y z/t.py"]), (plain, ["p.py", "q/r.py"])):  # records spell gold plain
+        parts = grading.split_patch(patch)
+        assert list(parts) == paths and "".join(parts.values()) == patch

@@ -64,14 +64,36 @@ def patch_path(header: str) -> str | None:
     return path if rest == f"a/{path} b/{path}" else None
 
 
+def _side_path(line: str) -> str | None:
+    """The path of a `--- a/P` / `+++ b/P` line (None for /dev/null); a tab ends it (a timestamp)."""
+    name = line[4:].split("\t", 1)[0].rstrip("\n")
+    if name == "/dev/null":
+        return None
+    name = _unquote(name[1:-1]) if name.startswith('"') and name.endswith('"') else name
+    return name[2:] if name[:2] in ("a/", "b/") else name
+
+
 def split_patch(patch: str) -> dict[str, str]:
-    """{path: that file's part of a git diff}. A part whose header cannot be read is kept under its
-    header line, so no filter below mistakes it for an ordinary file."""
+    """{path: that file's part of a diff}, for git diffs and plain unified diffs (`--- a/P` then
+    `+++ b/P`, as task records spell gold patches). A git part whose path cannot be read is kept under
+    its header line, so no filter below mistakes it for an ordinary file."""
+    lines = patch.splitlines(keepends=True)
+    starts = []
+    for i, line in enumerate(lines):
+        if line.startswith("diff --git "):
+            starts.append(i)
+        elif (line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
+              and not (starts and lines[starts[-1]].startswith("diff --git ")
+                       and not any(x.startswith("@@") for x in lines[starts[-1]:i]))):
+            starts.append(i)  # a plain unified diff's next file (not the ---/+++ of a git part's header)
     parts: dict[str, str] = {}
-    for chunk in re.split(r"(?m)^(?=diff --git )", patch):
-        if chunk.startswith("diff --git "):
-            header = chunk.split("\n", 1)[0]
-            parts[patch_path(header) or header] = chunk
+    for begin, end in zip(starts, [*starts[1:], len(lines)]):
+        chunk = lines[begin:end]
+        sides = [_side_path(x) for x in chunk if x.startswith(("--- ", "+++ "))][:2]
+        path = next((p for p in reversed(sides) if p), None)
+        if chunk[0].startswith("diff --git "):
+            path = patch_path(chunk[0].rstrip("\n")) or path or chunk[0].rstrip("\n")
+        parts[path or "".join(chunk[:1])] = "".join(chunk)
     return parts
 
 
