@@ -14,20 +14,21 @@ from minimax2.eval.patching import unified_diff
 full = pytest.mark.skipif(isolation.detect().level != "full", reason="needs the full sandbox (mount namespaces)")
 
 
-@pytest.fixture(scope="module")
-def bugfix(tmp_path_factory):
+def _built(tmp_path_factory, kind: str):
     cache = tmp_path_factory.mktemp("cache")
-    task = _task("bugfix", instance_id="cheat-bugfix")
+    task = _task(kind, instance_id=f"cheat-{kind}")
     assert build.build_task(task, cache)["status"] == "valid"
     return build.load_built(task.instance_id, cache)
+
+
+@pytest.fixture(scope="module")
+def bugfix(tmp_path_factory):
+    return _built(tmp_path_factory, "bugfix")
 
 
 @pytest.fixture(scope="module")
 def add_tests(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    task = _task("add_tests", instance_id="cheat-add-tests")
-    assert build.build_task(task, cache)["status"] == "valid"
-    return build.load_built(task.instance_id, cache)
+    return _built(tmp_path_factory, "add_tests")
 
 
 def _agent(folder, tmp_path, task, command: str) -> str:
