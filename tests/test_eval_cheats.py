@@ -86,12 +86,15 @@ def test_forged_summary_lines_after_the_real_one_are_ignored():
     assert testlog.parse(log) == {"tests/test_calc.py::test_add": "FAILED"}
 
 
+# a test that fails on the buggy tree only because calc.py still has its bytes
+HASHING = ("import hashlib\nimport pathlib\n\n\ndef test_changed():\n"
+           "    text = (pathlib.Path(__file__).parents[1] / 'calc.py').read_bytes()\n"
+           f"    assert hashlib.sha256(text).hexdigest() != '{__import__('hashlib').sha256(CALC.encode()).hexdigest()}'\n")
+
+
 def test_tests_that_only_see_the_source_change_do_not_grade(add_tests):
     task, folder = add_tests
-    hashing = ("import hashlib\nimport pathlib\n\n\ndef test_changed():\n"
-               "    text = (pathlib.Path(__file__).parents[1] / 'calc.py').read_bytes()\n"
-               f"    assert hashlib.sha256(text).hexdigest() != '{__import__('hashlib').sha256(CALC.encode()).hexdigest()}'\n")
-    graded = grading.grade(task, folder, unified_diff("", hashing, "tests/test_hash.py", old_exists=False))
+    graded = grading.grade(task, folder, unified_diff("", HASHING, "tests/test_hash.py", old_exists=False))
     assert graded.status == "unresolved" and "check the source" in graded.reason
     assert grading.grade(task, folder, runner.oracle_patch(task, folder, "gold")).status == "resolved"
 
@@ -172,9 +175,7 @@ def test_tests_of_a_class_source_or_of_a_skipped_tree_do_not_grade(add_tests, tm
                 f"    assert hashlib.sha256(source).hexdigest() != '{__import__('hashlib').sha256(CALC.encode()).hexdigest()}'\n")
     graded = grading.grade(task, folder, unified_diff("", by_class, "tests/test_src.py", old_exists=False))
     assert graded.status == "unresolved" and "check the source" in graded.reason
-    hashing = ("import hashlib\nimport pathlib\n\n\ndef test_changed():\n"
-               "    text = (pathlib.Path(__file__).parents[1] / 'calc.py').read_bytes()\n"
-               f"    assert hashlib.sha256(text).hexdigest() != '{__import__('hashlib').sha256(CALC.encode()).hexdigest()}'\n")
+    hashing = HASHING
     layout = unified_diff("", "", "src/test_layout.py", old_exists=False)  # made import_root() skip the probe
     graded = grading.grade(task, folder, unified_diff("", hashing, "tests/test_hash.py", old_exists=False) + layout)
     assert graded.status == "unresolved"
