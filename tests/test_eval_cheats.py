@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_eval_grading import CALC, CALC_FIXED, _task
 
-from minimax2.eval import build, grading, isolation, runner, sandbox, tools
+from minimax2.eval import build, grading, isolation, probe, runner, sandbox, tools
 from minimax2.eval.patching import unified_diff
 
 full = pytest.mark.skipif(isolation.detect().level != "full", reason="needs the full sandbox (mount namespaces)")
@@ -184,12 +184,12 @@ def test_tests_of_a_class_source_or_of_a_skipped_tree_do_not_grade(add_tests, tm
 def test_probe_keeps_behaviour_and_changes_every_body():
     src = ('class A:\n    """doc"""\n    x = 1\n\n    def f(self):\n        return 1\n\n    @staticmethod\n'
            '    def g(): return 2\n\n\nasync def h():\n    """only doc"""\n')
-    out = grading.probed(src, "_probe_x", "123457")
+    out = probe.probed(src, "_probe_x", "123457")
     assert out.count("123457") == 3 and out.endswith("_probe_x = None\n")
     space: dict = {}
     exec(compile(out, "m", "exec"), space)
     assert space["A"].x == 1 and space["A"]().f() == 1 and space["A"].g() == 2 and space["A"].__doc__ == "doc"
-    assert grading.probed("def f(:\n", "_p", "1") == "def f(:\n\n_p = None\n"  # not Python: appended only
+    assert probe.probed("def f(:\n", "_p", "1") == "def f(:\n\n_p = None\n"  # not Python: appended only
 
 
 @full

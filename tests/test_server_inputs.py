@@ -9,8 +9,9 @@ import math
 import urllib.request
 
 import pytest
-from test_server_hardening import (CHAT, COMP, MSG, Serving, _check_400, _probe_health_while, closed_by_server,
-                                   side_app)
+from test_server_hardening import CHAT, COMP, MSG, _check_400
+
+from server_support.serving import Serving, _probe_health_while, closed_by_server, side_app
 
 from server_support.http import get, post
 

@@ -8,16 +8,14 @@ checks confirm the requested change.
 """
 from __future__ import annotations
 
-import ast
 import re
-import secrets
 import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import sandbox, structural, testlog
+from . import probe, sandbox, structural, testlog
 from .records import Task
 
 TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$|conftest\.py$)")
@@ -27,13 +25,6 @@ TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$|conftest\
 # runner's own (`python -m pytest` puts the tree first on sys.path).
 RUNNER_PATH = re.compile(r"(^|/)(sitecustomize\.py|usercustomize\.py|[^/]*\.pth|\.?pytest\.ini|tox\.ini"
                          r"|pyproject\.toml|setup\.cfg)$")
-# add_tests: a third run on a tree as buggy as the first but not byte-identical: every module of the
-# tree gets a line at its end, and every function and class body a no-op statement (a random number)
-# first. Tests that fail there too test behaviour; tests that pass there only noticed that the source
-# (of a file, a class, a function) changed.
-PROBE = "\n{name} = None\n"
-
-
 @dataclass
 class Grade:
     status: str  # resolved | unresolved | infra_error
@@ -208,7 +199,7 @@ def _grade_add_tests(task: Task, built: Path, patch: str, work: Path) -> Grade:
         if isinstance(made, str):
             return Grade("unresolved", made)
         if tree == "probed":
-            _probe_modules(made[0], set(kept))
+            probe.probe_tree(made[0], lambda rel: bool(TEST_PATH.search(rel)) or rel in kept)
         results, ran, log = run_suite(task, *made, paths=files)
         if not ran:
             return Grade("infra_error", f"tests did not run on the {tree} tree")
@@ -255,46 +246,3 @@ def grade(task: Task, built: Path, patch: str, workdir: Path | None = None) -> G
         result = graders[task.task_type](task, built, patch, work)
     result.seconds = time.monotonic() - start
     return result
-
-
-def _probe_modules(repo: Path, tests: set[str]) -> None:
-    """Probe every Python file of the tree (PROBE), test files excluded."""
-    name, token = f"_probe_{secrets.token_hex(4)}", str(secrets.randbelow(1 << 40) + (1 << 40))
-    for path in sorted(repo.rglob("*.py")):
-        rel = path.relative_to(repo).as_posix()
-        if path.is_symlink() or not path.is_file() or ".git" in path.parts or TEST_PATH.search(rel) or rel in tests:
-            continue
-        path.write_text(probed(path.read_text(errors="surrogateescape"), name, token), errors="surrogateescape")
-
-
-def probed(text: str, name: str, token: str) -> str:
-    """`text` with `token` as the first statement of every function and class body whose body starts
-    on a line of its own (after a docstring), and PROBE at the end; unchanged where it would not compile."""
-    tail = PROBE.format(name=name)
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
-        return text + tail
-    lines = (text if text.endswith("\n") else text + "\n").splitlines(keepends=True)
-    at = {}  # line index -> indentation of the statement inserted before it
-    for node in ast.walk(tree):
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or not node.body:
-            continue
-        first = node.body[0]
-        doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
-        if doc:
-            where = first.end_lineno  # the line after the docstring
-        else:
-            where = min([first.lineno, *(d.lineno for d in getattr(first, "decorator_list", []))]) - 1
-        if first.lineno == node.lineno:
-            continue  # `def f(): return 1`
-        indent = re.match(r"[ \t]*", lines[first.lineno - 1]).group()
-        at[where] = indent
-    for index in sorted(at, reverse=True):
-        lines.insert(index, f"{at[index]}{token}\n")
-    out = "".join(lines) + tail
-    try:
-        compile(out, "<probed>", "exec")
-    except (SyntaxError, ValueError):
-        return text + tail
-    return out

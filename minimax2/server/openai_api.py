@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 
@@ -14,6 +13,7 @@ from ..chat import parse_output, thinking_enabled
 from .chat_prep import openai_messages, prepare
 from .body import body
 from .errors import APIError, guard_stream
+from .logprobs import chat_logprobs, completion_logprobs
 from .params import check_prompt, check_prompt_chars, max_new_tokens, sampling_params, stop_list
 from .protocol import ChatCompletionRequest, CompletionRequest
 from .service import collect
@@ -28,31 +28,6 @@ def sse(obj) -> str:
 def _usage(prompt: int, completion: int, cached: int = 0) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": cached}}
-
-
-LOGPROB_FLOOR = -9999.0  # what OpenAI reports for a token that cannot be sampled (JSON has no -Infinity)
-
-
-def _lp(value: float) -> float:
-    """A logprob fit for JSON: a token a grammar forbids has -inf, reported as the floor."""
-    return max(value, LOGPROB_FLOOR)
-
-
-def _logprobs(tok, infos: list[dict]) -> dict:
-    def entry(tid, lp):
-        s = tok.decode([tid])
-        return {"token": s, "logprob": _lp(lp), "bytes": list(s.encode())}
-    return {"content": [{**entry(i["token_id"], i["logprob"]),
-                         "top_logprobs": [entry(t, lp) for t, lp in i.get("top", [])]} for i in infos]}
-
-
-def _legacy_logprobs(tok, infos: list[dict], start: int = 0) -> dict:
-    """The /v1/completions logprobs object: tokens, token_logprobs, top_logprobs, text_offset (each token's
-    place in the choice's text, which begins at `start`: after the prompt when it is echoed)."""
-    tokens = [tok.decode([i["token_id"]]) for i in infos]
-    offsets = list(itertools.accumulate((len(t) for t in tokens[:-1]), initial=start)) if tokens else []
-    return {"tokens": tokens, "token_logprobs": [_lp(i["logprob"]) for i in infos], "text_offset": offsets,
-            "top_logprobs": [{tok.decode([t]): _lp(lp) for t, lp in i.get("top", [])} for i in infos]}
 
 
 def finish_reason(parsed, engine_reason: str | None) -> str:
@@ -188,7 +163,7 @@ async def chat_completions(request: Request, req: ChatCompletionRequest = Depend
         if not req.parallel_tool_calls:
             parsed.tool_calls = parsed.tool_calls[:1]
         choices.append({"index": i, "message": message(parsed, req.reasoning_split),
-                        "logprobs": _logprobs(tok, lps[i]) if logprobs is not None else None,
+                        "logprobs": chat_logprobs(tok, lps[i]) if logprobs is not None else None,
                         "finish_reason": finish_reason(parsed, reasons[i])})
     return {**head, "object": "chat.completion", "choices": choices, "usage": _usage(*usage)}
 
@@ -209,7 +184,7 @@ async def _stream_chat(gen, head, prep, req, tok, include_usage):
             events += p.finish()
         if not req.parallel_tool_calls:
             events = [ev for ev in events if ev.kind in ("reasoning", "content") or ev.index == 0]
-        lp = _logprobs(tok, c.logprobs) if req.logprobs and c.logprobs else None
+        lp = chat_logprobs(tok, c.logprobs) if req.logprobs and c.logprobs else None
         for k, ev in enumerate(events):
             yield chunk(c.index, event_delta(ev, req.reasoning_split), lp=lp if k == 0 else None)
         if lp and not events:
@@ -240,7 +215,7 @@ async def completions(request: Request, req: CompletionRequest = Depends(body(Co
     tok = st.backend.tokenizer
     if req.stream:
         include_usage = bool((req.stream_options or {}).get("include_usage"))
-        lp = (lambda infos, start: _legacy_logprobs(tok, infos, start)) if req.logprobs is not None else None
+        lp = (lambda infos, start: completion_logprobs(tok, infos, start)) if req.logprobs is not None else None
         events = _stream_completion(gen, head, include_usage, text if req.echo else "", req.n, lp)
         return StreamingResponse(guard_stream("/v1/completions", events, gen, sse), media_type="text/event-stream")
     texts, reasons, usage = [""] * req.n, ["stop"] * req.n, [0, 0, 0]
@@ -253,7 +228,7 @@ async def completions(request: Request, req: CompletionRequest = Depends(body(Co
             usage = [c.prompt_tokens, usage[1] + c.completion_tokens, c.cached_tokens]
     start = len(text) if req.echo else 0
     choices = [{"index": i, "text": (text if req.echo else "") + texts[i], "finish_reason": reasons[i],
-                "logprobs": _legacy_logprobs(tok, lps[i], start) if req.logprobs is not None else None}
+                "logprobs": completion_logprobs(tok, lps[i], start) if req.logprobs is not None else None}
                for i in range(req.n)]
     return JSONResponse({**head, "choices": choices, "usage": _usage(*usage)})
 
