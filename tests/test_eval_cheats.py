@@ -236,3 +236,18 @@ def test_patches_split_by_file_in_git_and_plain_form():
     for patch, paths in ((git, ["x.py", "y z/t.py"]), (plain, ["p.py", "q/r.py"])):  # records spell gold plain
         parts = grading.split_patch(patch)
         assert list(parts) == paths and "".join(parts.values()) == patch
+
+
+def test_structural_checks_do_not_follow_links(tmp_path):
+    from minimax2.eval import structural
+
+    (tmp_path / "pkg").mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\nline two (\n")
+    (tmp_path / "pkg" / "mod.py").symlink_to(secret)
+    reason = structural.check(tmp_path, {"kind": "defines", "file": "pkg/mod.py", "name": "f"})
+    assert reason == "pkg/mod.py is not a regular file of the tree"
+    (tmp_path / "pkg" / "mod.py").unlink()
+    (tmp_path / "pkg" / "mod.py").write_text("top secret (\n")
+    reason = structural.check(tmp_path, {"kind": "defines", "file": "pkg/mod.py", "name": "f"})
+    assert "secret" not in reason and "syntax error" in reason

@@ -39,10 +39,16 @@ def _called_names(node: ast.AST) -> set[str]:
 def check(repo: Path, spec: dict) -> str | None:
     """None when the check holds, else a short reason."""
     path = repo / spec["file"]
+    # read as the harness's user, from a tree the agent's patch shaped: a file turned into a link (to
+    # /dev/zero, or to a file only that user may read) is refused, and a parse error says no more than that
+    if any(p.is_symlink() for p in (path, *path.parents) if repo in p.parents or p == path) or not path.is_file():
+        return f"{spec['file']} is not a regular file of the tree"
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
-    except (OSError, SyntaxError) as exc:
-        return f"{spec['file']}: {exc}"
+    except SyntaxError as exc:
+        return f"{spec['file']}: syntax error at line {exc.lineno}"
+    except (OSError, ValueError) as exc:
+        return f"{spec['file']}: cannot be read ({type(exc).__name__})"
     defs = _definitions(tree)
     kind, name = spec["kind"], spec["name"]
     node = defs.get(name)
