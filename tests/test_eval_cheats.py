@@ -9,6 +9,7 @@ import pytest
 from test_eval_grading import CALC, CALC_FIXED, _task
 
 from minimax2.eval import build, grading, isolation, probe, runner, sandbox, tools
+from minimax2.eval import patching
 from minimax2.eval.patching import unified_diff
 
 full = pytest.mark.skipif(isolation.detect().level != "full", reason="needs the full sandbox (mount namespaces)")
@@ -163,7 +164,7 @@ def test_second_review_cheats_do_not_grade(bugfix, tmp_path, files):
     script = " && ".join(f"mkdir -p '{os.path.dirname(p) or '.'}' && printf %s {__import__('shlex').quote(t)} > '{p}'"
                          for p, t in files.items())
     patch = _agent(folder, tmp_path, task, script)
-    assert set(files) <= set(grading.split_patch(patch))  # every path read whole, spaces included
+    assert set(files) <= set(patching.split_patch(patch))  # every path read whole, spaces included
     graded = grading.grade(task, folder, patch)
     assert graded.status == "unresolved", graded
 
@@ -234,7 +235,7 @@ def test_patches_split_by_file_in_git_and_plain_form():
            "diff --git a/y z/t.py b/y z/t.py\nnew file mode 100644\n--- /dev/null\n+++ b/y z/t.py\n@@ -0,0 +1 @@\n+c\n")
     plain = "--- a/p.py\n+++ b/p.py\n@@ -1 +1 @@\n-a\n+b\n--- a/q/r.py\n+++ b/q/r.py\n@@ -1 +1 @@\n-a\n+b\n"
     for patch, paths in ((git, ["x.py", "y z/t.py"]), (plain, ["p.py", "q/r.py"])):  # records spell gold plain
-        parts = grading.split_patch(patch)
+        parts = patching.split_patch(patch)
         assert list(parts) == paths and "".join(parts.values()) == patch
 
 

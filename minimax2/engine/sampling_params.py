@@ -70,7 +70,10 @@ class SamplingParams:
         for ok, name, rule in checks:
             if not ok:
                 got = getattr(self, name)
-                shown = f"{len(got)} strings, the longest {max(map(len, got))} characters" if name == "stop" else repr(got)
+                shown = repr(got)
+                if name == "stop":  # the list itself may be megabytes
+                    longest = max((len(x) for x in got if isinstance(x, str)), default=0)
+                    shown = f"{len(got)} strings, the longest {longest} characters"
                 raise ValueError(f"{name} {rule}, got {shown}")
 
     @property

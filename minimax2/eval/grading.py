@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import probe, sandbox, structural, testlog
+from .patching import split_patch
 from .records import Task
 
 TEST_PATH = re.compile(r"(^|/)(tests?/|test_[^/]*\.py$|[^/]*_test\.py$|conftest\.py$)")
@@ -35,57 +36,6 @@ class Grade:
     @property
     def resolved(self) -> bool:
         return self.status == "resolved"
-
-
-def _unquote(text: str) -> str:
-    """A path as git quotes it ("a/x\\ty"): C escapes, octal bytes in UTF-8."""
-    raw = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), text.encode("latin-1", "backslashreplace"))
-    return raw.decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
-
-
-def patch_path(header: str) -> str | None:
-    """The path of one `diff --git a/P b/P` header (the harness diffs without rename detection, so both
-    halves name the same file). Spaces are not quoted by git: the halves are split by length."""
-    rest = header[len("diff --git "):]
-    if rest.startswith('"'):
-        m = re.match(r'"a/((?:[^"\\]|\\.)*)" "b/((?:[^"\\]|\\.)*)"$', rest)
-        return _unquote(m.group(2)) if m else None
-    n = (len(rest) - 5) // 2
-    path = rest[2:2 + n]
-    return path if rest == f"a/{path} b/{path}" else None
-
-
-def _side_path(line: str) -> str | None:
-    """The path of a `--- a/P` / `+++ b/P` line (None for /dev/null); a tab ends it (a timestamp)."""
-    name = line[4:].split("\t", 1)[0].rstrip("\n")
-    if name == "/dev/null":
-        return None
-    name = _unquote(name[1:-1]) if name.startswith('"') and name.endswith('"') else name
-    return name[2:] if name[:2] in ("a/", "b/") else name
-
-
-def split_patch(patch: str) -> dict[str, str]:
-    """{path: that file's part of a diff}, for git diffs and plain unified diffs (`--- a/P` then
-    `+++ b/P`, as task records spell gold patches). A git part whose path cannot be read is kept under
-    its header line, so no filter below mistakes it for an ordinary file."""
-    lines = patch.splitlines(keepends=True)
-    starts = []
-    for i, line in enumerate(lines):
-        if line.startswith("diff --git "):
-            starts.append(i)
-        elif (line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
-              and not (starts and lines[starts[-1]].startswith("diff --git ")
-                       and not any(x.startswith("@@") for x in lines[starts[-1]:i]))):
-            starts.append(i)  # a plain unified diff's next file (not the ---/+++ of a git part's header)
-    parts: dict[str, str] = {}
-    for begin, end in zip(starts, [*starts[1:], len(lines)]):
-        chunk = lines[begin:end]
-        sides = [_side_path(x) for x in chunk if x.startswith(("--- ", "+++ "))][:2]
-        path = next((p for p in reversed(sides) if p), None)
-        if chunk[0].startswith("diff --git "):
-            path = patch_path(chunk[0].rstrip("\n")) or path or chunk[0].rstrip("\n")
-        parts[path or "".join(chunk[:1])] = "".join(chunk)
-    return parts
 
 
 def suite_command(task: Task, paths: list[str] = (), plugins: list[str] = ()) -> str:

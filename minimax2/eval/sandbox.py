@@ -3,6 +3,7 @@ runner (isolation.py: what contains it; capture.py: bounded output, timeout and 
 from __future__ import annotations
 
 import email.parser
+import functools
 import os
 import re
 import shutil
@@ -127,16 +128,22 @@ HIDDEN_FILE = "hidden-installs.txt"
 NOT_PACKAGES = {"setup", "conftest", "tests", "test", "docs", "doc", "examples", "scripts", "benchmarks", "tools"}
 
 
+@functools.cache
+def _site_dirs(python: str) -> tuple[Path, ...]:
+    """The site-packages folders of the interpreter task venvs of this Python version are made from."""
+    out = subprocess.run([find_python(python), "-I", "-c", "import site; print('\\n'.join(site.getsitepackages()))"],
+                         capture_output=True, text=True)
+    return tuple(Path(line) for line in out.stdout.splitlines() if line.strip())
+
+
 def installed_copies(tree: Path, python: str) -> list[str]:
     """Where the interpreter the venvs are made from has its own copy of the package under test (a
     venv sees its site-packages): the package's top-level modules and the dist-info that lists them.
     That copy may be the fixed release, so the sandbox covers it."""
     names = {p.stem if p.suffix == ".py" else p.name for p in import_root(tree).iterdir()
              if (p.is_dir() and (p / "__init__.py").is_file()) or p.suffix == ".py"} - NOT_PACKAGES
-    out = subprocess.run([find_python(python), "-I", "-c", "import site; print('\\n'.join(site.getsitepackages()))"],
-                         capture_output=True, text=True)
     found = []
-    for site in map(Path, out.stdout.split()):
+    for site in _site_dirs(python):
         found += [str(site / n) for n in sorted(names) if (site / n).is_dir()]
         found += [str(site / f"{n}.py") for n in sorted(names) if (site / f"{n}.py").is_file()]
         found += [str(c) for n in sorted(names) for c in sorted((site / "__pycache__").glob(f"{n}.*.pyc"))]

@@ -20,41 +20,26 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 class HeaderTimeoutProtocol(H11Protocol):
     header_timeout = 10.0  # set per server by `with_header_timeout`
 
-    _header_timer: asyncio.TimerHandle | None = None
-    _body_timer: asyncio.TimerHandle | None = None
-
-    def _arm_body(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-        self._body_timer = self.loop.call_later(self.header_timeout, self._body_too_slow)
-
-    def _disarm_body(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
-
-    def _body_too_slow(self) -> None:
-        self._body_timer = None
-        if self.conn.their_state is not h11.SEND_BODY or self.transport.is_closing():
-            return
-        if self.flow.read_paused:  # the app has not taken what came: not the client's delay
-            self._arm_body()
-            return
-        self.transport.close()
+    _timer: asyncio.TimerHandle | None = None  # the headers' deadline while idle, the body's while it comes
 
     def _arm(self) -> None:
         self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+        self._timer = self.loop.call_later(self.header_timeout, self._too_slow)
 
     def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _headers_too_slow(self) -> None:
-        self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.close()  # no request in progress: nothing to answer
+    def _too_slow(self) -> None:
+        self._timer = None
+        state = self.conn.their_state
+        if self.transport.is_closing() or state not in (h11.IDLE, h11.SEND_BODY):
+            return
+        if state is h11.SEND_BODY and self.flow.read_paused:  # the app has not taken what came: not the client
+            self._arm()
+            return
+        self.transport.close()  # headers or body stalled: no whole request to answer
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -62,12 +47,11 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def handle_events(self) -> None:
         super().handle_events()
-        if self.conn.their_state is not h11.IDLE:  # a request's headers are in
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:  # more body to come: each arrival restarts its deadline
+            self._arm()
+        elif state is not h11.IDLE:  # the whole request is in
             self._disarm()
-        if self.conn.their_state is h11.SEND_BODY:  # more body to come: it must not stall
-            self._arm_body()
-        else:
-            self._disarm_body()
 
     def on_response_complete(self) -> None:
         self._arm()  # before: the next pipelined request may be parsed (and disarm) right away
@@ -75,7 +59,6 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def connection_lost(self, exc) -> None:
         self._disarm()
-        self._disarm_body()
         super().connection_lost(exc)
 
 
